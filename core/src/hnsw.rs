@@ -1,0 +1,392 @@
+//! The HNSW graph over dense slots. It stores links only; distances come from the caller
+//! (the vector store), so the same graph code serves every precision.
+
+use crate::rng::SplitMix64;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// A (distance, slot) pair ordered by distance, for the search heaps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// Internal distance (lower is closer).
+    pub dist: f32,
+    /// Dense slot.
+    pub slot: u32,
+}
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.dist
+            .total_cmp(&other.dist)
+            .then(self.slot.cmp(&other.slot))
+    }
+}
+
+/// Reusable visited marks (an epoch per slot, so clearing is O(1)).
+#[derive(Debug, Default)]
+pub struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.epoch = 1;
+        }
+    }
+    /// Marks `slot`; returns true if it was not yet marked.
+    #[inline]
+    fn insert(&mut self, slot: u32) -> bool {
+        let m = &mut self.marks[slot as usize];
+        if *m == self.epoch {
+            false
+        } else {
+            *m = self.epoch;
+            true
+        }
+    }
+}
+
+/// HNSW links for every slot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Graph {
+    m: usize,
+    m0: usize,
+    ef_construction: usize,
+    level_mult: f64,
+    /// Level of each slot.
+    levels: Vec<u8>,
+    /// Layer-0 links: `m0 + 1` u32 per slot, the first is the count.
+    links0: Vec<u32>,
+    /// Upper layers: per slot, `(m + 1)` u32 per level 1..=level.
+    upper: Vec<Vec<u32>>,
+    entry: Option<u32>,
+    max_level: u8,
+    rng: SplitMix64,
+}
+
+impl Graph {
+    /// An empty graph with the given `M` and construction beam.
+    pub fn new(m: usize, ef_construction: usize, seed: u64) -> Self {
+        Self {
+            m,
+            m0: 2 * m,
+            ef_construction,
+            level_mult: 1.0 / (m.max(2) as f64).ln(),
+            levels: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            entry: None,
+            max_level: 0,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    /// Number of slots the graph knows.
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// True when the graph has no node.
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    /// Bytes used by links (for memory reports).
+    pub fn heap_bytes(&self) -> usize {
+        self.levels.capacity()
+            + self.links0.capacity() * 4
+            + self
+                .upper
+                .iter()
+                .map(|u| u.capacity() * 4 + 24)
+                .sum::<usize>()
+    }
+
+    #[inline]
+    fn links(&self, slot: u32, level: u8) -> &[u32] {
+        if level == 0 {
+            let base = slot as usize * (self.m0 + 1);
+            let n = self.links0[base] as usize;
+            &self.links0[base + 1..base + 1 + n]
+        } else {
+            let base = (level as usize - 1) * (self.m + 1);
+            let u = &self.upper[slot as usize];
+            let n = u[base] as usize;
+            &u[base + 1..base + 1 + n]
+        }
+    }
+
+    fn set_links(&mut self, slot: u32, level: u8, ns: &[u32]) {
+        if level == 0 {
+            let base = slot as usize * (self.m0 + 1);
+            let n = ns.len().min(self.m0);
+            self.links0[base] = n as u32;
+            self.links0[base + 1..base + 1 + n].copy_from_slice(&ns[..n]);
+        } else {
+            let base = (level as usize - 1) * (self.m + 1);
+            let n = ns.len().min(self.m);
+            let u = &mut self.upper[slot as usize];
+            u[base] = n as u32;
+            u[base + 1..base + 1 + n].copy_from_slice(&ns[..n]);
+        }
+    }
+
+    fn cap(&self, level: u8) -> usize {
+        if level == 0 { self.m0 } else { self.m }
+    }
+
+    fn random_level(&mut self) -> u8 {
+        let r = self.rng.next_f64().max(1e-12);
+        ((-r.ln() * self.level_mult) as usize).min(32) as u8
+    }
+
+    fn greedy(&self, mut cur: Scored, level: u8, dist: &impl Fn(u32) -> f32) -> Scored {
+        loop {
+            let mut changed = false;
+            for &n in self.links(cur.slot, level) {
+                let d = dist(n);
+                if d < cur.dist {
+                    cur = Scored { dist: d, slot: n };
+                    changed = true;
+                }
+            }
+            if !changed {
+                return cur;
+            }
+        }
+    }
+
+    /// Beam search on one layer. `accept` decides which nodes may be results; every node is
+    /// still traversed. Returns up to `ef` accepted nodes, closest first.
+    fn search_layer(
+        &self,
+        eps: &[Scored],
+        ef: usize,
+        level: u8,
+        dist: &impl Fn(u32) -> f32,
+        accept: &impl Fn(u32) -> bool,
+        visited: &mut Visited,
+    ) -> Vec<Scored> {
+        visited.reset(self.len());
+        let mut cand: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
+        let mut top: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+        let mut bound = f32::INFINITY;
+        for &e in eps {
+            visited.insert(e.slot);
+            cand.push(std::cmp::Reverse(e));
+            if accept(e.slot) {
+                top.push(e);
+                if top.len() > ef {
+                    top.pop();
+                }
+                if top.len() >= ef {
+                    bound = top.peek().map_or(f32::INFINITY, |s| s.dist);
+                }
+            }
+        }
+        while let Some(std::cmp::Reverse(c)) = cand.pop() {
+            if c.dist > bound && top.len() >= ef {
+                break;
+            }
+            for &n in self.links(c.slot, level) {
+                if !visited.insert(n) {
+                    continue;
+                }
+                let d = dist(n);
+                if top.len() < ef || d < bound {
+                    cand.push(std::cmp::Reverse(Scored { dist: d, slot: n }));
+                    if accept(n) {
+                        top.push(Scored { dist: d, slot: n });
+                        if top.len() > ef {
+                            top.pop();
+                        }
+                        if top.len() >= ef {
+                            bound = top.peek().map_or(f32::INFINITY, |s| s.dist);
+                        }
+                    }
+                }
+            }
+        }
+        top.into_sorted_vec()
+    }
+
+    /// hnswlib's neighbour heuristic: keep a candidate only if it is closer to the base than
+    /// to every neighbour kept so far. `cands` must be sorted closest first.
+    fn select(&self, cands: &[Scored], m: usize, pair: &impl Fn(u32, u32) -> f32) -> Vec<u32> {
+        let mut kept: Vec<Scored> = Vec::with_capacity(m);
+        for &c in cands {
+            if kept.len() >= m {
+                break;
+            }
+            if kept.iter().all(|k| pair(c.slot, k.slot) >= c.dist) {
+                kept.push(c);
+            }
+        }
+        kept.into_iter().map(|s| s.slot).collect()
+    }
+
+    /// Inserts a new slot (`slot == len()`) or relinks an existing one whose vector changed.
+    /// `dist(x)` is the distance from the slot's vector to `x`; `pair(a, b)` between stored slots.
+    pub fn insert(
+        &mut self,
+        slot: u32,
+        dist: &impl Fn(u32) -> f32,
+        pair: &impl Fn(u32, u32) -> f32,
+        visited: &mut Visited,
+    ) {
+        let s = slot as usize;
+        let level = if s == self.len() {
+            let level = self.random_level();
+            self.levels.push(level);
+            self.links0.resize(self.links0.len() + self.m0 + 1, 0);
+            self.upper.push(vec![0; level as usize * (self.m + 1)]);
+            level
+        } else {
+            self.levels[s]
+        };
+        let Some(entry) = self.entry else {
+            self.entry = Some(slot);
+            self.max_level = level;
+            return;
+        };
+        if entry == slot && self.len() == 1 {
+            return;
+        }
+        let not_self = |x: u32| x != slot;
+        let mut cur = Scored {
+            dist: dist(entry),
+            slot: entry,
+        };
+        let mut l = self.max_level;
+        while l > level {
+            cur = self.greedy(cur, l, dist);
+            l -= 1;
+        }
+        let mut eps = vec![cur];
+        for l in (0..=level.min(self.max_level)).rev() {
+            let found = self.search_layer(&eps, self.ef_construction, l, dist, &not_self, visited);
+            if found.is_empty() {
+                continue;
+            }
+            let chosen = self.select(&found, self.m.min(self.cap(l)), pair);
+            self.set_links(slot, l, &chosen);
+            for &n in &chosen {
+                let mut ns: Vec<u32> = self.links(n, l).to_vec();
+                if ns.contains(&slot) {
+                    continue;
+                }
+                if ns.len() < self.cap(l) {
+                    ns.push(slot);
+                    self.set_links(n, l, &ns);
+                } else {
+                    ns.push(slot);
+                    let mut scored: Vec<Scored> = ns
+                        .iter()
+                        .map(|&x| Scored {
+                            dist: pair(n, x),
+                            slot: x,
+                        })
+                        .collect();
+                    scored.sort();
+                    let kept = self.select(&scored, self.cap(l), pair);
+                    self.set_links(n, l, &kept);
+                }
+            }
+            eps = found;
+        }
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = Some(slot);
+        }
+    }
+
+    /// k-NN search: up to `ef.max(k)` accepted nodes, closest first (caller truncates).
+    pub fn search(
+        &self,
+        ef: usize,
+        dist: &impl Fn(u32) -> f32,
+        accept: &impl Fn(u32) -> bool,
+        visited: &mut Visited,
+    ) -> Vec<Scored> {
+        let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        let mut cur = Scored {
+            dist: dist(entry),
+            slot: entry,
+        };
+        for l in (1..=self.max_level).rev() {
+            cur = self.greedy(cur, l, dist);
+        }
+        self.search_layer(&[cur], ef, 0, dist, accept, visited)
+    }
+}
+
+/// Graph-wide state saved in a checkpoint header.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GraphMeta {
+    entry: Option<u32>,
+    max_level: u8,
+    rng: SplitMix64,
+}
+
+impl Graph {
+    /// Graph-wide state for a checkpoint.
+    pub(crate) fn meta(&self) -> GraphMeta {
+        GraphMeta {
+            entry: self.entry,
+            max_level: self.max_level,
+            rng: self.rng.clone(),
+        }
+    }
+    /// Restores graph-wide state after all slots were pushed.
+    pub(crate) fn set_meta(&mut self, m: GraphMeta) {
+        self.entry = m.entry;
+        self.max_level = m.max_level;
+        self.rng = m.rng;
+    }
+    /// Slot `slot`'s level and links as one u32 list: `[level, links0 block, upper block]`.
+    pub(crate) fn encode_slot(&self, slot: usize) -> Vec<u32> {
+        let base = slot * (self.m0 + 1);
+        let mut out = Vec::with_capacity(1 + self.m0 + 1 + self.upper[slot].len());
+        out.push(self.levels[slot] as u32);
+        out.extend_from_slice(&self.links0[base..base + self.m0 + 1]);
+        out.extend_from_slice(&self.upper[slot]);
+        out
+    }
+    /// Appends a slot from `encode_slot` output; `None` if malformed.
+    pub(crate) fn push_encoded(&mut self, b: &[u32], slots_total: usize) -> Option<()> {
+        let level = *b.first()? as usize;
+        if level > 32 || b.len() != 1 + self.m0 + 1 + level * (self.m + 1) {
+            return None;
+        }
+        let l0 = &b[1..self.m0 + 2];
+        if l0[0] as usize > self.m0 || l0[1..].iter().any(|&x| x as usize >= slots_total) {
+            return None;
+        }
+        let up = &b[self.m0 + 2..];
+        for lv in 0..level {
+            let blk = &up[lv * (self.m + 1)..(lv + 1) * (self.m + 1)];
+            if blk[0] as usize > self.m || blk[1..].iter().any(|&x| x as usize >= slots_total) {
+                return None;
+            }
+        }
+        self.levels.push(level as u8);
+        self.links0.extend_from_slice(l0);
+        self.upper.push(up.to_vec());
+        Some(())
+    }
+}

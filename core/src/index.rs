@@ -1,0 +1,567 @@
+//! One vector index: ids, vectors, meta, filters and the HNSW graph.
+//!
+//! Writes go through one path: `prepare_*` validates and returns a [`Record`] without touching
+//! state; the host makes the record durable; [`Index::apply`] executes it. Recovery replays the
+//! log through the same `apply`.
+
+use crate::filter::{self, Filter, FilterError, FilterIndex};
+use crate::hnsw::{Graph, Scored, Visited};
+use crate::params::{self, IndexParams, ParamError, SpaceType};
+use crate::record::{Record, UpsertItem};
+use crate::store::VectorStore;
+use roaring::RoaringBitmap;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use thiserror::Error;
+
+/// Below this many live vectors, unfiltered search is exact.
+pub const EXACT_BELOW: u64 = 2048;
+/// Endee's default: filters matching fewer vectors than this are searched exactly.
+pub const DEFAULT_PREFILTER_THRESHOLD: u64 = 10_000;
+/// Largest search beam accepted.
+pub const MAX_EF: usize = 4096;
+
+/// Why a write or search was refused. Nothing changes when one is returned.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum IndexError {
+    /// A parameter out of range.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// A malformed filter.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// Vector length differs from the index dimension.
+    #[error("vector {id:?} has dimension {got}, index expects {want}")]
+    Dimension {
+        /// Which vector.
+        id: String,
+        /// Its length.
+        got: usize,
+        /// The index dimension.
+        want: usize,
+    },
+    /// NaN or infinity in a vector.
+    #[error("vector {0:?} contains NaN or infinity")]
+    NotFinite(String),
+    /// Empty id.
+    #[error("vector id must not be empty")]
+    EmptyId,
+    /// Empty batch.
+    #[error("no vectors given")]
+    EmptyBatch,
+    /// Sparse data malformed or given to a dense index.
+    #[error("invalid sparse data for {id:?}: {detail}")]
+    Sparse {
+        /// Which vector.
+        id: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Unknown id.
+    #[error("vector {0:?} not found")]
+    NotFound(String),
+}
+
+/// Input to an upsert, before validation.
+pub type UpsertInput = UpsertItem;
+
+/// A search request.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// Query vector (dense).
+    pub vector: Vec<f32>,
+    /// Results wanted, 1..=4096.
+    pub k: usize,
+    /// Beam width (0 = default); raised to `k` when smaller.
+    pub ef: usize,
+    /// Optional filter.
+    pub filter: Option<Filter>,
+    /// Return stored vectors in hits.
+    pub include_vectors: bool,
+    /// Filters matching fewer vectors than this use exact search (default 10,000).
+    pub prefilter_threshold: Option<u64>,
+}
+
+impl SearchRequest {
+    /// A plain top-k request with default beam.
+    pub fn new(vector: Vec<f32>, k: usize) -> Self {
+        Self {
+            vector,
+            k,
+            ef: 0,
+            filter: None,
+            include_vectors: false,
+            prefilter_threshold: None,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// Endee's similarity (higher is better).
+    pub similarity: f32,
+    /// The user's id.
+    pub id: String,
+    /// Meta bytes.
+    pub meta: Vec<u8>,
+    /// Filter JSON text.
+    pub filter: String,
+    /// Stored norm.
+    pub norm: f32,
+    /// Decoded vector if asked for, else empty.
+    pub vector: Vec<f32>,
+}
+
+/// A stored vector, as `get` returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorRecord {
+    /// The user's id.
+    pub id: String,
+    /// Meta bytes.
+    pub meta: Vec<u8>,
+    /// Filter JSON text (`{}` when none).
+    pub filter: String,
+    /// Stored norm.
+    pub norm: f32,
+    /// Decoded vector.
+    pub vector: Vec<f32>,
+    /// Sparse indices.
+    pub sparse_indices: Vec<u32>,
+    /// Sparse values.
+    pub sparse_values: Vec<f32>,
+}
+
+/// Per-slot payload besides the vector.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SlotData {
+    pub id: Option<String>,
+    #[serde(with = "serde_bytes")]
+    pub meta: Vec<u8>,
+    pub filter: String,
+    pub norm: f32,
+    pub sparse_indices: Vec<u32>,
+    pub sparse_values: Vec<f32>,
+}
+
+/// The index.
+#[derive(Debug)]
+pub struct Index {
+    pub(crate) params: IndexParams,
+    pub(crate) store: VectorStore,
+    pub(crate) graph: Graph,
+    pub(crate) slots: Vec<SlotData>,
+    pub(crate) ids: HashMap<String, u32>,
+    /// Freed slots, reused last-freed first (deterministic across replay).
+    pub(crate) free: Vec<u32>,
+    pub(crate) live: RoaringBitmap,
+    pub(crate) filters: FilterIndex,
+    visited: Mutex<Vec<Visited>>,
+}
+
+/// Seed of the level generator: fixed, so that a replay builds the same graph.
+const GRAPH_SEED: u64 = 100;
+
+impl Index {
+    /// A new empty index. Fails if a parameter is out of range.
+    pub fn new(params: IndexParams) -> Result<Self, IndexError> {
+        params.validate()?;
+        Ok(Self::from_parts(
+            VectorStore::new(params.dim, params.space, params.precision),
+            Graph::new(params.m, params.ef_construction, GRAPH_SEED),
+            params,
+        ))
+    }
+
+    pub(crate) fn from_parts(store: VectorStore, graph: Graph, params: IndexParams) -> Self {
+        Self {
+            params,
+            store,
+            graph,
+            slots: Vec::new(),
+            ids: HashMap::new(),
+            free: Vec::new(),
+            live: RoaringBitmap::new(),
+            filters: FilterIndex::default(),
+            visited: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The index parameters.
+    pub fn params(&self) -> &IndexParams {
+        &self.params
+    }
+
+    /// Number of live vectors.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when no vector is stored.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Approximate heap bytes of vectors and graph (for memory reports).
+    pub fn heap_bytes(&self) -> usize {
+        self.store.heap_bytes() + self.graph.heap_bytes() + self.slots.len() * 64
+    }
+
+    fn check_vector(&self, id: &str, v: &[f32]) -> Result<(), IndexError> {
+        if v.len() != self.params.dim {
+            return Err(IndexError::Dimension {
+                id: id.into(),
+                got: v.len(),
+                want: self.params.dim,
+            });
+        }
+        if !v.iter().all(|x| x.is_finite()) {
+            return Err(IndexError::NotFinite(id.into()));
+        }
+        Ok(())
+    }
+
+    /// Validates an upsert batch; returns the record to log. Changes nothing.
+    pub fn prepare_upsert(&self, items: Vec<UpsertInput>) -> Result<Record, IndexError> {
+        if items.is_empty() {
+            return Err(IndexError::EmptyBatch);
+        }
+        for it in &items {
+            if it.id.is_empty() {
+                return Err(IndexError::EmptyId);
+            }
+            self.check_vector(&it.id, &it.vector)?;
+            filter::parse_stored(&it.filter)?;
+            if !it.norm.is_finite() {
+                return Err(IndexError::NotFinite(it.id.clone()));
+            }
+            let sparse_err = |detail: String| IndexError::Sparse {
+                id: it.id.clone(),
+                detail,
+            };
+            if it.sparse_indices.len() != it.sparse_values.len() {
+                return Err(sparse_err(
+                    "sparse_indices and sparse_values differ in length".into(),
+                ));
+            }
+            if !it.sparse_indices.is_empty() {
+                if self.params.sparse_dim == 0 {
+                    return Err(sparse_err("this index is dense-only".into()));
+                }
+                if let Some(bad) = it
+                    .sparse_indices
+                    .iter()
+                    .find(|&&i| i as u64 >= self.params.sparse_dim)
+                {
+                    return Err(sparse_err(format!(
+                        "index {bad} >= sparse_dim {}",
+                        self.params.sparse_dim
+                    )));
+                }
+                if !it.sparse_values.iter().all(|x| x.is_finite()) {
+                    return Err(sparse_err("NaN or infinity in sparse_values".into()));
+                }
+            }
+        }
+        Ok(Record::Upsert(items))
+    }
+
+    /// Validates a delete by ids; unknown ids are an error only when none is known.
+    pub fn prepare_delete(&self, ids: Vec<String>) -> Result<Record, IndexError> {
+        if let Some(missing) = ids.iter().find(|id| !self.ids.contains_key(*id)) {
+            if ids.len() == 1 {
+                return Err(IndexError::NotFound(missing.clone()));
+            }
+        }
+        Ok(Record::Delete(
+            ids.into_iter()
+                .filter(|id| self.ids.contains_key(id))
+                .collect(),
+        ))
+    }
+
+    /// Resolves a filter to the ids it matches now; the record deletes exactly those.
+    pub fn prepare_delete_by_filter(&self, f: &Filter) -> Result<Record, IndexError> {
+        let ids = match self.matching(f) {
+            Some(bm) => bm
+                .iter()
+                .filter_map(|s| self.slots[s as usize].id.clone())
+                .collect(),
+            None => self.ids.keys().cloned().collect(),
+        };
+        Ok(Record::Delete(ids))
+    }
+
+    /// Validates filter updates; unknown ids are skipped (as Endee).
+    pub fn prepare_update_filters(
+        &self,
+        updates: Vec<(String, String)>,
+    ) -> Result<Record, IndexError> {
+        for (_, f) in &updates {
+            filter::parse_stored(f)?;
+        }
+        Ok(Record::UpdateFilters(
+            updates
+                .into_iter()
+                .filter(|(id, _)| self.ids.contains_key(id))
+                .collect(),
+        ))
+    }
+
+    fn normalise(&self, v: &[f32]) -> Vec<f32> {
+        if self.params.space != SpaceType::Cosine {
+            return v.to_vec();
+        }
+        let n = crate::kernels::dot_f32(v, v).sqrt().max(1e-10);
+        v.iter().map(|x| x / n).collect()
+    }
+
+    fn stored_filter(s: &str) -> Map<String, Value> {
+        filter::parse_stored(s).unwrap_or_default()
+    }
+
+    fn take_visited(&self) -> Visited {
+        self.visited
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default()
+    }
+
+    fn give_visited(&self, v: Visited) {
+        if let Ok(mut p) = self.visited.lock() {
+            p.push(v);
+        }
+    }
+
+    /// Executes a record. Returns how many vectors it affected. Items a valid `prepare` could
+    /// not have produced (wrong dimension) are skipped, so replay of any log is panic-free.
+    pub fn apply(&mut self, rec: &Record) -> usize {
+        match rec {
+            Record::Upsert(items) => {
+                let mut n = 0;
+                let mut visited = self.take_visited();
+                for it in items {
+                    if it.vector.len() != self.params.dim || it.id.is_empty() {
+                        continue;
+                    }
+                    self.upsert_one(it, &mut visited);
+                    n += 1;
+                }
+                self.give_visited(visited);
+                n
+            }
+            Record::Delete(ids) => ids.iter().filter(|id| self.delete_one(id)).count(),
+            Record::UpdateFilters(ups) => {
+                let mut n = 0;
+                for (id, f) in ups {
+                    if let Some(&slot) = self.ids.get(id) {
+                        let data = &mut self.slots[slot as usize];
+                        let old = Self::stored_filter(&data.filter);
+                        data.filter = f.clone();
+                        self.filters.remove(slot, &old);
+                        self.filters.add(slot, &Self::stored_filter(f));
+                        n += 1;
+                    }
+                }
+                n
+            }
+        }
+    }
+
+    fn upsert_one(&mut self, it: &UpsertItem, visited: &mut Visited) {
+        let v = self.normalise(&it.vector);
+        let slot = match self.ids.get(&it.id) {
+            Some(&s) => {
+                let old = Self::stored_filter(&self.slots[s as usize].filter);
+                self.filters.remove(s, &old);
+                s
+            }
+            None => match self.free.pop() {
+                Some(s) => s,
+                None => self.slots.len() as u32,
+            },
+        };
+        let data = SlotData {
+            id: Some(it.id.clone()),
+            meta: it.meta.clone(),
+            filter: if it.filter.trim().is_empty() {
+                "{}".into()
+            } else {
+                it.filter.clone()
+            },
+            norm: it.norm,
+            sparse_indices: it.sparse_indices.clone(),
+            sparse_values: it.sparse_values.clone(),
+        };
+        self.filters.add(slot, &Self::stored_filter(&data.filter));
+        if slot as usize == self.slots.len() {
+            self.slots.push(data);
+        } else {
+            self.slots[slot as usize] = data;
+        }
+        self.store.set(slot as usize, &v);
+        let q = self.store.prepare(&self.store.get(slot as usize));
+        let store = &self.store;
+        self.graph.insert(
+            slot,
+            &|x| store.dist(&q, x),
+            &|a, b| store.dist_slots(a, b),
+            visited,
+        );
+        self.ids.insert(it.id.clone(), slot);
+        self.live.insert(slot);
+    }
+
+    fn delete_one(&mut self, id: &str) -> bool {
+        let Some(slot) = self.ids.remove(id) else {
+            return false;
+        };
+        let data = std::mem::take(&mut self.slots[slot as usize]);
+        self.filters
+            .remove(slot, &Self::stored_filter(&data.filter));
+        self.live.remove(slot);
+        self.free.push(slot);
+        true
+    }
+
+    /// The stored vector for `id`.
+    pub fn get(&self, id: &str) -> Option<VectorRecord> {
+        let &slot = self.ids.get(id)?;
+        let d = &self.slots[slot as usize];
+        Some(VectorRecord {
+            id: id.to_string(),
+            meta: d.meta.clone(),
+            filter: d.filter.clone(),
+            norm: d.norm,
+            vector: self.store.get(slot as usize),
+            sparse_indices: d.sparse_indices.clone(),
+            sparse_values: d.sparse_values.clone(),
+        })
+    }
+
+    /// Live slots matching `f`; `None` for an empty filter (everything matches).
+    fn matching(&self, f: &Filter) -> Option<RoaringBitmap> {
+        if f.is_empty() {
+            return None;
+        }
+        let mut bm = self.filters.eval(f).unwrap_or_default();
+        bm &= &self.live;
+        Some(bm)
+    }
+
+    /// Number of live vectors a filter matches.
+    pub fn count_matching(&self, f: &Filter) -> u64 {
+        self.matching(f).map_or(self.live.len(), |b| b.len())
+    }
+
+    fn exact(
+        &self,
+        q: &crate::store::Query,
+        k: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> Vec<Scored> {
+        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+        for s in slots {
+            let d = Scored {
+                dist: self.store.dist(q, s),
+                slot: s,
+            };
+            if heap.len() < k {
+                heap.push(d);
+            } else if heap.peek().is_some_and(|top: &Scored| d < *top) {
+                heap.pop();
+                heap.push(d);
+            }
+        }
+        heap.into_sorted_vec()
+    }
+
+    /// Top-k search. Exact for small or highly filtered sets, HNSW otherwise; with a filter,
+    /// k results come back whenever k vectors match.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexError> {
+        params::validate_k(req.k)?;
+        self.check_vector("query", &req.vector)?;
+        if req.ef > MAX_EF {
+            return Err(ParamError::Invalid {
+                field: "ef",
+                allowed: format!("0..={MAX_EF}"),
+                got: req.ef.to_string(),
+            }
+            .into());
+        }
+        let ef = if req.ef == 0 {
+            params::DEFAULT_EF_SEARCH
+        } else {
+            req.ef
+        }
+        .max(req.k);
+        let q = self.store.prepare(&self.normalise(&req.vector));
+        let filtered = req.filter.as_ref().and_then(|f| self.matching(f));
+        let found = match &filtered {
+            Some(bm) if bm.is_empty() => Vec::new(),
+            Some(bm)
+                if bm.len()
+                    < req
+                        .prefilter_threshold
+                        .unwrap_or(DEFAULT_PREFILTER_THRESHOLD) =>
+            {
+                self.exact(&q, req.k, bm.iter())
+            }
+            Some(bm) => {
+                let mut visited = self.take_visited();
+                let mut r = self.graph.search(
+                    ef,
+                    &|x| self.store.dist(&q, x),
+                    &|x| bm.contains(x),
+                    &mut visited,
+                );
+                self.give_visited(visited);
+                if r.len() < req.k.min(bm.len() as usize) {
+                    r = self.exact(&q, req.k, bm.iter());
+                }
+                r
+            }
+            None if self.live.len() < EXACT_BELOW => self.exact(&q, req.k, self.live.iter()),
+            None => {
+                let mut visited = self.take_visited();
+                let mut r = self.graph.search(
+                    ef,
+                    &|x| self.store.dist(&q, x),
+                    &|x| self.live.contains(x),
+                    &mut visited,
+                );
+                self.give_visited(visited);
+                if r.len() < req.k.min(self.live.len() as usize) {
+                    r = self.exact(&q, req.k, self.live.iter());
+                }
+                r
+            }
+        };
+        Ok(found
+            .into_iter()
+            .take(req.k)
+            .map(|s| {
+                let d = &self.slots[s.slot as usize];
+                SearchHit {
+                    similarity: self.store.similarity(s.dist),
+                    id: d.id.clone().unwrap_or_default(),
+                    meta: d.meta.clone(),
+                    filter: d.filter.clone(),
+                    norm: d.norm,
+                    vector: if req.include_vectors {
+                        self.store.get(s.slot as usize)
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Every live id (unordered).
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.ids.keys().map(|s| s.as_str())
+    }
+}

@@ -1,0 +1,20 @@
+//! # cairn-core
+//!
+//! CairnDB's database as pure state machines: no files, sockets, threads or clocks. Hosts
+//! (the native server, the browser Worker, Node) feed it requests, time and entropy, perform
+//! the IO it describes, and report back. See `DESIGN.md` in the repository root.
+
+pub mod checkpoint;
+pub mod filter;
+pub mod hnsw;
+pub mod index;
+pub mod kernels;
+pub mod params;
+pub mod record;
+pub mod rng;
+pub mod store;
+
+pub use filter::{Filter, FilterError};
+pub use index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
+pub use params::{IndexParams, ParamError, Precision, SpaceType};
+pub use record::{Record, UpsertItem};

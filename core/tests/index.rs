@@ -1,0 +1,372 @@
+//! Index behaviour: writes, search quality, filters, checkpoints and log replay.
+
+use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
+use cairn_core::record::read_log;
+use cairn_core::rng::SplitMix64;
+use cairn_core::{
+    Filter, Index, IndexError, IndexParams, Precision, Record, SearchRequest, SpaceType, UpsertItem,
+};
+use serde_json::json;
+
+fn item(id: &str, v: Vec<f32>, filter: serde_json::Value) -> UpsertItem {
+    UpsertItem {
+        id: id.into(),
+        vector: v,
+        meta: id.as_bytes().to_vec(),
+        filter: filter.to_string(),
+        norm: 1.0,
+        sparse_indices: vec![],
+        sparse_values: vec![],
+    }
+}
+
+fn write(ix: &mut Index, items: Vec<UpsertItem>) -> Record {
+    let r = ix.prepare_upsert(items).expect("valid");
+    ix.apply(&r);
+    r
+}
+
+/// Clustered gaussian data: realistic neighbourhoods, unlike uniform noise.
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut r = SplitMix64::new(seed);
+    let centers: Vec<Vec<f32>> = (0..32)
+        .map(|_| (0..dim).map(|_| r.gaussian()).collect())
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centers[r.below(32) as usize];
+            c.iter().map(|x| x + 0.35 * r.gaussian()).collect()
+        })
+        .collect()
+}
+
+fn brute(data: &[Vec<f32>], q: &[f32], k: usize, space: SpaceType) -> Vec<usize> {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-10);
+    let mut d: Vec<(f32, usize)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let dot: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+            let s = match space {
+                SpaceType::L2 => v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+                SpaceType::Ip => -dot,
+                SpaceType::Cosine => -dot / (norm(v) * norm(q)),
+            };
+            (s, i)
+        })
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0));
+    d.into_iter().take(k).map(|x| x.1).collect()
+}
+
+#[test]
+fn upsert_replace_delete_reuse() {
+    let mut ix =
+        Index::new(IndexParams::new(4, SpaceType::L2).with_precision(Precision::Float32)).unwrap();
+    write(
+        &mut ix,
+        vec![
+            item("a", vec![1.0, 0.0, 0.0, 0.0], json!({"c": "x"})),
+            item("b", vec![0.0, 1.0, 0.0, 0.0], json!({})),
+        ],
+    );
+    assert_eq!(ix.len(), 2);
+    let got = ix.get("a").unwrap();
+    assert_eq!(got.vector, vec![1.0, 0.0, 0.0, 0.0]);
+    assert_eq!(got.meta, b"a");
+    // replace: vector, meta and filter all change
+    let mut a2 = item("a", vec![0.0, 0.0, 2.0, 0.0], json!({"c": "y"}));
+    a2.meta = b"new".to_vec();
+    write(&mut ix, vec![a2]);
+    assert_eq!(ix.len(), 2);
+    let got = ix.get("a").unwrap();
+    assert_eq!(got.vector, vec![0.0, 0.0, 2.0, 0.0]);
+    assert_eq!(got.meta, b"new");
+    assert_eq!(got.filter, json!({"c": "y"}).to_string());
+    let f = Filter::parse(&json!([{"c": {"$eq": "x"}}])).unwrap();
+    assert_eq!(ix.count_matching(&f), 0);
+    // delete then reuse the slot
+    let r = ix.prepare_delete(vec!["b".into()]).unwrap();
+    assert_eq!(ix.apply(&r), 1);
+    assert!(ix.get("b").is_none());
+    assert_eq!(
+        ix.prepare_delete(vec!["b".into()]),
+        Err(IndexError::NotFound("b".into()))
+    );
+    write(
+        &mut ix,
+        vec![item("c", vec![0.0, 0.0, 0.0, 3.0], json!({}))],
+    );
+    assert_eq!(ix.len(), 2);
+    let hits = ix
+        .search(&SearchRequest::new(vec![0.0, 0.0, 0.0, 3.0], 1))
+        .unwrap();
+    assert_eq!(hits[0].id, "c");
+    assert!(
+        (hits[0].similarity - 1.0).abs() < 1e-6,
+        "l2 similarity is 1 - d²"
+    );
+    let hits = ix
+        .search(&SearchRequest::new(vec![0.0, 0.0, 0.0, 3.0], 5))
+        .unwrap();
+    assert_eq!(hits.len(), 2, "deleted vectors never come back");
+}
+
+#[test]
+fn invalid_writes_change_nothing() {
+    let mut ix = Index::new(IndexParams::new(3, SpaceType::Cosine)).unwrap();
+    write(&mut ix, vec![item("a", vec![1.0, 2.0, 3.0], json!({}))]);
+    let bad = [
+        (vec![item("x", vec![1.0, 2.0], json!({}))], "dimension 2"),
+        (vec![item("x", vec![1.0, f32::NAN, 3.0], json!({}))], "NaN"),
+        (
+            vec![item("x", vec![1.0, f32::INFINITY, 3.0], json!({}))],
+            "NaN",
+        ),
+        (vec![item("", vec![1.0, 2.0, 3.0], json!({}))], "empty"),
+        (vec![], "no vectors"),
+        (
+            vec![item("x", vec![1.0, 2.0, 3.0], json!([1]))],
+            "JSON object",
+        ),
+    ];
+    for (items, want) in bad {
+        // a good item first: the whole batch must still be refused
+        let mut batch = vec![item("good", vec![1.0, 1.0, 1.0], json!({}))];
+        let empty = items.is_empty();
+        batch.extend(items);
+        let batch = if empty { vec![] } else { batch };
+        let e = ix.prepare_upsert(batch).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    let mut sparse = item("s", vec![1.0, 1.0, 1.0], json!({}));
+    sparse.sparse_indices = vec![1];
+    sparse.sparse_values = vec![0.5];
+    assert!(
+        ix.prepare_upsert(vec![sparse])
+            .unwrap_err()
+            .to_string()
+            .contains("dense-only")
+    );
+    assert_eq!(ix.len(), 1);
+    assert!(ix.get("good").is_none());
+    // search errors
+    assert!(ix.search(&SearchRequest::new(vec![1.0, 2.0], 1)).is_err());
+    assert!(
+        ix.search(&SearchRequest::new(vec![1.0, 2.0, 3.0], 0))
+            .is_err()
+    );
+    assert!(
+        ix.search(&SearchRequest::new(vec![1.0, 2.0, 3.0], 4097))
+            .is_err()
+    );
+    assert!(
+        ix.search(&SearchRequest::new(vec![1.0, f32::NAN, 3.0], 1))
+            .is_err()
+    );
+}
+
+#[test]
+fn filters_update_and_delete_by_filter() {
+    let mut ix =
+        Index::new(IndexParams::new(2, SpaceType::Ip).with_precision(Precision::Float32)).unwrap();
+    let items = (0..100)
+        .map(|i| {
+            item(
+                &format!("v{i}"),
+                vec![i as f32, 1.0],
+                json!({"parity": if i % 2 == 0 {"even"} else {"odd"}, "n": i}),
+            )
+        })
+        .collect();
+    write(&mut ix, items);
+    let even = Filter::parse(&json!([{"parity": {"$eq": "even"}}])).unwrap();
+    let mut req = SearchRequest::new(vec![1.0, 0.0], 10);
+    req.filter = Some(even.clone());
+    let hits = ix.search(&req).unwrap();
+    assert_eq!(hits.len(), 10);
+    assert_eq!(hits[0].id, "v98", "ip: largest first");
+    assert!(hits.iter().all(|h| h.filter.contains("even")));
+    let r = ix
+        .prepare_update_filters(vec![
+            ("v98".into(), json!({"parity": "odd"}).to_string()),
+            ("nope".into(), "{}".into()),
+        ])
+        .unwrap();
+    assert_eq!(ix.apply(&r), 1);
+    assert_eq!(ix.search(&req).unwrap()[0].id, "v96");
+    let r = ix
+        .prepare_delete_by_filter(&Filter::parse(&json!([{"n": {"$range": [0, 49]}}])).unwrap())
+        .unwrap();
+    assert_eq!(ix.apply(&r), 50);
+    assert_eq!(ix.len(), 50);
+    assert_eq!(ix.count_matching(&even), 24);
+}
+
+#[test]
+fn filtered_hnsw_returns_k_whenever_k_match() {
+    let data = clustered(6000, 16, 3);
+    let mut ix =
+        Index::new(IndexParams::new(16, SpaceType::L2).with_precision(Precision::Float32)).unwrap();
+    let items = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| item(&i.to_string(), v.clone(), json!({"bucket": i % 7})))
+        .collect();
+    write(&mut ix, items);
+    for b in 0..7 {
+        let mut req = SearchRequest::new(data[b].clone(), 50);
+        req.filter = Some(Filter::parse(&json!([{"bucket": {"$eq": b}}])).unwrap());
+        req.prefilter_threshold = Some(1); // force the in-graph filtered path
+        let hits = ix.search(&req).unwrap();
+        assert_eq!(hits.len(), 50);
+        assert!(hits.iter().all(|h| h.id.parse::<usize>().unwrap() % 7 == b));
+    }
+}
+
+fn recall_of(precision: Precision, space: SpaceType) -> f64 {
+    let (n, dim, nq, k) = (5000, 48, 100, 10);
+    let data = clustered(n + nq, dim, 11);
+    let (base, queries) = data.split_at(n);
+    let mut ix = Index::new(IndexParams::new(dim, space).with_precision(precision)).unwrap();
+    for chunk in base.chunks(500).enumerate() {
+        let items = chunk
+            .1
+            .iter()
+            .enumerate()
+            .map(|(i, v)| item(&(chunk.0 * 500 + i).to_string(), v.clone(), json!({})))
+            .collect();
+        write(&mut ix, items);
+    }
+    let mut hit = 0;
+    for q in queries {
+        let truth = brute(base, q, k, space);
+        let got = ix.search(&SearchRequest::new(q.clone(), k)).unwrap();
+        hit += got
+            .iter()
+            .filter(|h| truth.contains(&h.id.parse::<usize>().unwrap()))
+            .count();
+    }
+    hit as f64 / (nq * k) as f64
+}
+
+#[test]
+fn recall_against_brute_force_per_precision() {
+    for space in [SpaceType::Cosine, SpaceType::L2] {
+        for p in Precision::ALL {
+            let r = recall_of(p, space);
+            println!("recall@10 {:>8} {:>6}: {r:.3}", p.as_str(), space.as_str());
+            let floor = match p {
+                Precision::Binary => 0.1, // 1 bit per dimension cannot rank finely; printed, not promised
+                _ => 0.95,
+            };
+            assert!(r >= floor, "{p:?} {space:?} recall {r}");
+        }
+    }
+}
+
+fn build_random(precision: Precision, n: usize) -> (Index, Vec<Record>) {
+    let data = clustered(n, 24, 5);
+    let mut ix =
+        Index::new(IndexParams::new(24, SpaceType::Cosine).with_precision(precision)).unwrap();
+    let mut log = Vec::new();
+    let mut r = SplitMix64::new(9);
+    for (i, v) in data.iter().enumerate() {
+        let id = format!("{}", r.below(n as u64 * 3 / 4));
+        log.push(write(
+            &mut ix,
+            vec![item(&id, v.clone(), json!({"g": i % 5}))],
+        ));
+        if i % 10 == 0 {
+            let rec = ix.prepare_delete(vec![format!("{}", r.below(n as u64))]);
+            if let Ok(rec) = rec {
+                ix.apply(&rec);
+                log.push(rec);
+            }
+        }
+    }
+    (ix, log)
+}
+
+fn same_results(a: &Index, b: &Index) {
+    assert_eq!(a.len(), b.len());
+    let data = clustered(40, 24, 77);
+    for q in data {
+        let mut req = SearchRequest::new(q, 20);
+        assert_eq!(a.search(&req).unwrap(), b.search(&req).unwrap());
+        req.filter = Some(Filter::parse(&json!([{"g": {"$in": [1, 3]}}])).unwrap());
+        assert_eq!(a.search(&req).unwrap(), b.search(&req).unwrap());
+    }
+}
+
+#[test]
+fn checkpoint_and_replay_reproduce_the_index() {
+    for p in Precision::ALL {
+        let (ix, log) = build_random(p, 3000);
+        let bytes = CheckpointEncoder::new(&ix).to_vec();
+        let loaded = read_checkpoint(&bytes[..]).unwrap();
+        same_results(&ix, &loaded);
+        // replay of the whole log into an empty index
+        let mut framed = Vec::new();
+        for r in &log {
+            framed.extend(r.encode());
+        }
+        let (records, len, torn) = read_log(&framed[..]).unwrap();
+        assert_eq!((len as usize, torn), (framed.len(), false));
+        let mut replayed = Index::new(ix.params().clone()).unwrap();
+        records.iter().for_each(|r| {
+            replayed.apply(r);
+        });
+        same_results(&ix, &replayed);
+        // checkpoint half way + the rest of the log
+        let half = log.len() / 2;
+        let mut part = Index::new(ix.params().clone()).unwrap();
+        log[..half].iter().for_each(|r| {
+            part.apply(r);
+        });
+        let mut resumed = read_checkpoint(&CheckpointEncoder::new(&part).to_vec()[..]).unwrap();
+        log[half..].iter().for_each(|r| {
+            resumed.apply(r);
+        });
+        same_results(&ix, &resumed);
+    }
+}
+
+#[test]
+fn checkpoint_truncated_or_flipped_is_refused() {
+    let (ix, _) = build_random(Precision::Int8, 1200);
+    let bytes = CheckpointEncoder::new(&ix).to_vec();
+    for cut in [0, 5, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        assert!(read_checkpoint(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 3] ^= 0x40;
+    assert!(read_checkpoint(&flipped[..]).is_err());
+}
+
+#[test]
+fn torn_log_tail_at_every_offset_keeps_exactly_the_prefix() {
+    let (_, log) = build_random(Precision::Float32, 60);
+    let mut framed = Vec::new();
+    for r in &log {
+        framed.extend(r.encode());
+    }
+    let last = log.last().unwrap().encode();
+    let prefix = framed.len() - last.len();
+    for cut in prefix..framed.len() {
+        let (records, len, torn) = read_log(&framed[..cut]).unwrap();
+        assert_eq!(records.len(), log.len() - 1, "cut {cut}");
+        assert_eq!(len as usize, prefix);
+        assert_eq!(torn, cut != prefix);
+        assert_eq!(&records[..], &log[..log.len() - 1]);
+    }
+    // a flipped byte inside the last record is also a torn tail
+    let mut bad = framed.clone();
+    let n = bad.len();
+    bad[n - 2] ^= 1;
+    let (records, len, torn) = read_log(&bad[..]).unwrap();
+    assert_eq!(
+        (records.len(), len as usize, torn),
+        (log.len() - 1, prefix, true)
+    );
+}
