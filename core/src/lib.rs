@@ -18,3 +18,9 @@ pub use filter::{Filter, FilterError};
 pub use index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
 pub use params::{IndexParams, ParamError, Precision, SpaceType};
 pub use record::{Record, UpsertItem};
+pub mod archive;
+pub mod engine;
+pub mod jobs;
+
+pub use engine::{Engine, EngineError, Outcome};
+pub use jobs::{CutPoint, Job, JobKind, JobRegistry, JobStatus};
