@@ -1,0 +1,379 @@
+//! The native storage driver: drives `cairn-core` over real files.
+//!
+//! Per index: `indexes/<name>/{manifest.json, ckpt-<gen>.bin, log-<gen>.bin}`. A write holds the
+//! index's writer lock while it prepares, appends + fsyncs its log record and applies it; searches
+//! take only the index's read lock. The engine (control plane) sits behind its own short mutex.
+
+use crate::fsutil::{self, now_ms};
+use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
+use cairn_core::engine::{Deletable, EngineError, IndexManifest, paths};
+use cairn_core::record::read_log;
+use cairn_core::{Engine, Index, IndexError, IndexParams, JobRegistry, Record};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use thiserror::Error;
+
+/// Log bytes after which a background checkpoint starts.
+pub const CHECKPOINT_AFTER_BYTES: u64 = 64 << 20;
+
+/// Errors of the driver, each with the HTTP status it maps to.
+#[derive(Debug, Error)]
+pub enum DbError {
+    /// A rule of the engine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Bad input for an index.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Bad request not covered above.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage failure.
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Something that should not happen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The writer side of one index: the open log and where it stands.
+pub struct Writer {
+    log: File,
+    /// Current generation.
+    pub generation: u64,
+    /// Bytes in the current log.
+    pub log_len: u64,
+}
+
+/// One open index.
+pub struct IndexHandle {
+    /// Name.
+    pub name: String,
+    /// Data (searches take `read`).
+    pub index: RwLock<Index>,
+    /// Serialises writers, checkpoints and backup cuts.
+    pub writer: Mutex<Writer>,
+    checkpointing: AtomicBool,
+}
+
+/// The database.
+pub struct Db {
+    /// Data directory.
+    pub root: PathBuf,
+    /// Control plane.
+    pub engine: Mutex<Engine>,
+    indexes: RwLock<HashMap<String, Arc<IndexHandle>>>,
+    jobs_file: Mutex<()>,
+    /// Cancellation flags of running jobs.
+    pub cancel_flags: Mutex<HashMap<String, Arc<AtomicBool>>>,
+}
+
+/// Locks a mutex, recovering from poisoning (a panicked holder must not wedge the server).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Db {
+    /// Path of a relative data path.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Opens (creating if needed) the data directory and recovers: replays logs, cuts torn
+    /// tails, fails interrupted jobs, deletes partial files, keeps an unreadable jobs file aside.
+    pub fn open(root: &Path) -> Result<Arc<Db>, DbError> {
+        for d in ["indexes", "indexes/.tmp", "backups", "backups/.tmp"] {
+            fs::create_dir_all(root.join(d))?;
+        }
+        let jobs_path = root.join(paths::JOBS);
+        let registry = match fs::read(&jobs_path) {
+            Ok(b) => match JobRegistry::decode(&b, cairn_core::jobs::DEFAULT_RETENTION) {
+                Ok(r) => r,
+                Err(e) => {
+                    let aside = root.join(format!("jobs.json.unreadable-{}", now_ms()));
+                    fs::rename(&jobs_path, &aside)?;
+                    tracing::error!(error = %e, kept_at = %aside.display(), "jobs file unreadable; kept aside, starting with no job history");
+                    JobRegistry::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JobRegistry::default(),
+            Err(e) => return Err(e.into()),
+        };
+        let db = Arc::new(Db {
+            root: root.to_path_buf(),
+            engine: Mutex::new(Engine::new(registry)),
+            indexes: RwLock::new(HashMap::new()),
+            jobs_file: Mutex::new(()),
+            cancel_flags: Mutex::new(HashMap::new()),
+        });
+        fsutil::remove_any(&root.join("indexes/.tmp"))?;
+        fsutil::remove_any(&root.join("backups/.tmp"))?;
+        fs::create_dir_all(root.join("indexes/.tmp"))?;
+        fs::create_dir_all(root.join("backups/.tmp"))?;
+        for entry in fs::read_dir(root.join("indexes"))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            db.load_index(&name)?;
+        }
+        {
+            let mut eng = lock(&db.engine);
+            for entry in fs::read_dir(root.join("backups"))? {
+                let n = entry?.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = n.strip_suffix(".tar") {
+                    if cairn_core::engine::validate_backup_name(stem).is_ok() {
+                        eng.load_backup(stem);
+                    }
+                }
+            }
+            for p in eng.recover(now_ms()) {
+                fsutil::remove_any(&root.join(p))?;
+            }
+        }
+        db.persist_jobs()?;
+        Ok(db)
+    }
+
+    fn load_index(&self, name: &str) -> Result<(), DbError> {
+        let man_path = self.path(&paths::index_manifest(name));
+        let man = match fs::read(&man_path) {
+            Ok(b) => IndexManifest::decode(&b)
+                .map_err(|e| DbError::Internal(format!("index {name}: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    index = name,
+                    "index directory without manifest (crash during create); removing"
+                );
+                fsutil::remove_any(&self.path(&paths::index_dir(name)))?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let g = man.generation;
+        let ck = File::open(self.path(&paths::checkpoint(name, g)))?;
+        let mut ix = read_checkpoint(std::io::BufReader::new(ck))
+            .map_err(|e| DbError::Internal(format!("index {name}: {e}")))?;
+        let log_path = self.path(&paths::log(name, g));
+        let log_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&log_path)?;
+        let (records, valid, torn) = read_log(std::io::BufReader::new(&log_file))
+            .map_err(|e| DbError::Internal(format!("index {name} log: {e}")))?;
+        for r in &records {
+            ix.apply(r);
+        }
+        if torn {
+            tracing::warn!(index = name, valid_bytes = valid, "cut torn log tail");
+            log_file.set_len(valid)?;
+            log_file.sync_all()?;
+        }
+        // Files of other generations are garbage after a restart (no pins survive one).
+        let cur_ck = format!("ckpt-{g:016}.bin");
+        let cur_log = format!("log-{g:016}.bin");
+        for e in fs::read_dir(self.path(&paths::index_dir(name)))? {
+            let f = e?.file_name().to_string_lossy().into_owned();
+            if (f.starts_with("ckpt-") || f.starts_with("log-")) && f != cur_ck && f != cur_log {
+                fsutil::remove_any(&self.path(&format!("{}/{f}", paths::index_dir(name))))?;
+            }
+        }
+        tracing::info!(
+            index = name,
+            generation = g,
+            vectors = ix.len(),
+            replayed = records.len(),
+            "index loaded"
+        );
+        lock(&self.engine).load_index(name, man.params.clone(), g, man.created_at);
+        let h = IndexHandle {
+            name: name.into(),
+            index: RwLock::new(ix),
+            writer: Mutex::new(Writer {
+                log: log_file,
+                generation: g,
+                log_len: valid,
+            }),
+            checkpointing: AtomicBool::new(false),
+        };
+        write_lock(&self.indexes).insert(name.into(), Arc::new(h));
+        Ok(())
+    }
+
+    /// Writes the jobs file atomically with the engine's current registry.
+    pub fn persist_jobs(&self) -> Result<(), DbError> {
+        let _g = lock(&self.jobs_file);
+        let bytes = lock(&self.engine).registry.encode();
+        fsutil::replace_atomic(&self.path(paths::JOBS), &bytes)?;
+        Ok(())
+    }
+
+    /// An open index.
+    pub fn handle(&self, name: &str) -> Result<Arc<IndexHandle>, DbError> {
+        read_lock(&self.indexes)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::IndexNotFound(name.into()).into())
+    }
+
+    /// Every open index.
+    pub fn handles(&self) -> Vec<Arc<IndexHandle>> {
+        let mut v: Vec<_> = read_lock(&self.indexes).values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Creates an index: generation-1 checkpoint, empty log, then the manifest (the commit point).
+    pub fn create_index(&self, name: &str, params: IndexParams) -> Result<(), DbError> {
+        let now = now_ms();
+        let ix = Index::new(params.clone())?;
+        lock(&self.engine).create_index(name, params.clone(), now)?;
+        let res = (|| -> Result<File, DbError> {
+            let dir = self.path(&paths::index_dir(name));
+            fs::create_dir_all(&dir)?;
+            fsutil::replace_atomic(
+                &self.path(&paths::checkpoint(name, 1)),
+                &CheckpointEncoder::new(&ix).to_vec(),
+            )?;
+            let log = fsutil::create_synced(&self.path(&paths::log(name, 1)))?;
+            fsutil::replace_atomic(
+                &self.path(&paths::index_manifest(name)),
+                &IndexManifest::new(name, params, 1, now).encode(),
+            )?;
+            fsutil::sync_dir(&self.path("indexes"))?;
+            Ok(log)
+        })();
+        match res {
+            Ok(log) => {
+                let h = IndexHandle {
+                    name: name.into(),
+                    index: RwLock::new(ix),
+                    writer: Mutex::new(Writer {
+                        log,
+                        generation: 1,
+                        log_len: 0,
+                    }),
+                    checkpointing: AtomicBool::new(false),
+                };
+                write_lock(&self.indexes).insert(name.into(), Arc::new(h));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = lock(&self.engine).delete_index(name);
+                let _ = fsutil::remove_any(&self.path(&paths::index_dir(name)));
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes an index unless a job uses it.
+    pub fn delete_index(&self, name: &str) -> Result<(), DbError> {
+        let h = self.handle(name)?;
+        let _w = lock(&h.writer);
+        lock(&self.engine).delete_index(name)?;
+        write_lock(&self.indexes).remove(name);
+        // The manifest goes first: without it the directory is garbage at the next start.
+        fsutil::remove_any(&self.path(&paths::index_manifest(name)))?;
+        fsutil::remove_any(&self.path(&paths::index_dir(name)))?;
+        fsutil::sync_dir(&self.path("indexes"))?;
+        Ok(())
+    }
+
+    /// The single write path: prepare, log + fsync, apply. Returns vectors affected.
+    pub fn write(
+        self: &Arc<Self>,
+        name: &str,
+        prepare: impl FnOnce(&Index) -> Result<Record, IndexError>,
+    ) -> Result<usize, DbError> {
+        let h = self.handle(name)?;
+        let mut w = lock(&h.writer);
+        lock(&self.engine).check_write(name)?;
+        let rec = prepare(&read_lock(&h.index))?;
+        let bytes = rec.encode();
+        w.log.write_all(&bytes)?;
+        w.log.sync_data()?;
+        w.log_len += bytes.len() as u64;
+        let n = write_lock(&h.index).apply(&rec);
+        let big = w.log_len >= CHECKPOINT_AFTER_BYTES;
+        drop(w);
+        if big && !h.checkpointing.swap(true, Ordering::SeqCst) {
+            let db = self.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = db.checkpoint(&h) {
+                    tracing::error!(index = %h.name, error = %e, "background checkpoint failed");
+                }
+                h.checkpointing.store(false, Ordering::SeqCst);
+            });
+        }
+        Ok(n)
+    }
+
+    /// Writes a new checkpoint generation and starts a new log. Holds the index's writer lock
+    /// (writes wait; searches continue) while it encodes.
+    pub fn checkpoint(&self, h: &IndexHandle) -> Result<(), DbError> {
+        let mut w = lock(&h.writer);
+        let g = w.generation + 1;
+        let name = &h.name;
+        {
+            let ix = read_lock(&h.index);
+            let path = self.path(&paths::checkpoint(name, g));
+            let mut f = BufWriter::new(File::create(&path)?);
+            let mut enc = CheckpointEncoder::new(&ix);
+            let mut buf = Vec::with_capacity(1 << 20);
+            while enc.next_chunk(&mut buf) {
+                f.write_all(&buf)?;
+                buf.clear();
+            }
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        let log = fsutil::create_synced(&self.path(&paths::log(name, g)))?;
+        let params = read_lock(&h.index).params().clone();
+        let created = lock(&self.engine)
+            .index(name)
+            .map(|e| e.created_at)
+            .unwrap_or(0);
+        fsutil::replace_atomic(
+            &self.path(&paths::index_manifest(name)),
+            &IndexManifest::new(name, params, g, created).encode(),
+        )?;
+        w.log = log;
+        w.generation = g;
+        w.log_len = 0;
+        let freed = lock(&self.engine).checkpoint_done(name, g)?;
+        drop(w);
+        self.delete_generations(&freed);
+        tracing::info!(index = %name, generation = g, "checkpoint written");
+        Ok(())
+    }
+
+    /// Deletes files of generations no one needs any more.
+    pub fn delete_generations(&self, d: &Deletable) {
+        for (ix, g) in &d.generations {
+            for p in [paths::checkpoint(ix, *g), paths::log(ix, *g)] {
+                if let Err(e) = fsutil::remove_any(&self.path(&p)) {
+                    tracing::warn!(path = %p, error = %e, "could not delete old generation");
+                }
+            }
+        }
+    }
+
+    /// Registers a restored index that was published under `indexes/<name>`.
+    pub fn adopt_index(&self, name: &str) -> Result<(), DbError> {
+        self.load_index(name)
+    }
+}

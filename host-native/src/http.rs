@@ -1,0 +1,802 @@
+//! Endee's `/api/v1` routes plus CairnDB's extensions, on axum.
+
+use crate::db::{Db, DbError, lock};
+use crate::fsutil::{self, now_ms};
+use crate::jobs;
+use crate::wire;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use cairn_core::engine::{EngineError, paths};
+use cairn_core::{
+    Filter, IndexError, IndexParams, Job, JobKind, JobStatus, Precision, SearchRequest, SpaceType,
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+
+/// Endee's fixed `lib_token` in index info.
+const LIB_TOKEN: &str = "3a5f08c7d9e1b2a43a5f08c7d9e1b2a4";
+
+/// Shared server state.
+pub struct AppState {
+    /// The database.
+    pub db: Arc<Db>,
+    /// Auth token (None: auth off).
+    pub token: Option<String>,
+    started: Instant,
+    requests: AtomicU64,
+}
+
+type St = State<Arc<AppState>>;
+
+/// An error response: `{"error": "..."}` with the status the error deserves.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        let status = match &e {
+            DbError::Engine(EngineError::InvalidBackupName(_) | EngineError::Invalid(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            DbError::Engine(EngineError::IndexNotFound(_) | EngineError::BackupNotFound(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            DbError::Engine(EngineError::Job(cairn_core::jobs::JobError::NotFound(_))) => {
+                StatusCode::NOT_FOUND
+            }
+            DbError::Engine(_) => StatusCode::CONFLICT,
+            DbError::Index(IndexError::NotFound(_)) => StatusCode::NOT_FOUND,
+            DbError::Index(_) | DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DbError::Io(_) | DbError::Internal(_) => {
+                tracing::error!(error = %e, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<IndexError> for ApiError {
+    fn from(e: IndexError) -> Self {
+        DbError::Index(e).into()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DbError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn msgpack(bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/msgpack")],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Builds the router.
+pub fn router(
+    db: Arc<Db>,
+    token: Option<String>,
+    playground: Option<std::path::PathBuf>,
+) -> Router {
+    let state = Arc::new(AppState {
+        db,
+        token,
+        started: Instant::now(),
+        requests: AtomicU64::new(0),
+    });
+    let api = Router::new()
+        .route("/index/create", post(create_index))
+        .route("/index/list", get(list_indexes))
+        .route("/index/{name}/info", get(index_info))
+        .route("/index/{name}/delete", delete(delete_index))
+        .route("/index/{name}/search", post(search))
+        .route("/index/{name}/vector/insert", post(insert))
+        .route("/index/{name}/vector/get", post(get_vector))
+        .route("/index/{name}/vector/{id}/delete", delete(delete_vector))
+        .route("/index/{name}/vectors/delete", delete(delete_by_filter))
+        .route("/index/{name}/filters/update", post(update_filters))
+        .route("/index/{name}/backup", post(create_backup))
+        .route("/backups", get(list_backups))
+        .route("/backups/jobs", get(list_jobs))
+        .route("/backups/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/backups/upload", post(upload))
+        .route("/backups/{name}", delete(delete_backup))
+        .route("/backups/{name}/info", get(backup_info))
+        .route("/backups/{name}/download", get(download))
+        .route("/backups/{name}/restore", post(restore))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route("/health", get(health))
+        .route("/stats", get(stats));
+    let mut app = Router::new().nest("/api/v1", api);
+    if let Some(dir) = playground {
+        app = app.fallback(tower_http_serve(dir));
+    }
+    app.layer(middleware::from_fn_with_state(
+        state.clone(),
+        count_requests,
+    ))
+    .layer(DefaultBodyLimit::max(1 << 30))
+    .with_state(state)
+}
+
+fn tower_http_serve(dir: std::path::PathBuf) -> axum::routing::MethodRouter<Arc<AppState>> {
+    get(move |uri: axum::http::Uri| {
+        let dir = dir.clone();
+        async move {
+            let rel = uri.path().trim_start_matches('/');
+            let rel = if rel.is_empty() { "index.html" } else { rel };
+            if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            match tokio::fs::read(dir.join(rel)).await {
+                Ok(b) => {
+                    let ct = match rel.rsplit('.').next() {
+                        Some("html") => "text/html; charset=utf-8",
+                        Some("js") => "text/javascript",
+                        Some("wasm") => "application/wasm",
+                        Some("css") => "text/css",
+                        _ => "application/octet-stream",
+                    };
+                    ([(header::CONTENT_TYPE, ct)], b).into_response()
+                }
+                Err(_) => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    })
+}
+
+async fn count_requests(State(s): St, req: Request, next: Next) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    next.run(req).await
+}
+
+async fn auth(State(s): St, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let given = given.strip_prefix("Bearer ").unwrap_or(given);
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into();
+        if !ok {
+            let msg = if given.is_empty() {
+                "Authorization header required"
+            } else {
+                "Invalid token"
+            };
+            return ApiError(StatusCode::UNAUTHORIZED, msg.into()).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok", "timestamp": now_ms()}))
+}
+
+async fn stats(State(s): St) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime": s.started.elapsed().as_secs(),
+        "total_requests": s.requests.load(Ordering::Relaxed),
+    }))
+}
+
+fn field_usize(v: &Value, key: &str, default: usize) -> ApiResult<usize> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(x) => x
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| bad(format!("{key} must be a non-negative integer"))),
+    }
+}
+
+async fn create_index(State(s): St, body: axum::body::Bytes) -> ApiResult<Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let name = v
+        .get("index_name")
+        .and_then(|x| x.as_str())
+        .ok_or_else(|| bad("Missing required parameters: index_name"))?
+        .to_string();
+    let dim = v
+        .get("dim")
+        .and_then(|x| x.as_u64())
+        .ok_or_else(|| bad("Missing required parameters: dim"))? as usize;
+    let space = SpaceType::parse(
+        v.get("space_type")
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| bad("Missing required parameters: space_type"))?,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let mut p = IndexParams::new(dim, space);
+    p.m = field_usize(&v, "M", p.m)?;
+    p.ef_construction = field_usize(&v, "ef_con", p.ef_construction)?;
+    if let Some(prec) = v.get("precision").and_then(|x| x.as_str()) {
+        p.precision = Precision::parse(prec).map_err(|e| bad(e.to_string()))?;
+    }
+    p.sparse_dim = field_usize(&v, "sparse_dim", 0)? as u64;
+    if let Some(m) = v.get("sparse_model").and_then(|x| x.as_str()) {
+        if !m.eq_ignore_ascii_case("none") {
+            return Err(bad(format!(
+                "sparse_model {m:?} is not supported; use sparse_dim for hybrid indexes"
+            )));
+        }
+    }
+    if let Some(c) = v.get("checksum").and_then(|x| x.as_i64()) {
+        p.checksum = c;
+    }
+    p.validate().map_err(|e| bad(e.to_string()))?;
+    let db = s.db.clone();
+    blocking(move || db.create_index(&name, p)).await?;
+    Ok(text(StatusCode::OK, "Index created successfully"))
+}
+
+fn index_json(db: &Db, name: &str) -> Result<Value, DbError> {
+    let h = db.handle(name)?;
+    let ix = h
+        .index
+        .read()
+        .map_err(|_| DbError::Internal("lock".into()))?;
+    let p = ix.params();
+    let created = lock(&db.engine)
+        .index(name)
+        .map(|e| e.created_at / 1000)
+        .unwrap_or(0);
+    Ok(json!({
+        "name": name,
+        "index_name": name,
+        "dimension": p.dim,
+        "sparse_dim": p.sparse_dim,
+        "sparse_model": "None",
+        "space_type": p.space.as_str(),
+        "precision": p.precision.as_str(),
+        "total_elements": ix.len(),
+        "checksum": p.checksum,
+        "M": p.m,
+        "ef_con": p.ef_construction,
+        "lib_token": LIB_TOKEN,
+        "created_at": created,
+    }))
+}
+
+async fn list_indexes(State(s): St) -> ApiResult<Json<Value>> {
+    let db = s.db.clone();
+    let list = blocking(move || {
+        db.handles()
+            .iter()
+            .map(|h| index_json(&db, &h.name))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    Ok(Json(json!({ "indexes": list })))
+}
+
+async fn index_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let db = s.db.clone();
+    Ok(Json(blocking(move || index_json(&db, &name)).await?))
+}
+
+async fn delete_index(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
+    let db = s.db.clone();
+    blocking(move || db.delete_index(&name)).await?;
+    Ok(text(StatusCode::OK, "Index deleted successfully"))
+}
+
+fn parse_filter(v: Option<&Value>) -> ApiResult<Option<Filter>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Filter::parse_str(s)
+            .map(Some)
+            .map_err(|e| bad(e.to_string())),
+        Some(other) => Filter::parse(other)
+            .map(Some)
+            .map_err(|e| bad(e.to_string())),
+    }
+}
+
+async fn search(
+    State(s): St,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let k = v
+        .get("k")
+        .and_then(|x| x.as_u64())
+        .ok_or_else(|| bad("Missing required parameter 'k'"))? as usize;
+    let vector: Vec<f32> = match v.get("vector") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| bad("vector values must be numbers"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ if v.get("sparse_indices").is_some() => {
+            return Err(bad("sparse-only search is not supported; send 'vector'"));
+        }
+        _ => return Err(bad("Missing required parameter 'vector'")),
+    };
+    let mut req = SearchRequest::new(vector, k);
+    req.ef = field_usize(&v, "ef", 0)?;
+    req.include_vectors = v
+        .get("include_vectors")
+        .and_then(|x| x.as_bool())
+        .unwrap_or(false);
+    req.filter = parse_filter(v.get("filter"))?;
+    req.prefilter_threshold = v
+        .get("filter_params")
+        .and_then(|p| p.get("prefilter_threshold"))
+        .and_then(|x| x.as_u64());
+    let db = s.db.clone();
+    let hits = blocking(move || {
+        let h = db.handle(&name)?;
+        let ix = h
+            .index
+            .read()
+            .map_err(|_| DbError::Internal("lock".into()))?;
+        Ok(ix.search(&req)?)
+    })
+    .await?;
+    Ok(msgpack(wire::encode_hits(&hits)))
+}
+
+async fn insert(
+    State(s): St,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    let items = match ct {
+        "application/msgpack" | "application/x-msgpack" => {
+            wire::decode_msgpack_insert(&body).map_err(bad)?
+        }
+        "application/json" => wire::decode_json_insert(&body).map_err(bad)?,
+        _ => {
+            return Err(bad(
+                "Content-Type must be application/msgpack or application/json",
+            ));
+        }
+    };
+    let db = s.db.clone();
+    blocking(move || db.write(&name, |ix| ix.prepare_upsert(items))).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn get_vector(
+    State(s): St,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let id = match v.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad("Missing required parameter 'id'")),
+    };
+    let db = s.db.clone();
+    let (rec, hybrid) = blocking(move || {
+        let h = db.handle(&name)?;
+        let ix = h
+            .index
+            .read()
+            .map_err(|_| DbError::Internal("lock".into()))?;
+        let r = ix.get(&id).ok_or(IndexError::NotFound(id))?;
+        Ok((r, ix.params().sparse_dim > 0))
+    })
+    .await?;
+    Ok(msgpack(wire::encode_vector(&rec, hybrid)))
+}
+
+async fn delete_vector(
+    State(s): St,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let db = s.db.clone();
+    blocking(move || db.write(&name, |ix| ix.prepare_delete(vec![id]))).await?;
+    Ok(text(StatusCode::OK, "Vector deleted successfully"))
+}
+
+async fn delete_by_filter(
+    State(s): St,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON body"))?;
+    let f = v
+        .get("filter")
+        .ok_or_else(|| bad("Invalid request body - missing filter"))?;
+    let filter = parse_filter(Some(f))?.ok_or_else(|| bad("filter must not be empty"))?;
+    let db = s.db.clone();
+    let n = blocking(move || db.write(&name, |ix| ix.prepare_delete_by_filter(&filter))).await?;
+    Ok(text(StatusCode::OK, format!("{n} vectors deleted")))
+}
+
+async fn update_filters(
+    State(s): St,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let msg = "Missing or invalid 'updates' field. Must be a list of {id, filter} objects.";
+    let ups = v
+        .get("updates")
+        .and_then(|x| x.as_array())
+        .ok_or_else(|| bad(msg))?;
+    let mut updates = Vec::new();
+    for u in ups {
+        let id = match u.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        let f = match u.get("filter") {
+            Some(o @ Value::Object(_)) => o.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            _ => continue,
+        };
+        updates.push((id, f));
+    }
+    let db = s.db.clone();
+    let n = blocking(move || db.write(&name, |ix| ix.prepare_update_filters(updates))).await?;
+    Ok(text(StatusCode::OK, format!("{n} filters updated")))
+}
+
+/// A job as the API shows it: Endee's fields plus CairnDB's.
+fn job_json(j: &Job) -> Value {
+    let endee_status = match j.status {
+        JobStatus::Queued | JobStatus::Running => "in_progress",
+        JobStatus::Completed => "completed",
+        JobStatus::Failed => "failed",
+        JobStatus::Cancelled => "cancelled",
+    };
+    let mut v = json!({
+        "job_id": j.job_id,
+        "kind": match j.kind { JobKind::Backup => "backup", JobKind::Restore => "restore" },
+        "index_id": j.index_name,
+        "index_name": j.index_name,
+        "backup_name": j.backup_name,
+        "status": endee_status,
+        "state": j.status,
+        "created_at": j.created_at / 1000,
+        "started_at": j.started_at.unwrap_or(j.created_at) / 1000,
+        "bytes_done": j.bytes_done,
+        "bytes_total": j.bytes_total,
+        "progress": if j.bytes_total > 0 { j.bytes_done as f64 / j.bytes_total as f64 } else if j.status == JobStatus::Completed { 1.0 } else { 0.0 },
+        "write_pause_us": j.write_pause_us,
+    });
+    if let Some(c) = j.completed_at {
+        v["completed_at"] = json!(c / 1000);
+    }
+    if let Some(e) = &j.error {
+        v["error"] = json!(e);
+    }
+    if let Some(sz) = j.archive_size {
+        v["archive_size"] = json!(sz);
+    }
+    if let Some(d) = &j.archive_sha256 {
+        v["archive_sha256"] = json!(d);
+    }
+    if let Some(c) = &j.cut {
+        v["vector_count"] = json!(c.vector_count);
+    }
+    v
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: Option<String>,
+}
+
+async fn create_backup(
+    State(s): St,
+    Path(index): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let b: NameBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let name = b.name.ok_or_else(|| bad("Missing backup name"))?;
+    let db = s.db.clone();
+    let job = blocking(move || jobs::submit_backup(&db, &index, &name)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": job.job_id, "status": "in_progress"})),
+    )
+        .into_response())
+}
+
+async fn list_backups(State(s): St) -> Json<Value> {
+    let names: Vec<String> = lock(&s.db.engine)
+        .backup_names()
+        .map(String::from)
+        .collect();
+    Json(json!(names))
+}
+
+async fn list_jobs(State(s): St) -> Json<Value> {
+    let jobs: Vec<Value> = lock(&s.db.engine).registry.list().map(job_json).collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+async fn get_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let eng = lock(&s.db.engine);
+    let j = eng
+        .registry
+        .get(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("job {id} not found")))?;
+    Ok(Json(job_json(j)))
+}
+
+async fn cancel_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let db = s.db.clone();
+    let j = blocking(move || jobs::cancel(&db, &id)).await?;
+    Ok(Json(job_json(&j)))
+}
+
+async fn delete_backup(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
+    let db = s.db.clone();
+    blocking(move || {
+        lock(&db.engine).delete_backup(&name)?;
+        fsutil::remove_any(&db.path(&paths::backup(&name)))?;
+        fsutil::sync_dir(&db.path("backups"))?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn check_backup(db: &Db, name: &str) -> Result<std::path::PathBuf, DbError> {
+    cairn_core::engine::validate_backup_name(name)?;
+    if !lock(&db.engine).has_backup(name) {
+        return Err(EngineError::BackupNotFound(name.into()).into());
+    }
+    Ok(db.path(&paths::backup(name)))
+}
+
+async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let db = s.db.clone();
+    let v = blocking(move || {
+        let p = check_backup(&db, &name)?;
+        let size = std::fs::metadata(&p)?.len();
+        let m = jobs::validate_into(
+            &p,
+            &db.path(&format!("backups/.tmp/info-{name}-{}", now_ms())),
+        );
+        let _ = std::fs::read_dir(db.path("backups/.tmp")).map(|rd| {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("info-{name}-"))
+                {
+                    let _ = fsutil::remove_any(&e.path());
+                }
+            }
+        });
+        let m = m?;
+        let mut v = serde_json::to_value(&m).map_err(|e| DbError::Internal(e.to_string()))?;
+        v["archive_size"] = json!(size);
+        v["verified"] = json!(true);
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+async fn download(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
+    let db = s.db.clone();
+    let p = blocking(move || check_backup(&db, &name).map(|p| (p, name))).await?;
+    let (path, name) = p;
+    let f = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::from(DbError::Io(e)))?;
+    let len = f
+        .metadata()
+        .await
+        .map_err(|e| ApiError::from(DbError::Io(e)))?
+        .len();
+    let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10);
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.tar\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct RestoreBody {
+    target_index_name: Option<String>,
+    #[serde(rename = "async", default)]
+    run_async: bool,
+}
+
+async fn restore(
+    State(s): St,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let b: RestoreBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let target = b
+        .target_index_name
+        .ok_or_else(|| bad("Missing target_index_name"))?;
+    let db = s.db.clone();
+    let wait = !b.run_async;
+    let job = blocking(move || jobs::submit_restore(&db, &name, &target, wait)).await?;
+    if wait {
+        Ok(text(StatusCode::CREATED, "Backup restored successfully"))
+    } else {
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"job_id": job.job_id, "status": "in_progress"})),
+        )
+            .into_response())
+    }
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: Option<String>,
+}
+
+/// Streams a body into the upload temp file, then validates and publishes it.
+async fn upload(
+    State(s): St,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let db = s.db.clone();
+    if ct.starts_with("multipart/form-data") {
+        let mut mp = Multipart::from_request_parts_and_body(req)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        while let Some(mut field) = mp.next_field().await.map_err(|e| bad(e.to_string()))? {
+            if field.name() != Some("backup") {
+                continue;
+            }
+            let fname = field
+                .file_name()
+                .ok_or_else(|| bad("Missing backup name or filename"))?
+                .to_string();
+            let name = fname
+                .strip_suffix(".tar")
+                .ok_or_else(|| bad("Invalid backup file extension. Expected .tar file"))?
+                .to_string();
+            let name = q.name.clone().unwrap_or(name);
+            let tmp = begin_upload(&db, &name)?;
+            let res = async {
+                let mut f = tokio::fs::File::create(&tmp).await.map_err(DbError::Io)?;
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| DbError::BadRequest(format!("upload aborted: {e}")))?
+                {
+                    f.write_all(&chunk).await.map_err(DbError::Io)?;
+                }
+                f.flush().await.map_err(DbError::Io)?;
+                Ok::<_, DbError>(())
+            }
+            .await;
+            return finish_upload(db, name, tmp, res).await;
+        }
+        return Err(bad(
+            "Missing backup file content (multipart field 'backup')",
+        ));
+    }
+    if ct.starts_with("application/x-tar") || ct.starts_with("application/octet-stream") {
+        let name = q
+            .name
+            .ok_or_else(|| bad("Missing backup name (query parameter 'name')"))?;
+        let tmp = begin_upload(&db, &name)?;
+        let res = async {
+            let mut f = tokio::fs::File::create(&tmp).await.map_err(DbError::Io)?;
+            let mut body = req.into_body().into_data_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk =
+                    chunk.map_err(|e| DbError::BadRequest(format!("upload aborted: {e}")))?;
+                f.write_all(&chunk).await.map_err(DbError::Io)?;
+            }
+            f.flush().await.map_err(DbError::Io)?;
+            Ok::<_, DbError>(())
+        }
+        .await;
+        return finish_upload(db, name, tmp, res).await;
+    }
+    Err(bad(
+        "Content-Type must be multipart/form-data (field 'backup') or application/x-tar",
+    ))
+}
+
+fn begin_upload(db: &Db, name: &str) -> ApiResult<std::path::PathBuf> {
+    lock(&db.engine)
+        .begin_upload(name)
+        .map_err(|e| ApiError::from(DbError::Engine(e)))?;
+    Ok(db.path(&paths::upload_tmp(name)))
+}
+
+async fn finish_upload(
+    db: Arc<Db>,
+    name: String,
+    tmp: std::path::PathBuf,
+    res: Result<(), DbError>,
+) -> ApiResult<Response> {
+    if let Err(e) = res {
+        let _ = fsutil::remove_any(&tmp);
+        lock(&db.engine).finish_upload(&name, false);
+        return Err(e.into());
+    }
+    blocking(move || jobs::publish_upload(&db, &name, &tmp)).await?;
+    Ok(text(StatusCode::CREATED, "Backup uploaded successfully"))
+}
+
+trait MultipartFromRequest: Sized {
+    async fn from_request_parts_and_body(
+        req: Request,
+    ) -> Result<Self, axum::extract::multipart::MultipartRejection>;
+}
+
+impl MultipartFromRequest for Multipart {
+    async fn from_request_parts_and_body(
+        req: Request,
+    ) -> Result<Self, axum::extract::multipart::MultipartRejection> {
+        use axum::extract::FromRequest;
+        Multipart::from_request(req, &()).await
+    }
+}

@@ -1,0 +1,130 @@
+//! `cairn`: the CairnDB server and command line.
+
+mod db;
+mod fsutil;
+mod http;
+mod jobs;
+mod wire;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// CairnDB: an Endee-compatible vector database with background, crash-safe backups.
+#[derive(Parser)]
+#[command(name = "cairn", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (Endee's /api/v1, plus job and archive extensions).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Data directory (indexes, backups, jobs file). Created if missing.
+    #[arg(long, env = "NDD_DATA_DIR", default_value = "./cairn-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "CAIRN_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free port and prints it).
+    #[arg(long, env = "NDD_SERVER_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Require this token in the Authorization header (raw or "Bearer <token>") on every route
+    /// but /api/v1/health and /api/v1/stats. Unset: no auth.
+    #[arg(long, env = "NDD_AUTH_TOKEN")]
+    auth_token: Option<String>,
+    /// Serve the playground (static files) from this directory at `/`.
+    #[arg(long, env = "CAIRN_PLAYGROUND")]
+    playground: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let token = args.auth_token.filter(|t| !t.is_empty());
+    let data = args.data_dir.clone();
+    let db = tokio::task::spawn_blocking(move || db::Db::open(&data))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            format!(
+                "cannot open data directory {}: {e}",
+                args.data_dir.display()
+            )
+        })?;
+    let playground = args.playground.or_else(|| {
+        let p = PathBuf::from("web");
+        p.join("index.html").exists().then_some(p)
+    });
+    let app = http::router(db.clone(), token.clone(), playground);
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|e| format!("bad address {}:{}: {e}", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(addr = %local, data_dir = %args.data_dir.display(), auth = token.is_some(), "cairn listening");
+    println!("cairn listening on http://{local}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    // Running jobs: cancel them so they end cleanly (temp files removed, jobs file written).
+    let active: Vec<String> = db::lock(&db.engine)
+        .registry
+        .active()
+        .map(|j| j.job_id.clone())
+        .collect();
+    for id in active {
+        let _ = jobs::cancel(&db, &id);
+    }
+    tracing::info!("cairn stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received");
+}

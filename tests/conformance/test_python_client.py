@@ -1,0 +1,117 @@
+"""The official Python client `endee==0.1.27`, unchanged, against a real `cairn serve`.
+
+Starts the release binary on a free port on 127.0.0.1 with a fresh data directory and runs the
+client's documented flows: create, list, describe, upsert, query with and without filters, get,
+delete, delete by filter, update filters, delete index.
+"""
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+from endee import Endee
+from endee.exceptions import NotFoundException, ConflictException, APIException
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    data = tempfile.mkdtemp(prefix="cairn-conf-")
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    for _ in range(200):
+        try:
+            if requests.get(base + "/health", timeout=0.2).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not start")
+    yield base
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def client(server):
+    c = Endee()
+    c.set_base_url(server)
+    return c
+
+
+def vecs(n, dim, seed=1):
+    r = random.Random(seed)
+    return [[r.uniform(-1, 1) for _ in range(dim)] for _ in range(n)]
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8", "float16", "int16"])
+def test_documented_flow(client, precision):
+    name = f"docs_{precision}"
+    client.create_index(name=name, dimension=16, space_type="cosine", precision=precision)
+    names = [i["name"] for i in client.list_indexes()["indexes"]]
+    assert name in names
+    index = client.get_index(name)
+    assert index.dimension == 16 and index.space_type == "cosine" and index.count == 0
+    data = vecs(300, 16)
+    index.upsert([
+        {"id": f"v{i}", "vector": v, "meta": {"title": f"doc {i}"},
+         "filter": {"group": "even" if i % 2 == 0 else "odd", "n": i}}
+        for i, v in enumerate(data)
+    ])
+    assert index._refresh_metadata()["count"] == 300  # get_index is lru-cached by the client
+    res = index.query(vector=data[10], top_k=5)
+    assert len(res) == 5
+    assert res[0]["id"] == "v10"
+    assert res[0]["meta"] == {"title": "doc 10"}
+    assert res[0]["similarity"] > 0.97
+    res = index.query(vector=data[10], top_k=10, filter=[{"group": {"$eq": "odd"}}])
+    assert len(res) == 10 and all(r["filter"]["group"] == "odd" for r in res)
+    res = index.query(vector=data[3], top_k=10, filter=[{"n": {"$range": [0, 20]}}, {"group": {"$in": ["odd"]}}],
+                      include_vectors=True)
+    assert {r["id"] for r in res} <= {f"v{i}" for i in range(1, 21, 2)}
+    assert len(res[0]["vector"]) == 16
+    got = index.get_vector("v7")
+    assert got["id"] == "v7" and got["meta"] == {"title": "doc 7"} and got["filter"]["n"] == 7
+    assert len(got["vector"]) == 16
+    index.delete_vector("v7")
+    with pytest.raises(NotFoundException):
+        index.get_vector("v7")
+    out = index.delete_with_filter([{"group": {"$eq": "even"}}])
+    assert "150 vectors deleted" in out
+    assert index._refresh_metadata()["count"] == 149
+    assert "1 filters updated" in index.update_filters([{"id": "v9", "filter": {"group": "nine"}}])
+    res = index.query(vector=data[9], top_k=3, filter=[{"group": {"$eq": "nine"}}])
+    assert [r["id"] for r in res] == ["v9"]
+    client.delete_index(name)
+    assert name not in [i["name"] for i in client.list_indexes()["indexes"]]
+
+
+def test_errors_surface_as_client_exceptions(client):
+    client.create_index(name="errs", dimension=4, space_type="l2", precision="float32")
+    with pytest.raises(ConflictException):
+        client.create_index(name="errs", dimension=4, space_type="l2", precision="float32")
+    with pytest.raises(NotFoundException):
+        client.get_index("no_such_index")
+    index = client.get_index("errs")
+    with pytest.raises(APIException):
+        index.query(vector=[0, 0, 0, 1], top_k=3, filter=[{"a": {"$gt": 1}}])
+    index.upsert([{"id": "a", "vector": [1, 2, 3, 4]}])
+    res = index.query(vector=[1, 2, 3, 4], top_k=1)
+    assert res[0]["id"] == "a" and abs(res[0]["distance"]) < 1e-5, "l2: distance shown is squared L2"
+    client.delete_index("errs")
