@@ -1,0 +1,168 @@
+//! Starts the real `cairn` binary on a free port on 127.0.0.1 and stops it on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub data: PathBuf,
+    pub port: u16,
+}
+
+fn bin() -> PathBuf {
+    std::env::var_os("CAIRN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "cairn-{tag}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+impl Server {
+    pub fn start(data: &Path, token: Option<&str>) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--port", &port.to_string()]);
+        cmd.env_remove("NDD_AUTH_TOKEN")
+            .env_remove("NDD_DATA_DIR")
+            .env_remove("NDD_SERVER_PORT");
+        if let Some(t) = token {
+            cmd.args(["--auth-token", t]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cairn");
+        let base = format!("http://127.0.0.1:{port}/api/v1");
+        let s = Server {
+            child,
+            base,
+            data: data.to_path_buf(),
+            port,
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if reqwest::blocking::get(format!("{}/health", s.base))
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        panic!("server did not start");
+    }
+
+    pub fn url(&self, p: &str) -> String {
+        format!("{}{}", self.base, p)
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM for a graceful stop, then make sure.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+pub fn create_index(
+    c: &reqwest::blocking::Client,
+    s: &Server,
+    name: &str,
+    dim: usize,
+    precision: &str,
+) {
+    let r = c
+        .post(s.url("/index/create"))
+        .json(&serde_json::json!({"index_name": name, "dim": dim, "space_type": "l2", "precision": precision}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+}
+
+pub fn insert(
+    c: &reqwest::blocking::Client,
+    s: &Server,
+    name: &str,
+    items: serde_json::Value,
+) -> reqwest::StatusCode {
+    c.post(s.url(&format!("/index/{name}/vector/insert")))
+        .json(&items)
+        .send()
+        .unwrap()
+        .status()
+}
+
+pub fn wait_job(c: &reqwest::blocking::Client, s: &Server, id: &str) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        let j: serde_json::Value = c
+            .get(s.url(&format!("/backups/jobs/{id}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if j["status"] != "in_progress" || t0.elapsed() > Duration::from_secs(120) {
+            return j;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn vec_of(i: usize, dim: usize) -> Vec<f32> {
+    (0..dim)
+        .map(|d| ((i * 31 + d * 7) % 97) as f32 / 97.0)
+        .collect()
+}

@@ -1,0 +1,707 @@
+//! Every route's success and error cases over real HTTP, backups under a live writer, hostile
+//! uploads, auth on and off.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+fn msgpack(bytes: &[u8]) -> rmpv::Value {
+    rmpv::decode::read_value(&mut &bytes[..]).unwrap()
+}
+
+#[test]
+fn index_and_vector_routes() {
+    let dir = tempdir("routes");
+    let s = Server::start(&dir, None);
+    let c = client();
+    let h: Value = c.get(s.url("/health")).send().unwrap().json().unwrap();
+    assert_eq!(h["status"], "ok");
+    let st: Value = c.get(s.url("/stats")).send().unwrap().json().unwrap();
+    assert!(st["version"].is_string());
+    // create: bad params → 400 naming the field; duplicate → 409
+    for (body, want) in [
+        (
+            json!({"index_name": "x", "dim": 1, "space_type": "l2"}),
+            "dim",
+        ),
+        (
+            json!({"index_name": "x", "dim": 4, "space_type": "hamming"}),
+            "space_type",
+        ),
+        (
+            json!({"index_name": "x", "dim": 4, "space_type": "l2", "M": 2}),
+            "M",
+        ),
+        (
+            json!({"index_name": "x", "dim": 4, "space_type": "l2", "ef_con": 5000}),
+            "ef_con",
+        ),
+        (
+            json!({"index_name": "x", "dim": 4, "space_type": "l2", "precision": "int4"}),
+            "precision",
+        ),
+        (
+            json!({"index_name": "../x", "dim": 4, "space_type": "l2"}),
+            "index_name",
+        ),
+        (json!({"dim": 4, "space_type": "l2"}), "index_name"),
+    ] {
+        let r = c.post(s.url("/index/create")).json(&body).send().unwrap();
+        assert_eq!(r.status(), 400);
+        let e: Value = r.json().unwrap();
+        assert!(e["error"].as_str().unwrap().contains(want), "{e}");
+    }
+    create_index(&c, &s, "a", 4, "float32");
+    let r = c
+        .post(s.url("/index/create"))
+        .json(&json!({"index_name": "a", "dim": 4, "space_type": "l2"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    // list / info
+    let l: Value = c.get(s.url("/index/list")).send().unwrap().json().unwrap();
+    assert_eq!(l["indexes"][0]["name"], "a");
+    let i: Value = c
+        .get(s.url("/index/a/info"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (i["dimension"].as_u64(), i["precision"].as_str()),
+        (Some(4), Some("float32"))
+    );
+    assert_eq!(c.get(s.url("/index/zz/info")).send().unwrap().status(), 404);
+    // insert JSON, bad vectors → 400 and nothing stored
+    assert_eq!(
+        insert(
+            &c,
+            &s,
+            "a",
+            json!([{"id": "p", "vector": [1, 0, 0, 0], "filter": {"c": "x"}, "meta": "hello"}])
+        ),
+        200
+    );
+    assert_eq!(
+        insert(&c, &s, "a", json!([{"id": "q", "vector": [1, 0, 0]}])),
+        400
+    );
+    assert_eq!(insert(&c, &s, "a", json!([])), 400);
+    assert_eq!(
+        insert(&c, &s, "zz", json!([{"id": "q", "vector": [1, 0, 0, 0]}])),
+        404
+    );
+    let r = c
+        .post(s.url("/index/a/vector/insert"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // insert msgpack
+    let row = rmpv::Value::Array(vec![
+        "r".into(),
+        rmpv::Value::Binary(b"m".to_vec()),
+        "{\"c\":\"y\"}".into(),
+        rmpv::Value::F32(1.0),
+        rmpv::Value::Array(vec![
+            rmpv::Value::F32(0.0),
+            rmpv::Value::from(1),
+            rmpv::Value::F64(0.0),
+            rmpv::Value::F32(0.0),
+        ]),
+    ]);
+    let mut body = Vec::new();
+    rmpv::encode::write_value(&mut body, &rmpv::Value::Array(vec![row])).unwrap();
+    let r = c
+        .post(s.url("/index/a/vector/insert"))
+        .header("content-type", "application/msgpack")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(s.url("/index/a/vector/insert"))
+        .header("content-type", "application/msgpack")
+        .body(vec![0xc1])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // search (msgpack response), with and without filter; malformed filter → 400
+    let r = c
+        .post(s.url("/index/a/search"))
+        .json(&json!({"k": 2, "vector": [1, 0, 0, 0]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/msgpack");
+    let hits = msgpack(&r.bytes().unwrap());
+    assert_eq!(hits[0][1].as_str(), Some("p"));
+    assert_eq!(hits.as_array().unwrap().len(), 2);
+    let r = c
+        .post(s.url("/index/a/search"))
+        .json(&json!({"k": 5, "vector": [1, 0, 0, 0], "filter": "[{\"c\":{\"$eq\":\"y\"}}]"}))
+        .send()
+        .unwrap();
+    let hits = msgpack(&r.bytes().unwrap());
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    assert_eq!(hits[0][1].as_str(), Some("r"));
+    for bad in [
+        json!({"k": 1, "vector": [1, 0, 0, 0], "filter": "[{\"c\":{\"$gt\":1}}]"}),
+        json!({"k": 0, "vector": [1, 0, 0, 0]}),
+        json!({"k": 1, "vector": [1]}),
+        json!({"vector": [1, 0, 0, 0]}),
+    ] {
+        let r = c.post(s.url("/index/a/search")).json(&bad).send().unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    assert_eq!(
+        c.post(s.url("/index/zz/search"))
+            .json(&json!({"k": 1, "vector": [1, 0, 0, 0]}))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // get
+    let r = c
+        .post(s.url("/index/a/vector/get"))
+        .json(&json!({"id": "p"}))
+        .send()
+        .unwrap();
+    let v = msgpack(&r.bytes().unwrap());
+    assert_eq!(
+        (v[0].as_str(), v[2].as_str()),
+        (Some("p"), Some("{\"c\":\"x\"}"))
+    );
+    assert_eq!(v[1].as_slice(), Some(&b"hello"[..]));
+    assert_eq!(
+        c.post(s.url("/index/a/vector/get"))
+            .json(&json!({"id": "nope"}))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.post(s.url("/index/a/vector/get"))
+            .json(&json!({}))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    // filters update, delete by filter, delete by id
+    let r = c
+        .post(s.url("/index/a/filters/update"))
+        .json(&json!({"updates": [{"id": "p", "filter": {"c": "y"}}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), "1 filters updated");
+    assert_eq!(
+        c.post(s.url("/index/a/filters/update"))
+            .json(&json!({"x": 1}))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    let r = c
+        .delete(s.url("/index/a/vectors/delete"))
+        .json(&json!({"filter": [{"c": {"$eq": "y"}}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), "2 vectors deleted");
+    assert_eq!(
+        c.delete(s.url("/index/a/vectors/delete"))
+            .json(&json!({"filter": {"c": 1}}))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        insert(&c, &s, "a", json!({"id": "z", "vector": [0, 0, 0, 1]})),
+        200
+    );
+    assert_eq!(
+        c.delete(s.url("/index/a/vector/z/delete"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.delete(s.url("/index/a/vector/z/delete"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // delete index
+    assert_eq!(
+        c.delete(s.url("/index/a/delete")).send().unwrap().status(),
+        200
+    );
+    assert_eq!(
+        c.delete(s.url("/index/a/delete")).send().unwrap().status(),
+        404
+    );
+}
+
+#[test]
+fn backup_routes_and_rules() {
+    let dir = tempdir("backups");
+    let s = Server::start(&dir, None);
+    let c = client();
+    create_index(&c, &s, "src", 8, "int8");
+    let items: Vec<Value> = (0..500)
+        .map(|i| json!({"id": format!("v{i}"), "vector": vec_of(i, 8)}))
+        .collect();
+    assert_eq!(insert(&c, &s, "src", json!(items)), 200);
+    let bk = |idx: &str, name: Value| {
+        c.post(s.url(&format!("/index/{idx}/backup")))
+            .json(&json!({"name": name}))
+            .send()
+            .unwrap()
+    };
+    for bad in [
+        json!("a/b"),
+        json!(""),
+        json!("x".repeat(201)),
+        json!("../etc"),
+    ] {
+        assert_eq!(bk("src", bad).status(), 400);
+    }
+    assert_eq!(
+        c.post(s.url("/index/src/backup"))
+            .json(&json!({}))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(bk("missing", json!("b1")).status(), 404);
+    let r = bk("src", json!("b1"));
+    assert_eq!(r.status(), 202);
+    let j: Value = r.json().unwrap();
+    assert_eq!(j["status"], "in_progress");
+    let id = j["job_id"].as_str().unwrap().to_string();
+    let (ms, tail) = id.split_once('_').unwrap();
+    assert!(ms.parse::<u64>().is_ok() && tail.len() == 6);
+    let done = wait_job(&c, &s, &id);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["vector_count"], 500);
+    assert!(
+        done["archive_sha256"].as_str().unwrap().len() == 64 && done["completed_at"].is_number()
+    );
+    assert_eq!(bk("src", json!("b1")).status(), 409, "name taken");
+    let list: Value = c.get(s.url("/backups")).send().unwrap().json().unwrap();
+    assert_eq!(list, json!(["b1"]));
+    let jobs: Value = c
+        .get(s.url("/backups/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        c.get(s.url("/backups/jobs/123_abcdef"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.delete(s.url(&format!("/backups/jobs/{id}")))
+            .send()
+            .unwrap()
+            .status(),
+        409,
+        "cannot cancel a finished job"
+    );
+    let info: Value = c
+        .get(s.url("/backups/b1/info"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (info["format"].as_str(), info["vector_count"].as_u64()),
+        (Some("cairn-backup"), Some(500))
+    );
+    assert_eq!(
+        c.get(s.url("/backups/nope/info")).send().unwrap().status(),
+        404
+    );
+    // download streams the archive, its digest matches the job
+    let r = c.get(s.url("/backups/b1/download")).send().unwrap();
+    assert_eq!(r.headers()["content-type"], "application/x-tar");
+    let tarball = r.bytes().unwrap().to_vec();
+    assert_eq!(tarball.len() as u64, done["archive_size"].as_u64().unwrap());
+    assert_eq!(
+        c.get(s.url("/backups/nope/download"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // restore: sync, onto existing (409), missing backup (404), async job
+    let rs = |name: &str, body: Value| {
+        c.post(s.url(&format!("/backups/{name}/restore")))
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(rs("b1", json!({"target_index_name": "copy"})).status(), 201);
+    assert_eq!(rs("b1", json!({"target_index_name": "src"})).status(), 409);
+    assert_eq!(rs("nope", json!({"target_index_name": "t"})).status(), 404);
+    assert_eq!(rs("b1", json!({})).status(), 400);
+    assert_eq!(
+        rs("b1", json!({"target_index_name": "bad/name"})).status(),
+        400
+    );
+    let r = rs("b1", json!({"target_index_name": "copy2", "async": true}));
+    assert_eq!(r.status(), 202);
+    let rj: Value = r.json().unwrap();
+    assert_eq!(
+        wait_job(&c, &s, rj["job_id"].as_str().unwrap())["status"],
+        "completed"
+    );
+    let q = json!({"k": 10, "vector": vec_of(3, 8)});
+    let a = c
+        .post(s.url("/index/src/search"))
+        .json(&q)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let b = c
+        .post(s.url("/index/copy/search"))
+        .json(&q)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let b2 = c
+        .post(s.url("/index/copy2/search"))
+        .json(&q)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a, b2);
+    // upload (multipart as Endee, and raw tar) then delete
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "backup",
+        reqwest::blocking::multipart::Part::bytes(tarball.clone()).file_name("up1.tar"),
+    );
+    let r = c
+        .post(s.url("/backups/upload"))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let r = c
+        .post(s.url("/backups/upload?name=up2"))
+        .header("content-type", "application/x-tar")
+        .body(tarball.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(s.url("/backups/upload?name=up2"))
+        .header("content-type", "application/x-tar")
+        .body(tarball.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "backup",
+        reqwest::blocking::multipart::Part::bytes(vec![1]).file_name("x.zip"),
+    );
+    assert_eq!(
+        c.post(s.url("/backups/upload"))
+            .multipart(form)
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        c.delete(s.url("/backups/up2")).send().unwrap().status(),
+        204
+    );
+    assert_eq!(
+        c.delete(s.url("/backups/up2")).send().unwrap().status(),
+        404
+    );
+    assert_eq!(
+        c.delete(s.url("/backups/bad.name"))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+}
+
+fn hostile(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn hostile_uploads_are_refused_and_leave_nothing() {
+    let dir = tempdir("hostile");
+    let s = Server::start(&dir, None);
+    let c = client();
+    create_index(&c, &s, "src", 4, "float32");
+    assert_eq!(
+        insert(&c, &s, "src", json!([{"id": "a", "vector": [1, 2, 3, 4]}])),
+        200
+    );
+    let id = c
+        .post(s.url("/index/src/backup"))
+        .json(&json!({"name": "good"}))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(wait_job(&c, &s, &id)["status"], "completed");
+    let good = c
+        .get(s.url("/backups/good/download"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    let manifest = {
+        let mut a = tar::Archive::new(&good[..]);
+        let mut e = a.entries().unwrap().next().unwrap().unwrap();
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+        v
+    };
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n - 1024 - 600] ^= 0x20; // inside the last data entry
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "slip",
+            hostile(&[
+                ("cairn-backup.json", tar::EntryType::Regular, &manifest),
+                ("../evil", tar::EntryType::Regular, b"x"),
+            ]),
+        ),
+        (
+            "abs",
+            hostile(&[
+                ("cairn-backup.json", tar::EntryType::Regular, &manifest),
+                ("/tmp/evil", tar::EntryType::Regular, b"x"),
+            ]),
+        ),
+        (
+            "link",
+            hostile(&[
+                ("cairn-backup.json", tar::EntryType::Regular, &manifest),
+                ("index/l", tar::EntryType::Symlink, b""),
+            ]),
+        ),
+        (
+            "nomanifest",
+            hostile(&[("index/checkpoint.bin", tar::EntryType::Regular, b"x")]),
+        ),
+        ("digest", flipped),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", b"this is not a tar file at all".repeat(40)),
+    ];
+    for (name, bytes) in cases {
+        let r = c
+            .post(s.url(&format!("/backups/upload?name={name}")))
+            .header("content-type", "application/x-tar")
+            .body(bytes)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{name}: {:?}", r.text());
+    }
+    let list: Value = c.get(s.url("/backups")).send().unwrap().json().unwrap();
+    assert_eq!(list, json!(["good"]));
+    let files: Vec<String> = std::fs::read_dir(dir.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".tar")).count(),
+        1,
+        "{files:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.join("backups/.tmp")).unwrap().count(),
+        0
+    );
+    assert!(!dir.join("evil").exists() && !std::path::Path::new("/tmp/evil").exists());
+}
+
+#[test]
+fn auth_on_and_off() {
+    let dir = tempdir("auth");
+    let s = Server::start(&dir, Some("s3cret"));
+    let c = client();
+    assert_eq!(c.get(s.url("/health")).send().unwrap().status(), 200);
+    let r = c.get(s.url("/index/list")).send().unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.json::<Value>().unwrap()["error"].is_string());
+    assert_eq!(
+        c.get(s.url("/index/list"))
+            .header("Authorization", "wrong")
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        c.get(s.url("/index/list"))
+            .header("Authorization", "s3cret")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(s.url("/index/list"))
+            .header("Authorization", "Bearer s3cret")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(c.get(s.url("/backups")).send().unwrap().status(), 401);
+    drop(s);
+    let s = Server::start(&dir, None);
+    assert_eq!(
+        c.get(s.url("/index/list"))
+            .header("Authorization", "None")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn backup_while_a_writer_keeps_inserting() {
+    let dir = tempdir("live");
+    let s = Server::start(&dir, None);
+    let c = client();
+    let dim = 32;
+    create_index(&c, &s, "live", dim, "float32");
+    for chunk in 0..20 {
+        let items: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| json!({"id": format!("w{i}"), "vector": vec_of(i, dim)}))
+            .collect();
+        assert_eq!(insert(&c, &s, "live", json!(items)), 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let latencies = Arc::new(Mutex::new(Vec::<u128>::new()));
+    let writer = {
+        let (stop, acked, lat, url) = (
+            stop.clone(),
+            acked.clone(),
+            latencies.clone(),
+            s.url("/index/live/vector/insert"),
+        );
+        std::thread::spawn(move || {
+            let c = client();
+            let mut i = 20_000;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = c
+                    .post(&url)
+                    .json(&json!([{"id": format!("w{i}"), "vector": vec_of(i, dim)}]))
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200, "every write during the backup succeeds");
+                lat.lock().unwrap().push(t.elapsed().as_micros());
+                acked.lock().unwrap().push(i);
+                i += 1;
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let id = c
+        .post(s.url("/index/live/backup"))
+        .json(&json!({"name": "live1"}))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = wait_job(&c, &s, &id);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    let cut = job["vector_count"].as_u64().unwrap() as usize;
+    let lat = latencies.lock().unwrap();
+    let max = lat.iter().max().copied().unwrap_or(0);
+    println!(
+        "live backup: {} writes acknowledged during the run, max write latency {max} µs, write pause {} µs, vectors at cut {cut}",
+        lat.len(),
+        job["write_pause_us"]
+    );
+    // The pause is an O(1) cut, not the length of the backup (generous bound: no timing flake).
+    assert!(job["write_pause_us"].as_u64().unwrap() < 1_000_000);
+    assert!(acked.lock().unwrap().len() > 0);
+    // The archive is the state at the cut: exactly the first `cut` ids of the single writer.
+    assert_eq!(
+        c.post(s.url("/backups/live1/restore"))
+            .json(&json!({"target_index_name": "atcut"}))
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    let info: Value = c
+        .get(s.url("/index/atcut/info"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["total_elements"].as_u64().unwrap() as usize, cut);
+    for i in [0, cut - 1] {
+        assert_eq!(
+            c.post(s.url("/index/atcut/vector/get"))
+                .json(&json!({"id": format!("w{i}")}))
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        c.post(s.url("/index/atcut/vector/get"))
+            .json(&json!({"id": format!("w{cut}")}))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+}

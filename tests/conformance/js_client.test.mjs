@@ -1,0 +1,76 @@
+// The official npm client `endee@1.0.8`, unchanged, against a real `cairn serve` on 127.0.0.1.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Endee, Precision } from 'endee';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = process.env.CAIRN_BIN || join(root, 'target', 'release', 'cairn');
+let proc;
+let base;
+
+const freePort = () => new Promise((res) => {
+  const s = createServer();
+  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+});
+
+before(async () => {
+  const port = await freePort();
+  const data = mkdtempSync(join(tmpdir(), 'cairn-js-'));
+  proc = spawn(bin, ['serve', '--data-dir', data, '--port', String(port)], { stdio: 'ignore' });
+  base = `http://127.0.0.1:${port}/api/v1`;
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(base + '/health')).ok) return; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('server did not start');
+});
+
+after(() => { proc.kill('SIGTERM'); });
+
+function rand(seed) {
+  let s = seed;
+  return () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648 - 0.5; };
+}
+
+test('documented flow: create, list, describe, upsert, query, filter, get, delete', async () => {
+  const client = new Endee();
+  client.setBaseUrl(base);
+  await client.createIndex({ name: 'js_docs', dimension: 8, spaceType: 'cosine', precision: Precision.INT8D });
+  const list = await client.listIndexes();
+  assert.ok(list.indexes.some((i) => i.name === 'js_docs'));
+  const index = await client.getIndex('js_docs');
+  assert.equal(index.describe().dimension, 8);
+  const r = rand(7);
+  const data = Array.from({ length: 200 }, () => Array.from({ length: 8 }, r));
+  for (let off = 0; off < 200; off += 100) {
+    await index.upsert(data.slice(off, off + 100).map((v, j) => ({
+      id: `v${off + j}`, vector: v, meta: { n: off + j }, filter: { kind: (off + j) % 3 === 0 ? 'a' : 'b', n: off + j },
+    })));
+  }
+  const res = await index.query({ vector: data[42], topK: 5 });
+  assert.equal(res.length, 5);
+  assert.equal(res[0].id, 'v42');
+  assert.deepEqual(res[0].meta, { n: 42 });
+  const filtered = await index.query({ vector: data[42], topK: 10, filter: [{ kind: { $eq: 'a' } }] });
+  assert.equal(filtered.length, 10);
+  assert.ok(filtered.every((h) => h.filter.kind === 'a'));
+  const got = await index.getVector('v5');
+  assert.equal(got.id, 'v5');
+  assert.deepEqual(got.meta, { n: 5 });
+  assert.equal(got.vector.length, 8);
+  await index.deleteVector('v5');
+  await assert.rejects(index.getVector('v5'));
+  const out = await index.deleteWithFilter([{ n: { $range: [100, 199] } }]);
+  assert.match(String(out), /100 vectors deleted/);
+  const info = await client.getIndex('js_docs');
+  assert.equal(info.describe().count, 99);
+  await client.deleteIndex('js_docs');
+  const after = await client.listIndexes();
+  assert.ok(!after.indexes.some((i) => i.name === 'js_docs'));
+});
