@@ -449,12 +449,12 @@ impl Engine {
             if e.active_backup.as_deref() == Some(job.job_id.as_str()) {
                 e.active_backup = None;
             }
-            if let Some(c) = job.cut {
-                if let Some(n) = e.pins.get_mut(&c.generation) {
-                    *n -= 1;
-                    if *n == 0 {
-                        e.pins.remove(&c.generation);
-                    }
+            if let Some(c) = job.cut
+                && let Some(n) = e.pins.get_mut(&c.generation)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    e.pins.remove(&c.generation);
                 }
             }
             let free: Vec<u64> = e

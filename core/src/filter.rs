@@ -182,16 +182,16 @@ pub fn parse_stored(s: &str) -> Result<Map<String, Value>, FilterError> {
     match serde_json::from_str::<Value>(s) {
         Ok(Value::Object(m)) => {
             for (k, v) in &m {
-                if let Value::String(x) = v {
-                    if x.len() > MAX_CATEGORY_LEN {
-                        return Err(FilterError::Value {
-                            op: "filter",
-                            detail: format!(
-                                "value of {k} too long ({} > {MAX_CATEGORY_LEN} bytes)",
-                                x.len()
-                            ),
-                        });
-                    }
+                if let Value::String(x) = v
+                    && x.len() > MAX_CATEGORY_LEN
+                {
+                    return Err(FilterError::Value {
+                        op: "filter",
+                        detail: format!(
+                            "value of {k} too long ({} > {MAX_CATEGORY_LEN} bytes)",
+                            x.len()
+                        ),
+                    });
                 }
             }
             Ok(m)

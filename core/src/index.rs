@@ -269,10 +269,10 @@ impl Index {
 
     /// Validates a delete by ids; unknown ids are an error only when none is known.
     pub fn prepare_delete(&self, ids: Vec<String>) -> Result<Record, IndexError> {
-        if let Some(missing) = ids.iter().find(|id| !self.ids.contains_key(*id)) {
-            if ids.len() == 1 {
-                return Err(IndexError::NotFound(missing.clone()));
-            }
+        if ids.len() == 1
+            && let Some(missing) = ids.iter().find(|id| !self.ids.contains_key(*id))
+        {
+            return Err(IndexError::NotFound(missing.clone()));
         }
         Ok(Record::Delete(
             ids.into_iter()

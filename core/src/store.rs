@@ -221,7 +221,7 @@ impl VectorStore {
     }
 
     #[inline]
-    fn from_dot(&self, dot: f32, sq_a: f32, sq_b: f32) -> f32 {
+    fn dist_from_dot(&self, dot: f32, sq_a: f32, sq_b: f32) -> f32 {
         match self.space {
             SpaceType::L2 => (sq_a + sq_b - 2.0 * dot).max(0.0),
             SpaceType::Cosine | SpaceType::Ip => -dot,
@@ -243,15 +243,15 @@ impl VectorStore {
             }
             Codes::F16(c) => {
                 let dot = kernels::dot_f32_f16(&q.f, &c[s * d..(s + 1) * d]);
-                self.from_dot(dot, q.sq, self.sqnorm[s])
+                self.dist_from_dot(dot, q.sq, self.sqnorm[s])
             }
             Codes::I16 { codes, scale } => {
                 let dot = kernels::dot_f32_i16(&q.f, &codes[s * d..(s + 1) * d]) * scale[s];
-                self.from_dot(dot, q.sq, self.sqnorm[s])
+                self.dist_from_dot(dot, q.sq, self.sqnorm[s])
             }
             Codes::I8 { codes, scale } => {
                 let idot = kernels::dot_i8(&q.i8, &codes[s * d..(s + 1) * d]);
-                self.from_dot(idot as f32 * q.i8_scale * scale[s], q.sq, self.sqnorm[s])
+                self.dist_from_dot(idot as f32 * q.i8_scale * scale[s], q.sq, self.sqnorm[s])
             }
             Codes::Bin(c) => {
                 let w = words(d);
@@ -274,7 +274,7 @@ impl VectorStore {
             }
             Codes::I8 { codes, scale } => {
                 let idot = kernels::dot_i8(&codes[x * d..(x + 1) * d], &codes[y * d..(y + 1) * d]);
-                self.from_dot(
+                self.dist_from_dot(
                     idot as f32 * scale[x] * scale[y],
                     self.sqnorm[x],
                     self.sqnorm[y],

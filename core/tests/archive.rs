@@ -1,5 +1,6 @@
 //! Archive round trip and hostile archives: each is rejected and nothing reaches the sink's
 //! published state (the sink here only collects; publishing happens after `read_archive` is Ok).
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
 use cairn_core::archive::{
     self, ArchiveError, ArchiveWriter, CHECKPOINT_PATH, LOG_PATH, MANIFEST_PATH, Manifest,

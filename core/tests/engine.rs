@@ -1,4 +1,5 @@
 //! Submit-time rules, cancel at every state, pins, recovery.
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
 use cairn_core::engine::{EngineError, Outcome, paths};
 use cairn_core::jobs::{INTERRUPTED, JobError};

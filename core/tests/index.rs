@@ -1,4 +1,5 @@
 //! Index behaviour: writes, search quality, filters, checkpoints and log replay.
+#![allow(clippy::unwrap_used, clippy::needless_range_loop)] // tests unwrap: a failure is the assertion
 
 use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
 use cairn_core::record::read_log;

@@ -2,6 +2,7 @@
 //! and crashes over simulated storage that loses unsynced bytes. After every crash and
 //! recovery: every acknowledged write is present, no job is left running, no partial archive is
 //! listed, and every completed archive restores to exactly the index state at its cut.
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
 use cairn_core::archive::{
     self, ArchiveWriter, CHECKPOINT_PATH, LOG_PATH, Manifest, ManifestEntry, MemorySink, Source,

@@ -134,10 +134,10 @@ impl Db {
             let mut eng = lock(&db.engine);
             for entry in fs::read_dir(root.join("backups"))? {
                 let n = entry?.file_name().to_string_lossy().into_owned();
-                if let Some(stem) = n.strip_suffix(".tar") {
-                    if cairn_core::engine::validate_backup_name(stem).is_ok() {
-                        eng.load_backup(stem);
-                    }
+                if let Some(stem) = n.strip_suffix(".tar")
+                    && cairn_core::engine::validate_backup_name(stem).is_ok()
+                {
+                    eng.load_backup(stem);
                 }
             }
             for p in eng.recover(now_ms()) {

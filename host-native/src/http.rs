@@ -255,12 +255,12 @@ async fn create_index(State(s): St, body: axum::body::Bytes) -> ApiResult<Respon
         p.precision = Precision::parse(prec).map_err(|e| bad(e.to_string()))?;
     }
     p.sparse_dim = field_usize(&v, "sparse_dim", 0)? as u64;
-    if let Some(m) = v.get("sparse_model").and_then(|x| x.as_str()) {
-        if !m.eq_ignore_ascii_case("none") {
-            return Err(bad(format!(
-                "sparse_model {m:?} is not supported; use sparse_dim for hybrid indexes"
-            )));
-        }
+    if let Some(m) = v.get("sparse_model").and_then(|x| x.as_str())
+        && !m.eq_ignore_ascii_case("none")
+    {
+        return Err(bad(format!(
+            "sparse_model {m:?} is not supported; use sparse_dim for hybrid indexes"
+        )));
     }
     if let Some(c) = v.get("checksum").and_then(|x| x.as_i64()) {
         p.checksum = c;

@@ -1,5 +1,6 @@
 //! Every route's success and error cases over real HTTP, backups under a live writer, hostile
 //! uploads, auth on and off.
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
 mod common;
 use common::*;
@@ -669,7 +670,7 @@ fn backup_while_a_writer_keeps_inserting() {
     );
     // The pause is an O(1) cut, not the length of the backup (generous bound: no timing flake).
     assert!(job["write_pause_us"].as_u64().unwrap() < 1_000_000);
-    assert!(acked.lock().unwrap().len() > 0);
+    assert!(!acked.lock().unwrap().is_empty());
     // The archive is the state at the cut: exactly the first `cut` ids of the single writer.
     assert_eq!(
         c.post(s.url("/backups/live1/restore"))

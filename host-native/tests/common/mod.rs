@@ -1,5 +1,5 @@
 //! Starts the real `cairn` binary on a free port on 127.0.0.1 and stops it on drop.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
