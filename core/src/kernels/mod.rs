@@ -105,7 +105,7 @@ mod tests {
                 .iter()
                 .map(|&x| half::f16::from_f32(x).to_bits())
                 .collect();
-            let i16s: Vec<i16> = (0..len).map(|_| (r.next_u64() as i16)).collect();
+            let i16s: Vec<i16> = (0..len).map(|_| r.next_u64() as i16).collect();
             let i8a: Vec<i8> = (0..len).map(|_| (r.next_u64() as i8).max(-127)).collect();
             let i8b: Vec<i8> = (0..len).map(|_| (r.next_u64() as i8).max(-127)).collect();
             let s = len as f32;
