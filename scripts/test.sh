@@ -25,7 +25,7 @@ step "the core stays sans-IO and builds for wasm32"
 if grep -rnE '\b(std::fs|std::net|std::thread|SystemTime|Instant|tokio|getrandom)\b' core/src; then
   echo "core/src must not use the names above (DESIGN §2)"; exit 1
 fi
-cargo build -p cairn-core --target wasm32-unknown-unknown --release
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128" cargo build -p cairn-core --target wasm32-unknown-unknown --release
 
 step "cargo tests (unit, core simulation, HTTP integration, crash tests)"
 cargo build --release -p cairn-native
