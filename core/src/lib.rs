@@ -24,3 +24,8 @@ pub mod jobs;
 
 pub use engine::{Engine, EngineError, Outcome};
 pub use jobs::{CutPoint, Job, JobKind, JobRegistry, JobStatus};
+pub mod database;
+pub mod storage;
+
+pub use database::{Database, DatabaseError};
+pub use storage::{MemStorage, Storage};

@@ -137,7 +137,10 @@ pub fn router(
         .route("/backups", get(list_backups))
         .route("/backups/jobs", get(list_jobs))
         .route("/backups/jobs/{id}", get(get_job).delete(cancel_job))
-        .route("/backups/upload", post(upload))
+        .route(
+            "/backups/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
         .route("/backups/{name}", delete(delete_backup))
         .route("/backups/{name}/info", get(backup_info))
         .route("/backups/{name}/download", get(download))

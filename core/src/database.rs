@@ -1,0 +1,692 @@
+//! A whole database for single-threaded hosts (the browser Worker, Node): indexes, durable
+//! writes, checkpoints, backups, restores and recovery, doing IO only through a caller-supplied
+//! [`Storage`]. Time and entropy are arguments. The file layout is the native host's
+//! ([`crate::engine::paths`]), so data and archives move between hosts unchanged.
+
+use crate::archive::{
+    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, ManifestEntry, MemorySink,
+    Source,
+};
+use crate::checkpoint::{CheckpointEncoder, read_checkpoint};
+use crate::engine::{Deletable, EngineError, IndexManifest, Outcome, paths, validate_backup_name};
+use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
+use crate::jobs::{CutPoint, DEFAULT_RETENTION, Job, JobRegistry};
+use crate::params::IndexParams;
+use crate::record::{Record, read_log};
+use crate::storage::{Storage, StorageReader};
+use crate::{Engine, Filter, UpsertItem};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use thiserror::Error;
+
+/// Log bytes after which a write triggers a checkpoint.
+pub const CHECKPOINT_AFTER_BYTES: u64 = 16 << 20;
+
+/// Errors of the database. `status()` gives the HTTP-style class.
+#[derive(Debug, Error)]
+pub enum DatabaseError {
+    /// A rule of the engine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Bad input for an index.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A bad or hostile archive.
+    #[error("invalid backup archive: {0}")]
+    Archive(#[from] archive::ArchiveError),
+    /// Storage failed.
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+    /// Stored data could not be read.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+impl DatabaseError {
+    /// 400, 404, 409 or 500, as the native server would answer.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Engine(EngineError::InvalidBackupName(_) | EngineError::Invalid(_)) => 400,
+            Self::Engine(EngineError::IndexNotFound(_) | EngineError::BackupNotFound(_)) => 404,
+            Self::Engine(EngineError::Job(crate::jobs::JobError::NotFound(_))) => 404,
+            Self::Engine(_) => 409,
+            Self::Index(IndexError::NotFound(_)) => 404,
+            Self::Index(_) | Self::Archive(_) => 400,
+            Self::Io(_) | Self::Corrupt(_) => 500,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, DatabaseError>;
+
+struct Open {
+    index: Index,
+    generation: u64,
+    log_len: u64,
+}
+
+/// The database over storage `S`.
+pub struct Database<S: Storage> {
+    st: S,
+    engine: Engine,
+    open: BTreeMap<String, Open>,
+    source: Source,
+}
+
+/// Appends through a [`Storage`] in large chunks (archive output).
+struct StorageWriter<'a, S: Storage> {
+    st: &'a RefCell<&'a mut S>,
+    path: String,
+    buf: Vec<u8>,
+}
+
+impl<S: Storage> Write for StorageWriter<'_, S> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.st.borrow_mut().append(&self.path, &self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+struct Progress<'a, R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    cb: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.cb)(self.done, self.total);
+        Ok(n)
+    }
+}
+
+fn write_checkpoint<S: Storage>(st: &mut S, path: &str, ix: &Index) -> io::Result<()> {
+    st.create(path)?;
+    let mut enc = CheckpointEncoder::new(ix);
+    let mut buf = Vec::with_capacity(1 << 20);
+    while enc.next_chunk(&mut buf) {
+        if buf.len() >= 1 << 20 {
+            st.append(path, &buf)?;
+            buf.clear();
+        }
+    }
+    st.append(path, &buf)?;
+    st.sync(path)
+}
+
+impl<S: Storage> Database<S> {
+    /// Opens the database on `st`, recovering after a crash: replays logs, cuts torn tails,
+    /// fails interrupted jobs and deletes partial files. `host` names the source in archives.
+    pub fn open(mut st: S, now: u64, host: &str) -> Result<Self> {
+        let registry = match st.read_all(paths::JOBS)? {
+            None => JobRegistry::default(),
+            Some(b) => match JobRegistry::decode(&b, DEFAULT_RETENTION) {
+                Ok(r) => r,
+                Err(_) => {
+                    // Keep the unreadable file aside; never pretend it was empty.
+                    st.rename(paths::JOBS, &format!("{}.unreadable-{now}", paths::JOBS))?;
+                    JobRegistry::default()
+                }
+            },
+        };
+        let mut db = Self {
+            st,
+            engine: Engine::new(registry),
+            open: BTreeMap::new(),
+            source: Source {
+                host: host.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+        };
+        for p in db
+            .st
+            .list("indexes/.tmp/")?
+            .into_iter()
+            .chain(db.st.list("backups/.tmp/")?)
+        {
+            db.st.remove(&p)?;
+        }
+        let manifests: Vec<String> = db
+            .st
+            .list("indexes/")?
+            .into_iter()
+            .filter(|p| p.ends_with("/manifest.json"))
+            .collect();
+        for m in &manifests {
+            let name = m
+                .trim_start_matches("indexes/")
+                .trim_end_matches("/manifest.json")
+                .to_string();
+            db.load_index(&name)?;
+        }
+        // Files of an index without a manifest belong to a create or restore that never committed.
+        for f in db.st.list("indexes/")? {
+            let dir = f.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            if !manifests.contains(&format!("{dir}/manifest.json")) {
+                db.st.remove(&f)?;
+            }
+        }
+        for p in db.st.list("backups/")? {
+            if let Some(n) = p
+                .strip_prefix("backups/")
+                .and_then(|x| x.strip_suffix(".tar"))
+                && validate_backup_name(n).is_ok()
+            {
+                db.engine.load_backup(n);
+            }
+        }
+        for p in db.engine.recover(now) {
+            for f in db.st.list(&p)? {
+                db.st.remove(&f)?;
+            }
+        }
+        db.persist_jobs()?;
+        Ok(db)
+    }
+
+    fn load_index(&mut self, name: &str) -> Result<()> {
+        let bytes = self
+            .st
+            .read_all(&paths::index_manifest(name))?
+            .ok_or_else(|| DatabaseError::Corrupt(format!("{name}: no manifest")))?;
+        let man = IndexManifest::decode(&bytes).map_err(DatabaseError::Corrupt)?;
+        let g = man.generation;
+        let ck = self
+            .st
+            .read_all(&paths::checkpoint(name, g))?
+            .ok_or_else(|| DatabaseError::Corrupt(format!("{name}: checkpoint {g} missing")))?;
+        let mut ix =
+            read_checkpoint(&ck[..]).map_err(|e| DatabaseError::Corrupt(format!("{name}: {e}")))?;
+        let log_path = paths::log(name, g);
+        let log = self.st.read_all(&log_path)?.unwrap_or_default();
+        let (records, valid, torn) =
+            read_log(&log[..]).map_err(|e| DatabaseError::Corrupt(format!("{name}: {e}")))?;
+        for r in &records {
+            ix.apply(r);
+        }
+        if torn {
+            self.st.truncate(&log_path, valid)?;
+            self.st.sync(&log_path)?;
+        }
+        let keep = [
+            paths::checkpoint(name, g),
+            paths::log(name, g),
+            paths::index_manifest(name),
+        ];
+        for f in self.st.list(&format!("{}/", paths::index_dir(name)))? {
+            if !keep.contains(&f) {
+                self.st.remove(&f)?;
+            }
+        }
+        self.engine
+            .load_index(name, man.params.clone(), g, man.created_at);
+        self.open.insert(
+            name.into(),
+            Open {
+                index: ix,
+                generation: g,
+                log_len: valid,
+            },
+        );
+        Ok(())
+    }
+
+    fn persist_jobs(&mut self) -> Result<()> {
+        let b = self.engine.registry.encode();
+        self.st.replace(paths::JOBS, &b)?;
+        Ok(())
+    }
+
+    /// The storage (for hosts that need to flush or inspect it).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.st
+    }
+
+    /// Gives the storage back (e.g. to simulate a crash and reopen).
+    pub fn into_storage(self) -> S {
+        self.st
+    }
+
+    fn get_open(&self, name: &str) -> Result<&Open> {
+        self.open
+            .get(name)
+            .ok_or_else(|| EngineError::IndexNotFound(name.into()).into())
+    }
+
+    /// Creates an index.
+    pub fn create_index(&mut self, name: &str, params: IndexParams, now: u64) -> Result<()> {
+        let ix = Index::new(params.clone())?;
+        self.engine.create_index(name, params.clone(), now)?;
+        let r = (|| -> io::Result<()> {
+            write_checkpoint(&mut self.st, &paths::checkpoint(name, 1), &ix)?;
+            self.st.create(&paths::log(name, 1))?;
+            self.st.sync(&paths::log(name, 1))?;
+            self.st.replace(
+                &paths::index_manifest(name),
+                &IndexManifest::new(name, params, 1, now).encode(),
+            )
+        })();
+        if let Err(e) = r {
+            let _ = self.engine.delete_index(name);
+            return Err(e.into());
+        }
+        self.open.insert(
+            name.into(),
+            Open {
+                index: ix,
+                generation: 1,
+                log_len: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Deletes an index unless a job uses it.
+    pub fn delete_index(&mut self, name: &str) -> Result<()> {
+        let d = self.engine.delete_index(name)?;
+        self.open.remove(name);
+        self.st.remove(&paths::index_manifest(name))?;
+        self.delete_generations(&d)?;
+        for f in self.st.list(&format!("{}/", paths::index_dir(name)))? {
+            self.st.remove(&f)?;
+        }
+        Ok(())
+    }
+
+    /// Index names with their parameters, created time and vector count.
+    pub fn list_indexes(&self) -> Vec<(String, IndexParams, u64, usize)> {
+        self.open
+            .iter()
+            .map(|(n, o)| {
+                (
+                    n.clone(),
+                    o.index.params().clone(),
+                    self.engine.index(n).map(|e| e.created_at).unwrap_or(0),
+                    o.index.len(),
+                )
+            })
+            .collect()
+    }
+
+    /// One index (read-only).
+    pub fn index(&self, name: &str) -> Result<&Index> {
+        Ok(&self.get_open(name)?.index)
+    }
+
+    fn write(
+        &mut self,
+        name: &str,
+        prepare: impl FnOnce(&Index) -> std::result::Result<Record, IndexError>,
+    ) -> Result<usize> {
+        self.engine.check_write(name)?;
+        let o = self
+            .open
+            .get(name)
+            .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
+        let rec = prepare(&o.index)?;
+        let bytes = rec.encode();
+        let log = paths::log(name, o.generation);
+        self.st.append(&log, &bytes)?;
+        self.st.sync(&log)?;
+        let o = self
+            .open
+            .get_mut(name)
+            .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
+        o.log_len += bytes.len() as u64;
+        let n = o.index.apply(&rec);
+        if o.log_len >= CHECKPOINT_AFTER_BYTES {
+            self.checkpoint(name)?;
+        }
+        Ok(n)
+    }
+
+    /// Inserts or replaces vectors; durable when this returns.
+    pub fn upsert(&mut self, name: &str, items: Vec<UpsertItem>) -> Result<usize> {
+        self.write(name, |ix| ix.prepare_upsert(items))
+    }
+
+    /// Deletes vectors by id.
+    pub fn delete(&mut self, name: &str, ids: Vec<String>) -> Result<usize> {
+        self.write(name, |ix| ix.prepare_delete(ids))
+    }
+
+    /// Deletes the vectors a filter matches.
+    pub fn delete_by_filter(&mut self, name: &str, f: &Filter) -> Result<usize> {
+        self.write(name, |ix| ix.prepare_delete_by_filter(f))
+    }
+
+    /// Replaces filters of existing ids.
+    pub fn update_filters(&mut self, name: &str, updates: Vec<(String, String)>) -> Result<usize> {
+        self.write(name, |ix| ix.prepare_update_filters(updates))
+    }
+
+    /// Searches an index.
+    pub fn search(&self, name: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        Ok(self.get_open(name)?.index.search(req)?)
+    }
+
+    /// One stored vector.
+    pub fn get(&self, name: &str, id: &str) -> Result<VectorRecord> {
+        self.get_open(name)?
+            .index
+            .get(id)
+            .ok_or_else(|| IndexError::NotFound(id.into()).into())
+    }
+
+    /// Writes a new checkpoint generation and starts a new log.
+    pub fn checkpoint(&mut self, name: &str) -> Result<()> {
+        let o = self
+            .open
+            .get(name)
+            .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
+        let g = o.generation + 1;
+        write_checkpoint(&mut self.st, &paths::checkpoint(name, g), &o.index)?;
+        self.st.create(&paths::log(name, g))?;
+        self.st.sync(&paths::log(name, g))?;
+        let created = self.engine.index(name)?.created_at;
+        let params = o.index.params().clone();
+        self.st.replace(
+            &paths::index_manifest(name),
+            &IndexManifest::new(name, params, g, created).encode(),
+        )?;
+        if let Some(o) = self.open.get_mut(name) {
+            o.generation = g;
+            o.log_len = 0;
+        }
+        let d = self.engine.checkpoint_done(name, g)?;
+        self.delete_generations(&d)?;
+        Ok(())
+    }
+
+    fn delete_generations(&mut self, d: &Deletable) -> Result<()> {
+        for (ix, g) in &d.generations {
+            self.st.remove(&paths::checkpoint(ix, *g))?;
+            self.st.remove(&paths::log(ix, *g))?;
+        }
+        Ok(())
+    }
+
+    /// Runs a backup job to the end (this host has one thread): submit (every rule), cut,
+    /// stream into `backups/.tmp/<job>.tar`, sync, publish. `progress(done, total)` is called
+    /// as bytes stream. Returns the finished job; a failure is recorded in the job and returned.
+    pub fn backup(
+        &mut self,
+        index: &str,
+        name: &str,
+        now: u64,
+        entropy: [u8; 6],
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Job> {
+        let job = self.engine.submit_backup(now, entropy, index, name)?;
+        let id = job.job_id.clone();
+        self.persist_jobs()?;
+        self.engine.start(&id, now)?;
+        let o = self.get_open(index)?;
+        let cut = CutPoint {
+            generation: o.generation,
+            log_len: o.log_len,
+            vector_count: o.index.len() as u64,
+        };
+        let params = o.index.params().clone();
+        self.engine.cut(&id, cut)?;
+        self.persist_jobs()?;
+        let tmp = paths::backup_tmp(&id);
+        let res = self.stream_backup(index, &params, cut, now, &tmp, progress);
+        let outcome = match &res {
+            Ok((size, sha)) => {
+                self.st.rename(&tmp, &paths::backup(name))?;
+                Outcome::Backup {
+                    size: *size,
+                    sha256: sha.clone(),
+                }
+            }
+            Err(e) => {
+                let _ = self.st.remove(&tmp);
+                Outcome::Failed(e.to_string())
+            }
+        };
+        let d = self.engine.finish(&id, now, outcome)?;
+        self.delete_generations(&d)?;
+        self.persist_jobs()?;
+        res?;
+        self.engine
+            .registry
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| DatabaseError::Corrupt("job vanished".into()))
+    }
+
+    fn stream_backup(
+        &mut self,
+        index: &str,
+        params: &IndexParams,
+        cut: CutPoint,
+        now: u64,
+        tmp: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(u64, String)> {
+        let ck = paths::checkpoint(index, cut.generation);
+        let log = paths::log(index, cut.generation);
+        let ck_size = self
+            .st
+            .size(&ck)?
+            .ok_or_else(|| DatabaseError::Corrupt("pinned checkpoint missing".into()))?;
+        let source = self.source.clone();
+        let st = RefCell::new(&mut self.st);
+        let digest = |path: &str, end: u64| -> Result<ManifestEntry> {
+            let (size, sha256) = archive::digest_reader(StorageReader::new(&st, path, 0, end))?;
+            Ok(ManifestEntry {
+                path: String::new(),
+                size,
+                sha256,
+            })
+        };
+        let mut e1 = digest(&ck, ck_size)?;
+        e1.path = CHECKPOINT_PATH.into();
+        let mut e2 = digest(&log, cut.log_len)?;
+        e2.path = LOG_PATH.into();
+        let total = e1.size + e2.size;
+        let manifest = Manifest {
+            format: archive::FORMAT.into(),
+            version: archive::VERSION,
+            index_name: index.into(),
+            params: params.clone(),
+            vector_count: cut.vector_count,
+            created_at: now,
+            source,
+            cut,
+            entries: vec![e1, e2],
+        };
+        st.borrow_mut().create(tmp)?;
+        let out = StorageWriter {
+            st: &st,
+            path: tmp.into(),
+            buf: Vec::new(),
+        };
+        let mut w = ArchiveWriter::new(out, manifest)?;
+        let mut r = Progress {
+            inner: StorageReader::new(&st, &ck, 0, ck_size),
+            done: 0,
+            total,
+            cb: progress,
+        };
+        w.append(&mut r)?;
+        let done = r.done;
+        let mut r = Progress {
+            inner: StorageReader::new(&st, &log, 0, cut.log_len),
+            done,
+            total,
+            cb: progress,
+        };
+        w.append(&mut r)?;
+        let (mut out, size, sha) = w.finish()?;
+        out.flush()?;
+        drop(out);
+        st.borrow_mut().sync(tmp)?;
+        Ok((size, sha))
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.engine.registry.list().cloned().collect()
+    }
+
+    /// One job.
+    pub fn job(&self, id: &str) -> Result<Job> {
+        self.engine
+            .registry
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::Job(crate::jobs::JobError::NotFound(id.into())).into())
+    }
+
+    /// Cancels a queued or running job.
+    pub fn cancel(&mut self, id: &str, now: u64) -> Result<Job> {
+        let d = self.engine.cancel(id, now)?;
+        self.delete_generations(&d)?;
+        let _ = self.st.remove(&paths::backup_tmp(id));
+        self.persist_jobs()?;
+        self.job(id)
+    }
+
+    /// Archive names.
+    pub fn backups(&self) -> Vec<String> {
+        self.engine.backup_names().map(String::from).collect()
+    }
+
+    /// A published archive's bytes (the browser offers them as a download).
+    pub fn export_backup(&mut self, name: &str) -> Result<Vec<u8>> {
+        validate_backup_name(name)?;
+        if !self.engine.has_backup(name) {
+            return Err(EngineError::BackupNotFound(name.into()).into());
+        }
+        self.st
+            .read_all(&paths::backup(name))?
+            .ok_or_else(|| EngineError::BackupNotFound(name.into()).into())
+    }
+
+    /// The verified manifest of a published archive.
+    pub fn backup_info(&mut self, name: &str) -> Result<Manifest> {
+        let bytes = self.export_backup(name)?;
+        Ok(archive::read_archive(&bytes[..], &mut NullSink)?)
+    }
+
+    /// Validates an archive whole, then publishes it under `name`. Nothing is kept on failure.
+    pub fn import_backup(&mut self, name: &str, bytes: &[u8]) -> Result<Manifest> {
+        self.engine.begin_upload(name)?;
+        let tmp = paths::upload_tmp(name);
+        let r = (|| -> Result<Manifest> {
+            let m = archive::read_archive(bytes, &mut NullSink)?;
+            self.st.create(&tmp)?;
+            self.st.append(&tmp, bytes)?;
+            self.st.sync(&tmp)?;
+            self.st.rename(&tmp, &paths::backup(name))?;
+            Ok(m)
+        })();
+        if r.is_err() {
+            let _ = self.st.remove(&tmp);
+        }
+        self.engine.finish_upload(name, r.is_ok());
+        r
+    }
+
+    /// Deletes an archive unless a job uses it.
+    pub fn delete_backup(&mut self, name: &str) -> Result<()> {
+        self.engine.delete_backup(name)?;
+        self.st.remove(&paths::backup(name))?;
+        Ok(())
+    }
+
+    /// Restores archive `backup` into a new index `target` as a job; the index is published
+    /// only when complete.
+    pub fn restore(
+        &mut self,
+        backup: &str,
+        target: &str,
+        now: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        let job = self.engine.submit_restore(now, entropy, backup, target)?;
+        let id = job.job_id.clone();
+        self.persist_jobs()?;
+        self.engine.start(&id, now)?;
+        let res = self.build_restored(backup, target, &id, now);
+        let outcome = match &res {
+            Ok(params) => Outcome::Restore {
+                params: params.clone(),
+                generation: 1,
+            },
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        self.engine.finish(&id, now, outcome)?;
+        self.persist_jobs()?;
+        res?;
+        self.job(&id)
+    }
+
+    fn build_restored(
+        &mut self,
+        backup: &str,
+        target: &str,
+        job: &str,
+        now: u64,
+    ) -> Result<IndexParams> {
+        let bytes = self
+            .st
+            .read_all(&paths::backup(backup))?
+            .ok_or_else(|| EngineError::BackupNotFound(backup.into()))?;
+        let _ = self.engine.registry.progress(job, 0, bytes.len() as u64);
+        let mut sink = MemorySink::default();
+        let m = archive::read_archive(&bytes[..], &mut sink)?;
+        let empty = Vec::new();
+        let ix = archive::restore_index(
+            &m,
+            &sink.files.get(CHECKPOINT_PATH).unwrap_or(&empty)[..],
+            &sink.files.get(LOG_PATH).unwrap_or(&empty)[..],
+        )?;
+        // Stage under the temp dir, then publish the manifest last: it is the commit point.
+        let params = ix.params().clone();
+        write_checkpoint(&mut self.st, &paths::checkpoint(target, 1), &ix)?;
+        self.st.create(&paths::log(target, 1))?;
+        self.st.sync(&paths::log(target, 1))?;
+        self.st.replace(
+            &paths::index_manifest(target),
+            &IndexManifest::new(target, params.clone(), 1, now).encode(),
+        )?;
+        let _ = self
+            .engine
+            .registry
+            .progress(job, bytes.len() as u64, bytes.len() as u64);
+        self.open.insert(
+            target.into(),
+            Open {
+                index: ix,
+                generation: 1,
+                log_len: 0,
+            },
+        );
+        Ok(params)
+    }
+}
+
+struct NullSink;
+
+impl EntrySink for NullSink {
+    fn entry(&mut self, _path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
+        io::copy(data, &mut io::sink()).map(|_| ())
+    }
+}
