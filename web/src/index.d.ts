@@ -1,0 +1,52 @@
+/** CairnDB for the browser (Worker + OPFS) and Node (memory or a directory). */
+
+export type SpaceType = 'cosine' | 'l2' | 'ip';
+export type Precision = 'float32' | 'float16' | 'int16' | 'int8' | 'binary';
+
+export interface IndexOptions { dim: number; space_type?: SpaceType; M?: number; ef_con?: number; precision?: Precision }
+export interface IndexInfo { name: string; dimension: number; space_type: SpaceType; precision: Precision; M: number; ef_con: number; total_elements: number; created_at: number }
+/** Endee's filter language: `[{field: {$eq | $in | $range: value}}]`, ANDed. */
+export type Filter = Array<Record<string, { $eq?: string | number | boolean; $in?: Array<string | number | boolean>; $range?: [number, number] }>>;
+export interface VectorItem { id: string | number; vector: number[]; meta?: unknown; filter?: Record<string, unknown>; norm?: number }
+export interface Query { vector: number[]; k?: number; ef?: number; filter?: Filter; include_vectors?: boolean }
+export interface Hit { id: string; similarity: number; meta: unknown; filter: Record<string, unknown>; norm: number; vector?: number[] }
+export interface StoredVector { id: string; vector: number[]; meta: unknown; filter: Record<string, unknown>; norm: number }
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+export interface Job {
+  job_id: string; kind: 'backup' | 'restore'; index_name: string; backup_name: string; status: JobStatus;
+  bytes_done: number; bytes_total: number; created_at: number; started_at: number | null; completed_at: number | null;
+  error: string | null; archive_size: number | null; archive_sha256: string | null; write_pause_us: number;
+  cut: { generation: number; log_len: number; vector_count: number } | null;
+}
+export interface Manifest { format: string; version: number; index_name: string; vector_count: number; created_at: number; source: { host: string; version: string }; entries: Array<{ path: string; size: number; sha256: string }> }
+
+/** Thrown for every refused operation; `status` is 400, 404, 409 or 500 as on the server. */
+export class CairnError extends Error { status: number }
+
+export interface Database {
+  createIndex(name: string, opts: IndexOptions): Promise<void>;
+  listIndexes(): Promise<IndexInfo[]>;
+  describe(name: string): Promise<IndexInfo>;
+  deleteIndex(name: string): Promise<void>;
+  upsert(index: string, items: VectorItem[]): Promise<number>;
+  get(index: string, id: string): Promise<StoredVector>;
+  delete(index: string, ids: string[]): Promise<number>;
+  deleteByFilter(index: string, filter: Filter): Promise<number>;
+  search(index: string, query: Query): Promise<Hit[]>;
+  backup(index: string, name: string, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
+  jobs(): Promise<Job[]>;
+  job(id: string): Promise<Job>;
+  cancel(id: string): Promise<Job>;
+  backups(): Promise<string[]>;
+  backupInfo(name: string): Promise<Manifest>;
+  exportBackup(name: string): Promise<Uint8Array>;
+  exportBackupBlob(name: string): Promise<Blob>;
+  importBackup(name: string, data: Uint8Array | Blob): Promise<Manifest>;
+  deleteBackup(name: string): Promise<void>;
+  restore(backup: string, target: string): Promise<Job>;
+  checkpoint(index: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions { name?: string; storage?: 'opfs' | 'memory' | { dir: string } }
+export function open(opts?: OpenOptions): Promise<Database>;

@@ -1,0 +1,86 @@
+// cairndb: a promise-based façade over the CairnDB wasm core.
+// Browser: the database runs in a dedicated Worker on OPFS (or memory).
+// Node 20: in-process, in memory or in a directory through node:fs.
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined' && typeof self === 'undefined';
+
+/** An error from the database; `status` mirrors the server's HTTP codes (400/404/409/500). */
+export class CairnError extends Error {
+  constructor(message, status) { super(message); this.name = 'CairnError'; this.status = status; }
+}
+
+const METHODS = ['createIndex', 'listIndexes', 'describe', 'deleteIndex', 'upsert', 'get', 'delete', 'deleteByFilter',
+  'search', 'jobs', 'job', 'cancel', 'backups', 'exportBackup', 'backupInfo', 'importBackup', 'deleteBackup', 'restore', 'checkpoint'];
+
+class Database {
+  constructor(call, close) {
+    this._call = call;
+    this._close = close;
+    for (const m of METHODS) {
+      if (!this[m]) this[m] = (...args) => this._call(m, args);
+    }
+  }
+  /** Runs a backup job; resolves with the finished job. `onProgress({done, total})`. */
+  backup(index, name, { onProgress } = {}) { return this._call('backup', [index, name], onProgress); }
+  /** Stores an archive given as bytes, a Blob or a File, after validating it whole. */
+  async importBackup(name, data) {
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(await data.arrayBuffer());
+    return this._call('importBackup', [name, bytes]);
+  }
+  /** An archive as a Blob (browser download). */
+  async exportBackupBlob(name) {
+    return new Blob([await this._call('exportBackup', [name])], { type: 'application/x-tar' });
+  }
+  close() { return this._close(); }
+}
+
+async function openNode(opts) {
+  const { readFileSync } = await import('node:fs');
+  const wasm = await import('../wasm/cairn_wasm.js');
+  await wasm.default({ module_or_path: readFileSync(new URL('../wasm/cairn_wasm_bg.wasm', import.meta.url)) });
+  let db;
+  if (!opts.storage || opts.storage === 'memory') db = wasm.CairnDb.openMemory();
+  else if (opts.storage.dir) {
+    const { nodeFsStorage } = await import('./node-storage.js');
+    db = wasm.CairnDb.openWith(nodeFsStorage(opts.storage.dir));
+  } else throw new CairnError(`unknown storage ${JSON.stringify(opts.storage)} (use "memory" or {dir})`, 400);
+  const call = async (method, args, onProgress) => {
+    try {
+      if (method === 'backup') return db.backup(args[0], args[1], onProgress ? (done, total) => onProgress({ done, total }) : undefined);
+      return db[method](...args);
+    } catch (e) {
+      throw new CairnError(e?.message ?? String(e), e?.status ?? 500);
+    }
+  };
+  return new Database(call, async () => { db.free(); });
+}
+
+async function openBrowser(opts) {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  let next = 1;
+  const pending = new Map();
+  worker.onmessage = ({ data }) => {
+    const p = pending.get(data.id);
+    if (!p) return;
+    if (data.progress) { p.onProgress?.(data.progress); return; }
+    pending.delete(data.id);
+    if (data.ok) p.resolve(data.value); else p.reject(new CairnError(data.error.message, data.error.status));
+  };
+  const call = (method, args, onProgress) => new Promise((resolve, reject) => {
+    const id = next++;
+    pending.set(id, { resolve, reject, onProgress });
+    worker.postMessage({ id, method, args });
+  });
+  try {
+    await call('open', [{ name: opts.name ?? 'default', storage: opts.storage ?? 'opfs' }]);
+  } catch (e) { worker.terminate(); throw e; }
+  return new Database(call, async () => { await call('close', []); worker.terminate(); });
+}
+
+/**
+ * Opens a database. Browser: `{name?, storage?: 'opfs' | 'memory'}` (default OPFS).
+ * Node: `{storage?: 'memory' | {dir: string}}` (default memory).
+ */
+export function open(opts = {}) {
+  return isNode ? openNode(opts) : openBrowser(opts);
+}
