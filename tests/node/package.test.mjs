@@ -1,0 +1,87 @@
+// The packed npm package `cairndb`, installed into a clean folder, in Node 20: memory storage,
+// directory storage (data survives a reopen), backups with progress, bad input errors.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+let app;
+
+before(() => {
+  app = mkdtempSync(join(tmpdir(), 'cairndb-app-'));
+  const out = execFileSync('npm', ['pack', '--silent', '--pack-destination', app], { cwd: join(root, 'web') }).toString().trim();
+  const tgz = out.split('\n').pop();
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent', join(app, tgz)], { cwd: app });
+  assert.ok(readdirSync(join(app, 'node_modules', 'cairndb', 'wasm')).includes('cairn_wasm_bg.wasm'));
+});
+
+function run(script) {
+  const file = join(app, `t${Math.random().toString(36).slice(2)}.mjs`);
+  writeFileSync(file, script);
+  return JSON.parse(execFileSync('node', [file], { cwd: app }).toString());
+}
+
+const flow = (storage) => `
+import { open, CairnError } from 'cairndb';
+const db = await open({ storage: ${JSON.stringify(storage)} });
+const out = {};
+await db.createIndex('docs', { dim: 8, space_type: 'cosine', precision: 'int8' });
+const items = Array.from({ length: 300 }, (_, i) => ({ id: 'v' + i, vector: Array.from({ length: 8 }, (_, d) => ((Math.sin(i * 12.9898 + d * 78.233) * 43758.5453) % 1)), meta: { n: i }, filter: { even: i % 2 === 0, n: i } }));
+out.upserted = await db.upsert('docs', items);
+out.top = (await db.search('docs', { vector: items[42].vector, k: 3 })).map((h) => h.id);
+out.filtered = (await db.search('docs', { vector: items[42].vector, k: 5, filter: [{ even: { $eq: false } }, { n: { $range: [0, 100] } }] })).map((h) => h.filter);
+out.get = (await db.get('docs', 'v7')).meta;
+out.deleted = await db.deleteByFilter('docs', [{ n: { $range: [200, 299] } }]);
+const ticks = [];
+const job = await db.backup('docs', 'snap', { onProgress: (p) => ticks.push(p) });
+out.job = { status: job.status, count: job.cut.vector_count, sha: job.archive_sha256.length };
+out.ticks = ticks.length > 0 && ticks.at(-1).done === ticks.at(-1).total;
+const errs = [];
+for (const f of [() => db.search('docs', { vector: [1, 2] }), () => db.search('nope', { vector: items[0].vector }), () => db.backup('docs', 'snap'), () => db.upsert('docs', [{ id: 'x', vector: [NaN, 0, 0, 0, 0, 0, 0, 0] }]), () => db.search('docs', { vector: items[0].vector, filter: [{ n: { $gt: 1 } }] })]) {
+  try { await f(); errs.push('no error'); } catch (e) { errs.push(e instanceof CairnError ? e.status : 'not CairnError'); }
+}
+out.errs = errs;
+await db.restore('snap', 'copy');
+out.copyCount = (await db.describe('copy')).total_elements;
+console.log(JSON.stringify(out));
+`;
+
+test('memory storage: the whole flow', () => {
+  const out = run(flow('memory'));
+  assert.equal(out.upserted, 300);
+  assert.equal(out.top[0], 'v42');
+  assert.equal(out.filtered.length, 5);
+  assert.ok(out.filtered.every((f) => f.even === false && f.n <= 100));
+  assert.deepEqual(out.get, { n: 7 });
+  assert.equal(out.deleted, 100);
+  assert.deepEqual(out.job, { status: 'completed', count: 200, sha: 64 });
+  assert.equal(out.ticks, true);
+  assert.deepEqual(out.errs, [400, 404, 409, 400, 400]);
+  assert.equal(out.copyCount, 200);
+});
+
+test('directory storage: data and archives survive a reopen', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairndb-data-'));
+  const out = run(flow({ dir }));
+  assert.equal(out.copyCount, 200);
+  const again = run(`
+import { open } from 'cairndb';
+const db = await open({ storage: { dir: ${JSON.stringify(dir)} } });
+const names = (await db.listIndexes()).map((i) => i.name + ':' + i.total_elements);
+const backups = await db.backups();
+const jobs = (await db.jobs()).map((j) => j.status);
+console.log(JSON.stringify({ names, backups, jobs, v7: (await db.get('docs', 'v7')).meta }));
+`);
+  assert.deepEqual(again.names.sort(), ['copy:200', 'docs:200']);
+  assert.deepEqual(again.backups, ['snap']);
+  assert.ok(again.jobs.every((s) => s === 'completed'));
+  assert.deepEqual(again.v7, { n: 7 });
+  // same file layout as the native server
+  assert.ok(readdirSync(join(dir, 'indexes', 'docs')).includes('manifest.json'));
+  assert.ok(readdirSync(join(dir, 'backups')).includes('snap.tar'));
+});
