@@ -10,16 +10,25 @@ step "toolchain"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
+step "browser and wasm tools (Debian chromium + chromedriver, wasm-bindgen-cli at the Cargo.lock version)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
+WBG=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+[ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$WBG" ] || cargo install wasm-bindgen-cli --version "$WBG"
+
 step "python venv for client conformance (endee==0.1.27)"
 [ -x tests/.venv/bin/python ] || python3 -m venv tests/.venv
 tests/.venv/bin/python -c 'import endee, pytest' 2>/dev/null || tests/.venv/bin/pip install -q endee==0.1.27 pytest
 
-step "npm client for conformance (endee@1.0.8)"
-( cd tests/conformance && [ -d node_modules/endee ] || npm install --no-audit --no-fund --silent )
+step "npm packages for tests (endee@1.0.8 client, playwright-core)"
+( cd tests/conformance && [ -d node_modules/endee ] || npm ci --no-audit --no-fund --silent )
+( cd tests/browser && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent )
 
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p cairn-core -p cairn-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 step "the core stays sans-IO and builds for wasm32"
 if grep -rnE '\b(std::fs|std::net|std::thread|SystemTime|Instant|tokio|getrandom)\b' core/src; then
@@ -33,9 +42,24 @@ CAIRN_BIN="$ROOT/target/release/cairn" cargo test --workspace --release -- --noc
 grep -q 'test result: FAILED' target/cargo-test.log && { echo "cargo tests failed"; grep -E 'panicked|FAILED' target/cargo-test.log | head -40; exit 1; }
 grep -q 'test result: ok' target/cargo-test.log || { echo "no cargo test ran"; tail -50 target/cargo-test.log; exit 1; }
 
+step "wasm: kernels and database in headless Chromium (page and dedicated Worker with OPFS)"
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120 cargo test -p cairn-wasm --target wasm32-unknown-unknown
+
+step "build the npm package cairndb (wasm + bindings into web/wasm)"
+bash scripts/build-web.sh
+ls -l web/wasm/cairn_wasm_bg.wasm | awk '{print "wasm bytes:", $5}'
+echo "wasm gzipped bytes: $(gzip -9 -c web/wasm/cairn_wasm_bg.wasm | wc -c)"
+
 step "official clients against the real server"
 CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv/bin/python -m pytest -q tests/conformance
 ( cd tests/conformance && CAIRN_BIN="$ROOT/target/release/cairn" node --test )
+
+step "the packed npm package in Node (memory and directory storage)"
+( cd tests/node && node --test )
+
+step "playground end to end in headless Chromium (playwright-core)"
+( cd tests/browser && CAIRN_BIN="$ROOT/target/release/cairn" node --test )
+echo "screenshots: target/artifacts/playground.png, target/artifacts/playground-restored.png"
 
 echo
 echo "all tests passed"

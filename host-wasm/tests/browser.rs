@@ -1,0 +1,75 @@
+//! In headless Chromium (page): the wasm SIMD kernels against the scalar reference, and the
+//! database API in memory.
+#![cfg(target_arch = "wasm32")]
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
+
+use cairn_core::kernels::{self, scalar};
+use cairn_core::rng::SplitMix64;
+use cairn_wasm::{CairnDb, kernel_backend};
+use serde_json::json;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn js(v: serde_json::Value) -> wasm_bindgen::JsValue {
+    serde::Serialize::serialize(&v, &serde_wasm_bindgen::Serializer::json_compatible()).unwrap()
+}
+
+#[wasm_bindgen_test]
+fn simd128_kernels_match_scalar() {
+    assert_eq!(kernel_backend(), "wasm simd128");
+    let mut r = SplitMix64::new(3);
+    for len in (1..70).chain([383, 384, 385, 1000]) {
+        let a: Vec<f32> = (0..len).map(|_| r.next_f32() - 0.5).collect();
+        let b: Vec<f32> = (0..len).map(|_| r.next_f32() - 0.5).collect();
+        let h: Vec<u16> = b
+            .iter()
+            .map(|&x| half::f16::from_f32(x).to_bits())
+            .collect();
+        let w: Vec<i16> = (0..len).map(|_| r.next_u64() as i16).collect();
+        let x: Vec<i8> = (0..len).map(|_| (r.next_u64() as i8).max(-127)).collect();
+        let y: Vec<i8> = (0..len).map(|_| (r.next_u64() as i8).max(-127)).collect();
+        let tol = 1e-4 * len as f32;
+        assert!((kernels::dot_f32(&a, &b) - scalar::dot_f32(&a, &b)).abs() < tol);
+        assert!((kernels::l2sq_f32(&a, &b) - scalar::l2sq_f32(&a, &b)).abs() < tol);
+        assert!((kernels::dot_f32_f16(&a, &h) - scalar::dot_f32_f16(&a, &h)).abs() < tol);
+        assert!((kernels::dot_f32_i16(&a, &w) - scalar::dot_f32_i16(&a, &w)).abs() < tol * 32768.0);
+        assert_eq!(kernels::dot_i8(&x, &y), scalar::dot_i8(&x, &y));
+    }
+}
+
+#[wasm_bindgen_test]
+fn memory_database_flow() {
+    let mut db = CairnDb::open_memory().unwrap();
+    db.create_index(
+        "a",
+        js(json!({"dim": 4, "space_type": "l2", "precision": "float32"})),
+    )
+    .unwrap();
+    let n = db.upsert("a", js(json!([{"id": "x", "vector": [1, 0, 0, 0], "filter": {"c": "y"}}, {"id": "z", "vector": [0, 0, 0, 1]}]))).unwrap();
+    assert_eq!(n, 2);
+    let hits: serde_json::Value = serde_wasm_bindgen::from_value(
+        db.search("a", js(json!({"vector": [1, 0, 0, 0], "k": 1})))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(hits[0]["id"], "x");
+    let e = db
+        .search(
+            "a",
+            js(json!({"vector": [1, 0, 0, 0], "filter": [{"c": {"$gt": 1}}]})),
+        )
+        .unwrap_err();
+    let status = js_sys::Reflect::get(&e, &"status".into()).unwrap().as_f64();
+    assert_eq!(status, Some(400.0));
+    let job: serde_json::Value =
+        serde_wasm_bindgen::from_value(db.backup("a", "b", None).unwrap()).unwrap();
+    assert_eq!(job["status"], "completed");
+    let bytes = db.export_backup("b").unwrap();
+    let mut other = CairnDb::open_memory().unwrap();
+    other.import_backup("b", &bytes).unwrap();
+    other.restore("b", "copy").unwrap();
+    let d: serde_json::Value =
+        serde_wasm_bindgen::from_value(other.describe("copy").unwrap()).unwrap();
+    assert_eq!(d["total_elements"], 2);
+}

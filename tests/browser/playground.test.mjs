@@ -1,0 +1,129 @@
+// The playground in real headless Chromium (Debian's, driven by playwright-core), served by
+// `cairn serve`: create, load, search with a filter, back up with progress, download, reload and
+// find the data still in OPFS, restore the download and an archive made by the native server,
+// a second tab refused. A screenshot is saved to target/artifacts/playground.png.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = process.env.CAIRN_BIN || join(root, 'target', 'release', 'cairn');
+const artifacts = join(root, 'target', 'artifacts');
+let proc; let base; let ctx;
+
+const freePort = () => new Promise((res) => {
+  const s = createServer();
+  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+});
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  const port = await freePort();
+  proc = spawn(bin, ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-pw-')), '--port', String(port), '--playground', join(root, 'web')], { stdio: 'ignore' });
+  base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(base + '/api/v1/health')).ok) break; } catch { /* starting */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'cairn-profile-')), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    acceptDownloads: true,
+    args: ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
+  });
+});
+
+after(async () => { await ctx?.close(); proc?.kill('SIGTERM'); });
+
+const statusText = (page) => page.getByTestId('status').textContent();
+async function waitStatus(page, re) {
+  try {
+    await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('status').textContent), re.source, { timeout: 30000 });
+  } catch (e) {
+    throw new Error(`waiting for ${re}: status is "${await statusText(page)}"`);
+  }
+  return statusText(page);
+}
+
+test('playground: create, load, search, back up, reload, restore', async () => {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(base + '/');
+  await waitStatus(page, /ready/);
+  await page.fill('#ix-name', 'demo');
+  await page.fill('#ix-dim', '32');
+  await page.click('#create');
+  await waitStatus(page, /created demo/);
+  await page.fill('#gen-n', '800');
+  await page.click('#generate');
+  await waitStatus(page, /inserted 800 vectors/);
+  await page.fill('#q-id', 'v2');
+  await page.fill('#q-filter', '[{"cluster":{"$eq":"c2"}}]');
+  await page.click('#search');
+  await waitStatus(page, /10 results/);
+  const rows = await page.locator('#results tbody tr').allTextContents();
+  assert.equal(rows.length, 10);
+  assert.ok(rows[0].includes('v2'), rows[0]);
+  assert.ok(rows.every((r) => r.includes('"cluster":"c2"')));
+  // a malformed filter is an error, not an empty result
+  await page.fill('#q-filter', '[{"cluster":{"$gt":1}}]');
+  await page.click('#search');
+  assert.match(await waitStatus(page, /failed/), /unsupported operator/);
+  await page.fill('#q-filter', '');
+  // backup with progress, then download
+  await page.fill('#bk-name', 'snap1');
+  await page.click('#backup');
+  assert.match(await waitStatus(page, /backup snap1 completed/), /800 vectors/);
+  assert.equal(await page.locator('#bk-progress').evaluate((p) => p.value), 1);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('a[data-dl="snap1"]')]);
+  const tarPath = join(artifacts, 'snap1.tar');
+  await dl.saveAs(tarPath);
+  assert.ok(statSync(tarPath).size > 800 * 32);
+  await page.screenshot({ path: join(artifacts, 'playground.png'), fullPage: true });
+  // reload: the data is still there (OPFS)
+  await page.reload();
+  await waitStatus(page, /ready/);
+  assert.match(await page.getByTestId('indexes').textContent(), /demo \(800, int8\)/);
+  // a second tab is refused clearly
+  const tab2 = await ctx.newPage();
+  await tab2.goto(base + '/');
+  assert.match(await waitStatus(tab2, /cannot open/), /open in another tab/);
+  await tab2.close();
+  // restore the downloaded archive
+  await page.fill('#rs-target', 'again');
+  await page.setInputFiles('#rs-file', tarPath);
+  assert.match(await waitStatus(page, /restored/), /restored 800 vectors \(made by wasm\) into again/);
+  // restore an archive made by the native server
+  const api = base + '/api/v1';
+  const post = (p, b) => fetch(api + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+  assert.equal((await post('/index/create', { index_name: 'srv', dim: 8, space_type: 'l2', precision: 'float32' })).status, 200);
+  await post('/index/srv/vector/insert', Array.from({ length: 50 }, (_, i) => ({ id: `s${i}`, vector: Array.from({ length: 8 }, (_, d) => i + d), filter: { cluster: 'c1' } })));
+  const job = await (await post('/index/srv/backup', { name: 'native1' })).json();
+  for (let i = 0; i < 200; i++) {
+    const j = await (await fetch(`${api}/backups/jobs/${job.job_id}`)).json();
+    if (j.status === 'completed') break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const nativeTar = Buffer.from(await (await fetch(`${api}/backups/native1/download`)).arrayBuffer());
+  const nativePath = join(artifacts, 'native1.tar');
+  writeFileSync(nativePath, nativeTar);
+  await page.fill('#rs-target', 'fromserver');
+  await page.setInputFiles('#rs-file', nativePath);
+  assert.match(await waitStatus(page, /restored/), /restored 50 vectors \(made by native\) into fromserver/);
+  await page.fill('#q-id', 's7');
+  await page.fill('#q-k', '3');
+  await page.fill('#q-filter', '[{"cluster":{"$eq":"c1"}}]');
+  await page.click('#search');
+  await waitStatus(page, /3 results/);
+  const top = await page.locator('#results tbody tr').first().textContent();
+  assert.ok(top.includes('s7'), top);
+  await page.screenshot({ path: join(artifacts, 'playground-restored.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+});
