@@ -205,7 +205,7 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
                 if ix.ids.insert(id.clone(), slot).is_some() {
                     return Err(corrupt(format!("duplicate id {id:?}")));
                 }
-                ix.live.insert(slot);
+                ix.set_live(slot, true);
                 ix.filters.add(
                     slot,
                     &filter::parse_stored(&b.data.filter).unwrap_or_default(),

@@ -178,12 +178,14 @@ impl Graph {
         level: u8,
         dist: &impl Fn(u32) -> f32,
         accept: &impl Fn(u32) -> bool,
+        prefetch: &impl Fn(u32),
         visited: &mut Visited,
     ) -> Vec<Scored> {
         visited.reset(self.len());
         let mut cand: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
         let mut top: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
         let mut bound = f32::INFINITY;
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0);
         for &e in eps {
             visited.insert(e.slot);
             cand.push(std::cmp::Reverse(e));
@@ -201,10 +203,14 @@ impl Graph {
             if c.dist > bound && top.len() >= ef {
                 break;
             }
+            fresh.clear();
             for &n in self.links(c.slot, level) {
-                if !visited.insert(n) {
-                    continue;
+                if visited.insert(n) {
+                    prefetch(n);
+                    fresh.push(n);
                 }
+            }
+            for &n in &fresh {
                 let d = dist(n);
                 if top.len() < ef || d < bound {
                     cand.push(std::cmp::Reverse(Scored { dist: d, slot: n }));
@@ -245,6 +251,7 @@ impl Graph {
         slot: u32,
         dist: &impl Fn(u32) -> f32,
         pair: &impl Fn(u32, u32) -> f32,
+        prefetch: &impl Fn(u32),
         visited: &mut Visited,
     ) {
         let s = slot as usize;
@@ -277,7 +284,15 @@ impl Graph {
         }
         let mut eps = vec![cur];
         for l in (0..=level.min(self.max_level)).rev() {
-            let found = self.search_layer(&eps, self.ef_construction, l, dist, &not_self, visited);
+            let found = self.search_layer(
+                &eps,
+                self.ef_construction,
+                l,
+                dist,
+                &not_self,
+                prefetch,
+                visited,
+            );
             if found.is_empty() {
                 continue;
             }
@@ -319,6 +334,7 @@ impl Graph {
         ef: usize,
         dist: &impl Fn(u32) -> f32,
         accept: &impl Fn(u32) -> bool,
+        prefetch: &impl Fn(u32),
         visited: &mut Visited,
     ) -> Vec<Scored> {
         let Some(entry) = self.entry else {
@@ -331,7 +347,7 @@ impl Graph {
         for l in (1..=self.max_level).rev() {
             cur = self.greedy(cur, l, dist);
         }
-        self.search_layer(&[cur], ef, 0, dist, accept, visited)
+        self.search_layer(&[cur], ef, 0, dist, accept, prefetch, visited)
     }
 }
 

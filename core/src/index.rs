@@ -156,6 +156,8 @@ pub struct Index {
     /// Freed slots, reused last-freed first (deterministic across replay).
     pub(crate) free: Vec<u32>,
     pub(crate) live: RoaringBitmap,
+    /// The same set as `live`, as a dense bitset: the per-node check inside graph search.
+    live_bits: Vec<u64>,
     pub(crate) filters: FilterIndex,
     visited: Mutex<Vec<Visited>>,
 }
@@ -183,6 +185,7 @@ impl Index {
             ids: HashMap::new(),
             free: Vec::new(),
             live: RoaringBitmap::new(),
+            live_bits: Vec::new(),
             filters: FilterIndex::default(),
             visited: Mutex::new(Vec::new()),
         }
@@ -408,10 +411,11 @@ impl Index {
             slot,
             &|x| store.dist(&q, x),
             &|a, b| store.dist_slots(a, b),
+            &|x| store.prefetch(x),
             visited,
         );
         self.ids.insert(it.id.clone(), slot);
-        self.live.insert(slot);
+        self.set_live(slot, true);
     }
 
     fn delete_one(&mut self, id: &str) -> bool {
@@ -421,9 +425,31 @@ impl Index {
         let data = std::mem::take(&mut self.slots[slot as usize]);
         self.filters
             .remove(slot, &Self::stored_filter(&data.filter));
-        self.live.remove(slot);
+        self.set_live(slot, false);
         self.free.push(slot);
         true
+    }
+
+    /// Marks a slot live or dead in both live sets.
+    pub(crate) fn set_live(&mut self, slot: u32, live: bool) {
+        let (w, b) = (slot as usize / 64, slot % 64);
+        if self.live_bits.len() <= w {
+            self.live_bits.resize(w + 1, 0);
+        }
+        if live {
+            self.live.insert(slot);
+            self.live_bits[w] |= 1 << b;
+        } else {
+            self.live.remove(slot);
+            self.live_bits[w] &= !(1 << b);
+        }
+    }
+
+    #[inline]
+    fn is_live(&self, slot: u32) -> bool {
+        self.live_bits
+            .get(slot as usize / 64)
+            .is_some_and(|w| (w >> (slot % 64)) & 1 == 1)
     }
 
     /// The stored vector for `id`.
@@ -515,6 +541,7 @@ impl Index {
                     ef,
                     &|x| self.store.dist(&q, x),
                     &|x| bm.contains(x),
+                    &|x| self.store.prefetch(x),
                     &mut visited,
                 );
                 self.give_visited(visited);
@@ -526,12 +553,16 @@ impl Index {
             None if self.live.len() < EXACT_BELOW => self.exact(&q, req.k, self.live.iter()),
             None => {
                 let mut visited = self.take_visited();
-                let mut r = self.graph.search(
-                    ef,
-                    &|x| self.store.dist(&q, x),
-                    &|x| self.live.contains(x),
-                    &mut visited,
-                );
+                let dist = |x| self.store.dist(&q, x);
+                let pf = |x| self.store.prefetch(x);
+                // Without tombstones every graph node is live: skip the per-node check.
+                let mut r = if self.free.is_empty() && self.live.len() as usize == self.slots.len()
+                {
+                    self.graph.search(ef, &dist, &|_| true, &pf, &mut visited)
+                } else {
+                    self.graph
+                        .search(ef, &dist, &|x| self.is_live(x), &pf, &mut visited)
+                };
                 self.give_visited(visited);
                 if r.len() < req.k.min(self.live.len() as usize) {
                     r = self.exact(&q, req.k, self.live.iter());

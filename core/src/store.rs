@@ -260,6 +260,23 @@ impl VectorStore {
         }
     }
 
+    /// Starts loading slot `slot`'s codes into cache (search calls it before `dist`).
+    #[inline]
+    pub fn prefetch(&self, slot: u32) {
+        let d = self.dim;
+        let s = slot as usize;
+        match &self.codes {
+            Codes::F32(c) => kernels::prefetch(&c[s * d..(s + 1) * d]),
+            Codes::F16(c) => kernels::prefetch(&c[s * d..(s + 1) * d]),
+            Codes::I16 { codes, .. } => kernels::prefetch(&codes[s * d..(s + 1) * d]),
+            Codes::I8 { codes, .. } => kernels::prefetch(&codes[s * d..(s + 1) * d]),
+            Codes::Bin(c) => {
+                let w = words(d);
+                kernels::prefetch(&c[s * w..(s + 1) * w])
+            }
+        }
+    }
+
     /// Internal distance between two stored slots (used while linking the graph).
     pub fn dist_slots(&self, a: u32, b: u32) -> f32 {
         let d = self.dim;

@@ -80,6 +80,26 @@ dispatch!(
     dot_i8(a: &[i8], b: &[i8]) -> i32
 );
 
+/// Hints the CPU to start loading the cache line at `data` (no effect where unsupported).
+#[inline(always)]
+pub fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = data.as_ptr() as *const i8;
+        // SAFETY: prefetch is a hint; it never faults, even on an invalid address, and `p`
+        // points into a live slice anyway.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            if std::mem::size_of_val(data) > 64 {
+                _mm_prefetch::<_MM_HINT_T0>(p.add(64));
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Number of differing bits between two packed bit vectors of equal length.
 #[inline]
 pub fn hamming(a: &[u64], b: &[u64]) -> u32 {

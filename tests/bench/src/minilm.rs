@@ -1,7 +1,13 @@
-//! Builds a CairnDB index from `shared/data/minilm-50k` (50,000 × 384 real embeddings) per
-//! precision and prints build time, queries/s and recall@10 at several `ef` values.
+//! Builds a CairnDB index from an fvecs data set (default `shared/data/minilm-50k`) and prints
+//! build time, memory, and queries/s and recall@10 for each `ef`, on one and two threads.
 //!
-//! `cargo run --release -p cairn-bench --bin minilm -- [DATA_DIR] [precisions...]`
+//! ```text
+//! cargo run --release -p cairn-bench --bin minilm -- [--data DIR] [--space cosine|l2|ip]
+//!     [--precision float32,int8,...] [--m 16] [--efc 200] [--ef 16,32,48,64,96,128,256]
+//!     [--limit N] [--json]
+//! ```
+//! `DIR` holds `base.fvecs`, `queries.fvecs` and `groundtruth.ivecs` (ANN-benchmarks layout).
+//! With `--json` each measurement is one JSON line (used by `tests/bench/peers.py`).
 
 use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
 use std::time::Instant;
@@ -30,43 +36,134 @@ fn read_vecs(path: &str, float: bool) -> Vec<Vec<f32>> {
     out
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "../shared/data/minilm-50k".into());
-    let precisions: Vec<Precision> = if args.len() > 1 {
-        args[1..]
-            .iter()
-            .filter_map(|p| Precision::parse(p).ok())
-            .collect()
-    } else {
-        vec![
+struct Args {
+    data: String,
+    space: SpaceType,
+    precisions: Vec<Precision>,
+    m: usize,
+    efc: usize,
+    efs: Vec<usize>,
+    limit: usize,
+    json: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        data: "../shared/data/minilm-50k".into(),
+        space: SpaceType::Cosine,
+        precisions: vec![
             Precision::Float32,
             Precision::Float16,
             Precision::Int16,
             Precision::Int8,
             Precision::Binary,
-        ]
+        ],
+        m: 16,
+        efc: 200,
+        efs: vec![16, 24, 32, 48, 64, 96, 128, 192, 256],
+        limit: usize::MAX,
+        json: false,
     };
-    let base = read_vecs(&format!("{dir}/base.fvecs"), true);
-    let queries = read_vecs(&format!("{dir}/queries.fvecs"), true);
-    let gt = read_vecs(&format!("{dir}/groundtruth.ivecs"), false);
-    println!(
-        "minilm-50k: {} base × {} dims, {} queries; kernels: {}",
-        base.len(),
-        base[0].len(),
-        queries.len(),
-        cairn_core::kernels::backend()
-    );
-    println!("M=16 ef_construction=200, one thread\n");
-    println!("| precision | build s | index MiB | ef | q/s | recall@10 |");
-    println!("|---|---|---|---|---|---|");
-    for p in precisions {
-        let params = IndexParams::new(384, SpaceType::Cosine)
-            .with_precision(p)
-            .with_hnsw(16, 200);
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--data" => a.data = v(),
+            "--space" => a.space = SpaceType::parse(&v()).expect("space"),
+            "--precision" => {
+                a.precisions = v()
+                    .split(',')
+                    .map(|p| Precision::parse(p).expect("precision"))
+                    .collect()
+            }
+            "--m" => a.m = v().parse().expect("m"),
+            "--efc" => a.efc = v().parse().expect("efc"),
+            "--ef" => a.efs = v().split(',').map(|x| x.parse().expect("ef")).collect(),
+            "--limit" => a.limit = v().parse().expect("limit"),
+            "--json" => a.json = true,
+            other if !other.starts_with("--") => a.data = other.into(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+fn run_queries(
+    ix: &Index,
+    queries: &[Vec<f32>],
+    gt: &[Vec<f32>],
+    ef: usize,
+    threads: usize,
+) -> (f64, f64) {
+    let t = Instant::now();
+    let chunk = queries.len().div_ceil(threads);
+    let hits: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = queries
+            .chunks(chunk)
+            .zip(gt.chunks(chunk))
+            .map(|(qs, ts)| {
+                s.spawn(move || {
+                    let mut hit = 0usize;
+                    for (q, truth) in qs.iter().zip(ts) {
+                        let mut req = SearchRequest::new(q.clone(), 10);
+                        req.ef = ef;
+                        let res = ix.search(&req).expect("search");
+                        let want: Vec<usize> = truth[..10].iter().map(|&x| x as usize).collect();
+                        hit += res
+                            .iter()
+                            .filter(|h| h.id.parse::<usize>().is_ok_and(|id| want.contains(&id)))
+                            .count();
+                    }
+                    hit
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+    (qps, hits as f64 / (queries.len() * 10) as f64)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let a = parse_args();
+    let mut base = read_vecs(&format!("{}/base.fvecs", a.data), true);
+    base.truncate(a.limit);
+    let queries = read_vecs(&format!("{}/queries.fvecs", a.data), true);
+    let gt = read_vecs(&format!("{}/groundtruth.ivecs", a.data), false);
+    let dim = base[0].len();
+    if !a.json {
+        println!(
+            "{}: {} base × {dim} dims, {} queries; kernels: {}",
+            a.data,
+            base.len(),
+            queries.len(),
+            cairn_core::kernels::backend()
+        );
+        println!(
+            "M={} ef_construction={}, {}\n",
+            a.m,
+            a.efc,
+            a.space.as_str()
+        );
+        println!("| precision | build s | index MiB | ef | q/s 1 thr | q/s 2 thr | recall@10 |");
+        println!("|---|---|---|---|---|---|---|");
+    }
+    for p in &a.precisions {
+        let params = IndexParams::new(dim, a.space)
+            .with_precision(*p)
+            .with_hnsw(a.m, a.efc);
+        let rss0 = rss_kib();
         let mut ix = Index::new(params).expect("params");
         let t = Instant::now();
         for (c, chunk) in base.chunks(1000).enumerate() {
@@ -88,25 +185,26 @@ fn main() {
         }
         let build = t.elapsed().as_secs_f64();
         let mib = ix.heap_bytes() as f64 / (1 << 20) as f64;
-        for ef in [16, 32, 48, 64, 96, 128, 256] {
-            let t = Instant::now();
-            let mut hit = 0usize;
-            for (q, truth) in queries.iter().zip(&gt) {
-                let mut req = SearchRequest::new(q.clone(), 10);
-                req.ef = ef;
-                let res = ix.search(&req).expect("search");
-                let want: Vec<usize> = truth[..10].iter().map(|&x| x as usize).collect();
-                hit += res
-                    .iter()
-                    .filter(|h| h.id.parse::<usize>().is_ok_and(|id| want.contains(&id)))
-                    .count();
+        let rss_mib = rss_kib().saturating_sub(rss0) as f64 / 1024.0;
+        for &ef in &a.efs {
+            // median of 3 passes, one thread; one pass on two threads
+            let mut runs: Vec<(f64, f64)> = (0..3)
+                .map(|_| run_queries(&ix, &queries, &gt, ef, 1))
+                .collect();
+            runs.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let (qps1, recall) = runs[1];
+            let (qps2, _) = run_queries(&ix, &queries, &gt, ef, 2);
+            if a.json {
+                println!(
+                    "{{\"lib\":\"cairndb\",\"precision\":\"{}\",\"build_s\":{build:.3},\"index_mib\":{mib:.1},\"rss_mib\":{rss_mib:.1},\"ef\":{ef},\"qps1\":{qps1:.1},\"qps2\":{qps2:.1},\"recall\":{recall:.4}}}",
+                    p.as_str()
+                );
+            } else {
+                println!(
+                    "| {} | {build:.1} | {mib:.0} | {ef} | {qps1:.0} | {qps2:.0} | {recall:.3} |",
+                    p.as_str()
+                );
             }
-            let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
-            let recall = hit as f64 / (queries.len() * 10) as f64;
-            println!(
-                "| {} | {build:.1} | {mib:.0} | {ef} | {qps:.0} | {recall:.3} |",
-                p.as_str()
-            );
         }
     }
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One command for the peer benchmarks: sets up hnswlib, faiss-cpu and usearch from PyPI in a
+# virtualenv (idempotent), builds CairnDB in release, and prints the tables.
+#   bash tests/bench/run.sh            # every data set (about 20-30 min on 2 cores)
+#   bash tests/bench/run.sh --quick    # minilm-50k, float32, three peers
+#   bash tests/bench/run.sh --backup   # backup figures (archive vs tar, write latency, restore)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV=tests/bench/.venv
+[ -x $VENV/bin/python ] || python3 -m venv $VENV
+$VENV/bin/python -c 'import hnswlib, faiss, usearch, numpy, msgpack, requests' 2>/dev/null \
+  || $VENV/bin/pip install -q hnswlib faiss-cpu usearch numpy msgpack requests
+cargo build --release -p cairn-native -p cairn-bench
+# numpy/faiss run at full speed with OpenBLAS's own kernel choice (see the machine notes).
+if [ "${1:-}" = "--backup" ]; then
+  shift
+  exec env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $VENV/bin/python tests/bench/backup_bench.py "$@"
+fi
+exec env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $VENV/bin/python tests/bench/peers.py "$@"
