@@ -46,6 +46,23 @@ impl<R: Read> Read for Tracked<'_, R> {
     }
 }
 
+/// Test hook: `CAIRN_TEST_BACKUP_DELAY_MS` holds a running backup after its cut (checking for
+/// cancellation), so tests can observe the running state deterministically. Unset in production.
+fn test_delay(cancel: &AtomicBool) -> Result<(), String> {
+    let ms: u64 = std::env::var("CAIRN_TEST_BACKUP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let until = Instant::now() + std::time::Duration::from_millis(ms);
+    while Instant::now() < until {
+        if cancel.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 fn register_cancel(db: &Db, job: &str) -> Arc<AtomicBool> {
     let f = Arc::new(AtomicBool::new(false));
     lock(&db.cancel_flags).insert(job.into(), f.clone());
@@ -133,6 +150,7 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
     let pause = t0.elapsed().as_micros() as u64;
     let _ = lock(&db.engine).record_pause(job, pause);
     db.persist_jobs().map_err(|e| e.to_string())?;
+    test_delay(cancel)?;
     let (params, name) = {
         let eng = lock(&db.engine);
         let p = eng.index(&index).map_err(|e| e.to_string())?.params.clone();

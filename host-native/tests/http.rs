@@ -706,3 +706,92 @@ fn backup_while_a_writer_keeps_inserting() {
         404
     );
 }
+
+#[test]
+fn rules_while_a_backup_is_running_and_cancel() {
+    let dir = tempdir("running");
+    let s = Server::start_with_env(&dir, None, &[("CAIRN_TEST_BACKUP_DELAY_MS", "3000")]);
+    let c = client();
+    create_index(&c, &s, "one", 4, "float32");
+    create_index(&c, &s, "two", 4, "float32");
+    assert_eq!(
+        insert(&c, &s, "one", json!([{"id": "a", "vector": [1, 2, 3, 4]}])),
+        200
+    );
+    let bk = |idx: &str, name: &str| {
+        c.post(s.url(&format!("/index/{idx}/backup")))
+            .json(&json!({"name": name}))
+            .send()
+            .unwrap()
+    };
+    let r = bk("one", "nightly");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // the job is running (held after its cut by the test hook)
+    let t0 = Instant::now();
+    loop {
+        let j: Value = c
+            .get(s.url(&format!("/backups/jobs/{id}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if j["state"] == "running" && j["vector_count"].is_number() {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "job never ran: {j}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let e = bk("one", "other");
+    assert_eq!(e.status(), 409, "second backup of the same index");
+    assert!(
+        e.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains(&id)
+    );
+    assert_eq!(
+        bk("two", "nightly").status(),
+        409,
+        "same name from another index"
+    );
+    let e = c.delete(s.url("/index/one/delete")).send().unwrap();
+    assert_eq!(e.status(), 409, "delete of an index a job is using");
+    // writes go on during the backup
+    assert_eq!(
+        insert(&c, &s, "one", json!([{"id": "b", "vector": [4, 3, 2, 1]}])),
+        200
+    );
+    // cancel the running job
+    let r = c
+        .delete(s.url(&format!("/backups/jobs/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j: Value = r.json().unwrap();
+    assert_eq!(
+        (j["status"].as_str(), j["state"].as_str()),
+        (Some("cancelled"), Some("cancelled"))
+    );
+    assert!(j["completed_at"].is_number());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        std::fs::read_dir(dir.join("backups/.tmp")).unwrap().count(),
+        0,
+        "no partial file after cancel"
+    );
+    let list: Value = c.get(s.url("/backups")).send().unwrap().json().unwrap();
+    assert_eq!(list, json!([]));
+    // the index and the name are free again
+    assert_eq!(
+        c.delete(s.url("/index/two/delete"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(bk("one", "nightly").status(), 202);
+}

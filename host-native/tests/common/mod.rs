@@ -45,6 +45,10 @@ fn rand_suffix() -> u128 {
 
 impl Server {
     pub fn start(data: &Path, token: Option<&str>) -> Server {
+        Self::start_with_env(data, token, &[])
+    }
+
+    pub fn start_with_env(data: &Path, token: Option<&str>, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "--data-dir"])
@@ -55,6 +59,9 @@ impl Server {
             .env_remove("NDD_SERVER_PORT");
         if let Some(t) = token {
             cmd.args(["--auth-token", t]);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd
             .stdout(Stdio::null())
