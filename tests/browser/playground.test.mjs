@@ -4,8 +4,8 @@
 // a second tab refused. A screenshot is saved to target/artifacts/playground.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createServer } from 'node:net';
@@ -125,5 +125,47 @@ test('playground: create, load, search, back up, reload, restore', async () => {
   const top = await page.locator('#results tbody tr').first().textContent();
   assert.ok(top.includes('s7'), top);
   await page.screenshot({ path: join(artifacts, 'playground-restored.png'), fullPage: true });
+  // and the archive made in the browser restores on the server, with the same neighbours
+  const up = await fetch(`${api}/backups/upload?name=from_browser`, { method: 'POST', headers: { 'content-type': 'application/x-tar' }, body: readFileSync(tarPath) });
+  assert.equal(up.status, 201, await up.text());
+  assert.equal((await post('/backups/from_browser/restore', { target_index_name: 'browser_made' })).status, 201);
+  const info = await (await fetch(`${api}/index/browser_made/info`)).json();
+  assert.equal(info.total_elements, 800);
+  const manifest = await (await fetch(`${api}/backups/from_browser/info`)).json();
+  assert.equal(manifest.source.host, 'wasm');
   assert.deepEqual(errors, []);
+});
+
+test('the packed npm package works in the browser from a clean folder', async () => {
+  const app = mkdtempSync(join(tmpdir(), 'cairndb-web-app-'));
+  const tgz = execFileSync('npm', ['pack', '--silent', '--pack-destination', app], { cwd: join(root, 'web') }).toString().trim().split('\n').pop();
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'web-app', private: true, type: 'module' }));
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent', join(app, tgz)], { cwd: app });
+  writeFileSync(join(app, 'index.html'), `<!doctype html><script type="module">
+import { open } from './node_modules/cairndb/src/index.js';
+try {
+  const db = await open({ name: 'pkgtest' });
+  await db.createIndex('a', { dim: 3, precision: 'float32' });
+  await db.upsert('a', [{ id: 'x', vector: [1, 0, 0] }, { id: 'y', vector: [0, 1, 0] }]);
+  const hits = await db.search('a', { vector: [0.9, 0.1, 0], k: 1 });
+  const job = await db.backup('a', 'b');
+  const blob = await db.exportBackupBlob('b');
+  window.result = { top: hits[0].id, status: job.status, size: blob.size };
+} catch (e) { window.result = { error: e.message }; }
+</script>`);
+  const port = await freePort();
+  const srv = spawn(bin, ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-pkg-')), '--port', String(port), '--playground', app], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 200; i++) {
+      try { if ((await fetch(`http://127.0.0.1:${port}/api/v1/health`)).ok) break; } catch { /* starting */ }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const page = await ctx.newPage();
+    await page.goto(`http://127.0.0.1:${port}/index.html`);
+    await page.waitForFunction(() => window.result, null, { timeout: 30000 });
+    const r = await page.evaluate(() => window.result);
+    assert.deepEqual({ top: r.top, status: r.status }, { top: 'x', status: 'completed' }, JSON.stringify(r));
+    assert.ok(r.size > 1024);
+    await page.close();
+  } finally { srv.kill('SIGTERM'); }
 });
