@@ -28,6 +28,18 @@ impl Ord for Scored {
     }
 }
 
+/// The graph's view of the vectors: distances from one query to stored slots.
+pub trait Probe {
+    /// Distance (lower is closer) from the query to `slot`.
+    fn dist(&self, slot: u32) -> f32;
+    /// Four distances at once; override where the store can do better than four calls.
+    fn dist4(&self, slots: [u32; 4]) -> [f32; 4] {
+        slots.map(|s| self.dist(s))
+    }
+    /// Hint that `slot` will be needed soon.
+    fn prefetch(&self, _slot: u32) {}
+}
+
 /// Reusable visited marks (an epoch per slot, so clearing is O(1)).
 #[derive(Debug, Default)]
 pub struct Visited {
@@ -153,11 +165,11 @@ impl Graph {
         ((-r.ln() * self.level_mult) as usize).min(32) as u8
     }
 
-    fn greedy(&self, mut cur: Scored, level: u8, dist: &impl Fn(u32) -> f32) -> Scored {
+    fn greedy(&self, mut cur: Scored, level: u8, p: &impl Probe) -> Scored {
         loop {
             let mut changed = false;
             for &n in self.links(cur.slot, level) {
-                let d = dist(n);
+                let d = p.dist(n);
                 if d < cur.dist {
                     cur = Scored { dist: d, slot: n };
                     changed = true;
@@ -171,24 +183,21 @@ impl Graph {
 
     /// Beam search on one layer. `accept` decides which nodes may be results; every node is
     /// still traversed. Returns up to `ef` accepted nodes, closest first.
-    // The closures are the caller's view of the vector store; bundling them in a type would
-    // only move the same eight names into a struct.
-    #[allow(clippy::too_many_arguments)]
     fn search_layer(
         &self,
         eps: &[Scored],
         ef: usize,
         level: u8,
-        dist: &impl Fn(u32) -> f32,
+        p: &impl Probe,
         accept: &impl Fn(u32) -> bool,
-        prefetch: &impl Fn(u32),
         visited: &mut Visited,
     ) -> Vec<Scored> {
         visited.reset(self.len());
         let mut cand: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
         let mut top: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
         let mut bound = f32::INFINITY;
-        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0);
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0 + 4);
+        let mut dists: Vec<f32> = Vec::with_capacity(self.m0 + 4);
         for &e in eps {
             visited.insert(e.slot);
             cand.push(std::cmp::Reverse(e));
@@ -209,12 +218,17 @@ impl Graph {
             fresh.clear();
             for &n in self.links(c.slot, level) {
                 if visited.insert(n) {
-                    prefetch(n);
+                    p.prefetch(n);
                     fresh.push(n);
                 }
             }
-            for &n in &fresh {
-                let d = dist(n);
+            dists.clear();
+            let mut chunks = fresh.chunks_exact(4);
+            for c in &mut chunks {
+                dists.extend_from_slice(&p.dist4([c[0], c[1], c[2], c[3]]));
+            }
+            dists.extend(chunks.remainder().iter().map(|&n| p.dist(n)));
+            for (&n, &d) in fresh.iter().zip(&dists) {
                 if top.len() < ef || d < bound {
                     cand.push(std::cmp::Reverse(Scored { dist: d, slot: n }));
                     if accept(n) {
@@ -248,13 +262,12 @@ impl Graph {
     }
 
     /// Inserts a new slot (`slot == len()`) or relinks an existing one whose vector changed.
-    /// `dist(x)` is the distance from the slot's vector to `x`; `pair(a, b)` between stored slots.
+    /// `p` measures from the slot's own vector; `pair(a, b)` between stored slots.
     pub fn insert(
         &mut self,
         slot: u32,
-        dist: &impl Fn(u32) -> f32,
+        p: &impl Probe,
         pair: &impl Fn(u32, u32) -> f32,
-        prefetch: &impl Fn(u32),
         visited: &mut Visited,
     ) {
         let s = slot as usize;
@@ -277,25 +290,17 @@ impl Graph {
         }
         let not_self = |x: u32| x != slot;
         let mut cur = Scored {
-            dist: dist(entry),
+            dist: p.dist(entry),
             slot: entry,
         };
         let mut l = self.max_level;
         while l > level {
-            cur = self.greedy(cur, l, dist);
+            cur = self.greedy(cur, l, p);
             l -= 1;
         }
         let mut eps = vec![cur];
         for l in (0..=level.min(self.max_level)).rev() {
-            let found = self.search_layer(
-                &eps,
-                self.ef_construction,
-                l,
-                dist,
-                &not_self,
-                prefetch,
-                visited,
-            );
+            let found = self.search_layer(&eps, self.ef_construction, l, p, &not_self, visited);
             if found.is_empty() {
                 continue;
             }
@@ -335,22 +340,21 @@ impl Graph {
     pub fn search(
         &self,
         ef: usize,
-        dist: &impl Fn(u32) -> f32,
+        p: &impl Probe,
         accept: &impl Fn(u32) -> bool,
-        prefetch: &impl Fn(u32),
         visited: &mut Visited,
     ) -> Vec<Scored> {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
         let mut cur = Scored {
-            dist: dist(entry),
+            dist: p.dist(entry),
             slot: entry,
         };
         for l in (1..=self.max_level).rev() {
-            cur = self.greedy(cur, l, dist);
+            cur = self.greedy(cur, l, p);
         }
-        self.search_layer(&[cur], ef, 0, dist, accept, prefetch, visited)
+        self.search_layer(&[cur], ef, 0, p, accept, visited)
     }
 }
 

@@ -162,6 +162,27 @@ pub struct Index {
     visited: Mutex<Vec<Visited>>,
 }
 
+/// A prepared query over the store, as the graph sees it.
+struct StoreProbe<'a> {
+    store: &'a VectorStore,
+    q: &'a crate::store::Query,
+}
+
+impl crate::hnsw::Probe for StoreProbe<'_> {
+    #[inline]
+    fn dist(&self, slot: u32) -> f32 {
+        self.store.dist(self.q, slot)
+    }
+    #[inline]
+    fn dist4(&self, slots: [u32; 4]) -> [f32; 4] {
+        self.store.dist4(self.q, slots)
+    }
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        self.store.prefetch(slot)
+    }
+}
+
 /// Seed of the level generator: fixed, so that a replay builds the same graph.
 const GRAPH_SEED: u64 = 100;
 
@@ -407,13 +428,9 @@ impl Index {
         self.store.set(slot as usize, &v);
         let q = self.store.prepare(&self.store.get(slot as usize));
         let store = &self.store;
-        self.graph.insert(
-            slot,
-            &|x| store.dist(&q, x),
-            &|a, b| store.dist_slots(a, b),
-            &|x| store.prefetch(x),
-            visited,
-        );
+        let probe = StoreProbe { store, q: &q };
+        self.graph
+            .insert(slot, &probe, &|a, b| store.dist_slots(a, b), visited);
         self.ids.insert(it.id.clone(), slot);
         self.set_live(slot, true);
     }
@@ -537,13 +554,13 @@ impl Index {
             }
             Some(bm) => {
                 let mut visited = self.take_visited();
-                let mut r = self.graph.search(
-                    ef,
-                    &|x| self.store.dist(&q, x),
-                    &|x| bm.contains(x),
-                    &|x| self.store.prefetch(x),
-                    &mut visited,
-                );
+                let probe = StoreProbe {
+                    store: &self.store,
+                    q: &q,
+                };
+                let mut r = self
+                    .graph
+                    .search(ef, &probe, &|x| bm.contains(x), &mut visited);
                 self.give_visited(visited);
                 if r.len() < req.k.min(bm.len() as usize) {
                     r = self.exact(&q, req.k, bm.iter());
@@ -553,15 +570,17 @@ impl Index {
             None if self.live.len() < EXACT_BELOW => self.exact(&q, req.k, self.live.iter()),
             None => {
                 let mut visited = self.take_visited();
-                let dist = |x| self.store.dist(&q, x);
-                let pf = |x| self.store.prefetch(x);
+                let probe = StoreProbe {
+                    store: &self.store,
+                    q: &q,
+                };
                 // Without tombstones every graph node is live: skip the per-node check.
                 let mut r = if self.free.is_empty() && self.live.len() as usize == self.slots.len()
                 {
-                    self.graph.search(ef, &dist, &|_| true, &pf, &mut visited)
+                    self.graph.search(ef, &probe, &|_| true, &mut visited)
                 } else {
                     self.graph
-                        .search(ef, &dist, &|x| self.is_live(x), &pf, &mut visited)
+                        .search(ef, &probe, &|x| self.is_live(x), &mut visited)
                 };
                 self.give_visited(visited);
                 if r.len() < req.k.min(self.live.len() as usize) {

@@ -277,6 +277,21 @@ impl VectorStore {
         }
     }
 
+    /// Distances from a prepared query to four slots at once (faster for float32, where the
+    /// four vectors stream from memory together); the same values as four `dist` calls.
+    #[inline]
+    pub fn dist4(&self, q: &Query, slots: [u32; 4]) -> [f32; 4] {
+        if let Codes::F32(c) = &self.codes {
+            let d = self.dim;
+            let v = slots.map(|s| &c[s as usize * d..(s as usize + 1) * d]);
+            return match self.space {
+                SpaceType::L2 => kernels::l2sq_f32_x4(&q.f, v),
+                _ => kernels::dot_f32_x4(&q.f, v).map(|x| -x),
+            };
+        }
+        slots.map(|s| self.dist(q, s))
+    }
+
     /// Internal distance between two stored slots (used while linking the graph).
     pub fn dist_slots(&self, a: u32, b: u32) -> f32 {
         let d = self.dim;

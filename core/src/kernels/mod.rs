@@ -67,6 +67,14 @@ dispatch!(
     l2sq_f32(a: &[f32], b: &[f32]) -> f32
 );
 dispatch!(
+    /// Dot products of one query against four vectors (all of the query's length).
+    dot_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4]
+);
+dispatch!(
+    /// Squared Euclidean distances of one query to four vectors (all of the query's length).
+    l2sq_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4]
+);
+dispatch!(
     /// Dot product of an f32 query with IEEE-half codes (bit patterns) of equal length.
     dot_f32_f16(a: &[f32], b: &[u16]) -> f32
 );

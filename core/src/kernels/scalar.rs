@@ -32,3 +32,13 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
+
+/// Four dot products of one query against four vectors.
+pub fn dot_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
+    v.map(|x| dot_f32(q, x))
+}
+
+/// Four squared Euclidean distances of one query to four vectors.
+pub fn l2sq_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
+    v.map(|x| l2sq_f32(q, x))
+}

@@ -127,3 +127,13 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     }
     r
 }
+
+/// Four dot products (simd128, one vector at a time).
+pub fn dot_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
+    v.map(|x| dot_f32(q, x))
+}
+
+/// Four squared Euclidean distances (simd128, one vector at a time).
+pub fn l2sq_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
+    v.map(|x| l2sq_f32(q, x))
+}
