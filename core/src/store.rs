@@ -281,15 +281,31 @@ impl VectorStore {
     /// four vectors stream from memory together); the same values as four `dist` calls.
     #[inline]
     pub fn dist4(&self, q: &Query, slots: [u32; 4]) -> [f32; 4] {
-        if let Codes::F32(c) = &self.codes {
-            let d = self.dim;
-            let v = slots.map(|s| &c[s as usize * d..(s as usize + 1) * d]);
-            return match self.space {
-                SpaceType::L2 => kernels::l2sq_f32_x4(&q.f, v),
-                _ => kernels::dot_f32_x4(&q.f, v).map(|x| -x),
-            };
+        let d = self.dim;
+        match &self.codes {
+            Codes::F32(c) => {
+                let v = slots.map(|s| &c[s as usize * d..(s as usize + 1) * d]);
+                match self.space {
+                    SpaceType::L2 => kernels::l2sq_f32_x4(&q.f, v),
+                    _ => kernels::dot_f32_x4(&q.f, v).map(|x| -x),
+                }
+            }
+            Codes::I8 { codes, scale } => {
+                let v = slots.map(|s| &codes[s as usize * d..(s as usize + 1) * d]);
+                let idot = kernels::dot_i8_x4(&q.i8, v);
+                let mut out = [0f32; 4];
+                for j in 0..4 {
+                    let s = slots[j] as usize;
+                    out[j] = self.dist_from_dot(
+                        idot[j] as f32 * q.i8_scale * scale[s],
+                        q.sq,
+                        self.sqnorm[s],
+                    );
+                }
+                out
+            }
+            _ => slots.map(|s| self.dist(q, s)),
         }
-        slots.map(|s| self.dist(q, s))
     }
 
     /// Internal distance between two stored slots (used while linking the graph).

@@ -75,6 +75,10 @@ dispatch!(
     l2sq_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4]
 );
 dispatch!(
+    /// Integer dot products of one i8 query against four i8 vectors (all of the query's length).
+    dot_i8_x4(q: &[i8], v: [&[i8]; 4]) -> [i32; 4]
+);
+dispatch!(
     /// Dot product of an f32 query with IEEE-half codes (bit patterns) of equal length.
     dot_f32_f16(a: &[f32], b: &[u16]) -> f32
 );

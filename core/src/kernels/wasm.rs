@@ -137,3 +137,8 @@ pub fn dot_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
 pub fn l2sq_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
     v.map(|x| l2sq_f32(q, x))
 }
+
+/// Four i8 dot products (simd128, one vector at a time).
+pub fn dot_i8_x4(q: &[i8], v: [&[i8]; 4]) -> [i32; 4] {
+    v.map(|x| dot_i8(q, x))
+}

@@ -234,3 +234,37 @@ pub unsafe fn l2sq_f32_x4(q: &[f32], v: [&[f32]; 4]) -> [f32; 4] {
     }
     out
 }
+
+/// AVX2 i8 dot products of one query against four vectors at once.
+#[target_feature(enable = "avx2")]
+pub unsafe fn dot_i8_x4(q: &[i8], v: [&[i8]; 4]) -> [i32; 4] {
+    let n = v.iter().fold(q.len(), |m, x| m.min(x.len()));
+    let pq = q.as_ptr();
+    let p = v.map(|x| x.as_ptr());
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n <= every slice's length.
+        unsafe {
+            let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(pq.add(i) as *const __m128i));
+            for j in 0..4 {
+                let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(p[j].add(i) as *const __m128i));
+                acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(x, y));
+            }
+        }
+        i += 16;
+    }
+    let mut out = [
+        hsum_i32(acc[0]),
+        hsum_i32(acc[1]),
+        hsum_i32(acc[2]),
+        hsum_i32(acc[3]),
+    ];
+    while i < n {
+        for j in 0..4 {
+            out[j] += q[i] as i32 * v[j][i] as i32;
+        }
+        i += 1;
+    }
+    out
+}
