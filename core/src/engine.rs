@@ -317,6 +317,20 @@ impl Engine {
             .map(|j| j.job_id.clone())
     }
 
+    /// A new archive name must be unused by jobs, uploads and published archives.
+    fn check_name_free(&self, name: &str) -> Result<(), EngineError> {
+        if let Some(job) = self.name_user(name) {
+            return Err(EngineError::NameBusy {
+                name: name.into(),
+                job,
+            });
+        }
+        if self.backups.contains(name) {
+            return Err(EngineError::BackupExists(name.into()));
+        }
+        Ok(())
+    }
+
     /// Accepts a backup job, or refuses with the rule it breaks. The job is queued.
     pub fn submit_backup(
         &mut self,
@@ -333,15 +347,7 @@ impl Engine {
                 job: job.clone(),
             });
         }
-        if let Some(job) = self.name_user(name) {
-            return Err(EngineError::NameBusy {
-                name: name.into(),
-                job,
-            });
-        }
-        if self.backups.contains(name) {
-            return Err(EngineError::BackupExists(name.into()));
-        }
+        self.check_name_free(name)?;
         let job = self.new_job(now, entropy, JobKind::Backup, index, name);
         if let Some(e) = self.indexes.get_mut(index) {
             e.users.insert(job.job_id.clone());
@@ -555,15 +561,7 @@ impl Engine {
     /// Reserves a name for an upload; `finish_upload` must follow.
     pub fn begin_upload(&mut self, name: &str) -> Result<(), EngineError> {
         validate_backup_name(name)?;
-        if let Some(job) = self.name_user(name) {
-            return Err(EngineError::NameBusy {
-                name: name.into(),
-                job,
-            });
-        }
-        if self.backups.contains(name) {
-            return Err(EngineError::BackupExists(name.into()));
-        }
+        self.check_name_free(name)?;
         self.uploads.insert(name.into());
         Ok(())
     }
