@@ -39,7 +39,8 @@ struct ServeArgs {
     /// but /api/v1/health and /api/v1/stats. Unset: no auth.
     #[arg(long, env = "NDD_AUTH_TOKEN")]
     auth_token: Option<String>,
-    /// Serve the playground (static files) from this directory at `/`.
+    /// Serve the playground (static files) from this directory at `/`. Default: `./web` when it
+    /// holds index.html (build its wasm first with scripts/build-web.sh).
     #[arg(long, env = "CAIRN_PLAYGROUND")]
     playground: Option<PathBuf>,
 }
