@@ -338,6 +338,50 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// The manifest of a backup at `cut`: a first pass over the pinned (immutable) checkpoint and
+    /// log prefix computes each entry's size and SHA-256. A log shorter than the cut is an error.
+    pub fn for_backup<C: Read, L: Read>(
+        index_name: &str,
+        params: IndexParams,
+        cut: CutPoint,
+        created_at: u64,
+        source: Source,
+        checkpoint: C,
+        log_prefix: L,
+    ) -> io::Result<Self> {
+        let entry = |path: &str, (size, sha256): (u64, String)| ManifestEntry {
+            path: path.into(),
+            size,
+            sha256,
+        };
+        let ck = entry(CHECKPOINT_PATH, digest_reader(checkpoint)?);
+        let log = entry(LOG_PATH, digest_reader(log_prefix.take(cut.log_len))?);
+        if log.size != cut.log_len {
+            return Err(io::Error::other(format!(
+                "log shorter than its cut ({} < {})",
+                log.size, cut.log_len
+            )));
+        }
+        Ok(Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            index_name: index_name.into(),
+            params,
+            vector_count: cut.vector_count,
+            created_at,
+            source,
+            cut,
+            entries: vec![ck, log],
+        })
+    }
+
+    /// Bytes of data entries (what progress counts towards).
+    pub fn data_bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
 /// Reads and validates a whole archive, streaming each data entry to `sink`.
 pub fn read_archive<R: Read>(r: R, sink: &mut dyn EntrySink) -> Result<Manifest, ArchiveError> {
     let mut ar = tar::Archive::new(r);

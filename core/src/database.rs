@@ -4,8 +4,7 @@
 //! ([`crate::engine::paths`]), so data and archives move between hosts unchanged.
 
 use crate::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, ManifestEntry, MemorySink,
-    Source,
+    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, MemorySink, Source,
 };
 use crate::checkpoint::{CheckpointEncoder, read_checkpoint};
 use crate::engine::{Deletable, EngineError, IndexManifest, Outcome, paths, validate_backup_name};
@@ -487,30 +486,16 @@ impl<S: Storage> Database<S> {
             .ok_or_else(|| DatabaseError::Corrupt("pinned checkpoint missing".into()))?;
         let source = self.source.clone();
         let st = RefCell::new(&mut self.st);
-        let digest = |path: &str, end: u64| -> Result<ManifestEntry> {
-            let (size, sha256) = archive::digest_reader(StorageReader::new(&st, path, 0, end))?;
-            Ok(ManifestEntry {
-                path: String::new(),
-                size,
-                sha256,
-            })
-        };
-        let mut e1 = digest(&ck, ck_size)?;
-        e1.path = CHECKPOINT_PATH.into();
-        let mut e2 = digest(&log, cut.log_len)?;
-        e2.path = LOG_PATH.into();
-        let total = e1.size + e2.size;
-        let manifest = Manifest {
-            format: archive::FORMAT.into(),
-            version: archive::VERSION,
-            index_name: index.into(),
-            params: params.clone(),
-            vector_count: cut.vector_count,
-            created_at: now,
-            source,
+        let manifest = Manifest::for_backup(
+            index,
+            params.clone(),
             cut,
-            entries: vec![e1, e2],
-        };
+            now,
+            source,
+            StorageReader::new(&st, &ck, 0, ck_size),
+            StorageReader::new(&st, &log, 0, cut.log_len),
+        )?;
+        let total = manifest.data_bytes();
         st.borrow_mut().create(tmp)?;
         let out = StorageWriter {
             st: &st,

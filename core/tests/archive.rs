@@ -4,7 +4,7 @@
 
 use cairn_core::archive::{
     self, ArchiveError, ArchiveWriter, CHECKPOINT_PATH, LOG_PATH, MANIFEST_PATH, Manifest,
-    ManifestEntry, MemorySink, Source,
+    MemorySink, Source,
 };
 use cairn_core::checkpoint::CheckpointEncoder;
 use cairn_core::{CutPoint, Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
@@ -30,32 +30,25 @@ fn sample() -> (Index, Vec<u8>, Vec<u8>, Manifest) {
     let r = ix.prepare_upsert(rest.to_vec()).unwrap();
     ix.apply(&r);
     let log = r.encode();
-    let entry = |path: &str, b: &[u8]| {
-        let (size, sha256) = archive::digest_reader(b).unwrap();
-        ManifestEntry {
-            path: path.into(),
-            size,
-            sha256,
-        }
-    };
-    let m = Manifest {
-        format: archive::FORMAT.into(),
-        version: archive::VERSION,
-        index_name: "src".into(),
-        params: ix.params().clone(),
+    let cut = CutPoint {
+        generation: 1,
+        log_len: log.len() as u64,
         vector_count: 50,
-        created_at: 1,
-        source: Source {
-            host: "native".into(),
-            version: "test".into(),
-        },
-        cut: CutPoint {
-            generation: 1,
-            log_len: log.len() as u64,
-            vector_count: 50,
-        },
-        entries: vec![entry(CHECKPOINT_PATH, &ckpt), entry(LOG_PATH, &log)],
     };
+    let source = Source {
+        host: "native".into(),
+        version: "test".into(),
+    };
+    let m = Manifest::for_backup(
+        "src",
+        ix.params().clone(),
+        cut,
+        1,
+        source,
+        &ckpt[..],
+        &log[..],
+    )
+    .unwrap();
     (ix, ckpt, log, m)
 }
 

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
 use cairn_core::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, LOG_PATH, Manifest, ManifestEntry, MemorySink, Source,
+    self, ArchiveWriter, CHECKPOINT_PATH, LOG_PATH, Manifest, MemorySink, Source,
 };
 use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
 use cairn_core::engine::{IndexManifest, Outcome, paths};
@@ -210,28 +210,12 @@ impl Host {
             .read(&paths::log(IX, p.cut.generation))
             .expect("pinned log exists");
         let log = log_all[..p.cut.log_len as usize].to_vec();
-        let entry = |path: &str, b: &[u8]| {
-            let (size, sha256) = archive::digest_reader(b).unwrap();
-            ManifestEntry {
-                path: path.into(),
-                size,
-                sha256,
-            }
+        let source = Source {
+            host: "sim".into(),
+            version: "0".into(),
         };
-        let m = Manifest {
-            format: archive::FORMAT.into(),
-            version: archive::VERSION,
-            index_name: IX.into(),
-            params: params(),
-            vector_count: p.cut.vector_count,
-            created_at: self.now,
-            source: Source {
-                host: "sim".into(),
-                version: "0".into(),
-            },
-            cut: p.cut,
-            entries: vec![entry(CHECKPOINT_PATH, &ckpt), entry(LOG_PATH, &log)],
-        };
+        let m = Manifest::for_backup(IX, params(), p.cut, self.now, source, &ckpt[..], &log[..])
+            .unwrap();
         let mut w = ArchiveWriter::new(Vec::new(), m).unwrap();
         w.append(&ckpt[..]).unwrap();
         w.append(&log[..]).unwrap();

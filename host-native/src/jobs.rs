@@ -3,7 +3,7 @@
 use crate::db::{Db, DbError, lock};
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, ManifestEntry, Source,
+    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, Source,
 };
 use cairn_core::checkpoint::CheckpointEncoder;
 use cairn_core::engine::{IndexManifest, Outcome, paths};
@@ -201,38 +201,15 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
     let open_log = || -> io::Result<io::Take<BufReader<File>>> {
         Ok(BufReader::new(File::open(&log_path)?).take(cut.log_len))
     };
-    let entry = |path: &str, r: &mut dyn Read| -> Result<ManifestEntry, String> {
-        let (size, sha256) = archive::digest_reader(r).map_err(|e| e.to_string())?;
-        Ok(ManifestEntry {
-            path: path.into(),
-            size,
-            sha256,
-        })
-    };
     let mut ck_r = BufReader::new(File::open(&ck_path).map_err(|e| e.to_string())?);
-    let e1 = entry(CHECKPOINT_PATH, &mut ck_r)?;
-    let e2 = entry(LOG_PATH, &mut open_log().map_err(|e| e.to_string())?)?;
-    if e2.size != cut.log_len {
-        return Err(format!(
-            "log shorter than its cut ({} < {})",
-            e2.size, cut.log_len
-        ));
-    }
-    let total = e1.size + e2.size;
-    let manifest = Manifest {
-        format: archive::FORMAT.into(),
-        version: archive::VERSION,
-        index_name: index.clone(),
-        params,
-        vector_count: cut.vector_count,
-        created_at: now_ms(),
-        source: Source {
-            host: "native".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        cut,
-        entries: vec![e1, e2],
+    let source = Source {
+        host: "native".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
     };
+    let log_r = open_log().map_err(|e| e.to_string())?;
+    let manifest = Manifest::for_backup(&index, params, cut, now_ms(), source, &mut ck_r, log_r)
+        .map_err(|e| e.to_string())?;
+    let total = manifest.data_bytes();
     let out = BufWriter::with_capacity(
         1 << 20,
         PacedFile {
