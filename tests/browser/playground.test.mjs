@@ -4,33 +4,20 @@
 // a second tab refused. A screenshot is saved to target/artifacts/playground.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { root, startServer } from '../lib/server.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = process.env.CAIRN_BIN || join(root, 'target', 'release', 'cairn');
 const artifacts = join(root, 'target', 'artifacts');
-let proc; let base; let ctx;
-
-const freePort = () => new Promise((res) => {
-  const s = createServer();
-  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-});
+let server; let base; let ctx;
 
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
-  const port = await freePort();
-  proc = spawn(bin, ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-pw-')), '--port', String(port), '--playground', join(root, 'web')], { stdio: 'ignore' });
-  base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(base + '/api/v1/health')).ok) break; } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  server = await startServer({ playground: join(root, 'web') });
+  base = server.origin;
   ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'cairn-profile-')), {
     executablePath: '/usr/bin/chromium',
     headless: true,
@@ -39,7 +26,7 @@ before(async () => {
   });
 });
 
-after(async () => { await ctx?.close(); proc?.kill('SIGTERM'); });
+after(async () => { await ctx?.close(); server?.stop(); });
 
 const statusText = (page) => page.getByTestId('status').textContent();
 async function waitStatus(page, re) {
@@ -153,19 +140,14 @@ try {
   window.result = { top: hits[0].id, status: job.status, size: blob.size };
 } catch (e) { window.result = { error: e.message }; }
 </script>`);
-  const port = await freePort();
-  const srv = spawn(bin, ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-pkg-')), '--port', String(port), '--playground', app], { stdio: 'ignore' });
+  const srv = await startServer({ playground: app });
   try {
-    for (let i = 0; i < 200; i++) {
-      try { if ((await fetch(`http://127.0.0.1:${port}/api/v1/health`)).ok) break; } catch { /* starting */ }
-      await new Promise((r) => setTimeout(r, 50));
-    }
     const page = await ctx.newPage();
-    await page.goto(`http://127.0.0.1:${port}/index.html`);
+    await page.goto(`${srv.origin}/index.html`);
     await page.waitForFunction(() => window.result, null, { timeout: 30000 });
     const r = await page.evaluate(() => window.result);
     assert.deepEqual({ top: r.top, status: r.status }, { top: 'x', status: 'completed' }, JSON.stringify(r));
     assert.ok(r.size > 1024);
     await page.close();
-  } finally { srv.kill('SIGTERM'); }
+  } finally { srv.stop(); }
 });

@@ -1,37 +1,14 @@
 // The official npm client `endee@1.0.8`, unchanged, against a real `cairn serve` on 127.0.0.1.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { Endee, Precision } from 'endee';
+import { startServer } from '../lib/server.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = process.env.CAIRN_BIN || join(root, 'target', 'release', 'cairn');
-let proc;
+let server;
 let base;
 
-const freePort = () => new Promise((res) => {
-  const s = createServer();
-  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-});
-
-before(async () => {
-  const port = await freePort();
-  const data = mkdtempSync(join(tmpdir(), 'cairn-js-'));
-  proc = spawn(bin, ['serve', '--data-dir', data, '--port', String(port)], { stdio: 'ignore' });
-  base = `http://127.0.0.1:${port}/api/v1`;
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(base + '/health')).ok) return; } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('server did not start');
-});
-
-after(() => { proc.kill('SIGTERM'); });
+before(async () => { server = await startServer(); base = server.api; });
+after(() => server.stop());
 
 function rand(seed) {
   let s = seed;

@@ -2,36 +2,14 @@
 // identical search results, and one made in Node restores on the server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { decode } from '@msgpack/msgpack';
 import { open } from '../../web/src/index.js';
+import { startServer } from '../lib/server.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = process.env.CAIRN_BIN || join(root, 'target', 'release', 'cairn');
-let proc;
+let server;
 let base;
-
-const freePort = () => new Promise((res) => {
-  const s = createServer();
-  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-});
-
-before(async () => {
-  const port = await freePort();
-  proc = spawn(bin, ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-port-')), '--port', String(port)], { stdio: 'ignore' });
-  base = `http://127.0.0.1:${port}/api/v1`;
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(base + '/health')).ok) return; } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('server did not start');
-});
-after(() => proc.kill('SIGTERM'));
+before(async () => { server = await startServer(); base = server.api; });
+after(() => server.stop());
 
 const post = (p, body) => fetch(base + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const vec = (i) => Array.from({ length: 16 }, (_, d) => ((Math.sin(i * 12.9898 + d * 78.233) * 43758.5453) % 1));

@@ -1,0 +1,39 @@
+// Starts the real `cairn serve` on a free port on 127.0.0.1 for the JS tests, and stops it.
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root. */
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The server binary (CAIRN_BIN, or the release build). */
+export const bin = process.env.CAIRN_BIN || join(root, 'target', 'release', 'cairn');
+
+/** A port nothing listens on right now. */
+export function freePort() {
+  return new Promise((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+  });
+}
+
+/**
+ * Starts a server on a fresh data directory and waits for /health.
+ * Returns `{ origin, api, stop }`; `stop()` sends SIGTERM.
+ */
+export async function startServer({ playground } = {}) {
+  const port = await freePort();
+  const args = ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-js-')), '--port', String(port)];
+  if (playground) args.push('--playground', playground);
+  const proc = spawn(bin, args, { stdio: 'ignore' });
+  const origin = `http://127.0.0.1:${port}`;
+  const api = `${origin}/api/v1`;
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(api + '/health')).ok) return { origin, api, stop: () => proc.kill('SIGTERM') }; } catch { /* starting */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  proc.kill('SIGKILL');
+  throw new Error('server did not start');
+}
