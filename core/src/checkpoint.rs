@@ -7,9 +7,10 @@
 
 use crate::filter;
 use crate::hnsw::{Graph, GraphMeta};
-use crate::index::{Index, SlotData};
+use crate::index::Index;
 use crate::params::IndexParams;
 use crate::record::{FrameReader, frame_into};
+use crate::slots::SlotData;
 use crate::store::VectorStore;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -113,7 +114,7 @@ impl<'a> CheckpointEncoder<'a> {
                         let mut code = Vec::new();
                         ix.store.encode_slot(s, &mut code);
                         SlotBlob {
-                            data: ix.slots[s].clone(),
+                            data: ix.slots.to_data(s as u32),
                             code,
                             links: ix.graph.encode_slot(s),
                         }
@@ -201,17 +202,27 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
             ix.graph
                 .push_encoded(&b.links, total)
                 .ok_or_else(|| corrupt(format!("slot {slot} links")))?;
-            if let Some(id) = &b.data.id {
-                if ix.ids.insert(id.clone(), slot).is_some() {
-                    return Err(corrupt(format!("duplicate id {id:?}")));
+            let d = b.data;
+            match &d.id {
+                Some(id) => {
+                    if id.is_empty() || ix.slots.contains(id) {
+                        return Err(corrupt(format!("duplicate or empty id {id:?}")));
+                    }
+                    ix.slots.put(
+                        slot,
+                        id,
+                        &d.meta,
+                        &d.filter,
+                        d.norm,
+                        &d.sparse_indices,
+                        &d.sparse_values,
+                    );
+                    ix.set_live(slot, true);
+                    ix.filters
+                        .add(slot, &filter::parse_stored(&d.filter).unwrap_or_default());
                 }
-                ix.set_live(slot, true);
-                ix.filters.add(
-                    slot,
-                    &filter::parse_stored(&b.data.filter).unwrap_or_default(),
-                );
+                None => ix.slots.push_empty(),
             }
-            ix.slots.push(b.data);
         }
     }
     if h.free

@@ -40,14 +40,37 @@ pub trait Probe {
     fn prefetch(&self, _slot: u32) {}
 }
 
-/// Reusable visited marks (an epoch per slot, so clearing is O(1)).
-#[derive(Debug, Default)]
-pub struct Visited {
-    marks: Vec<u32>,
-    epoch: u32,
+/// Distances from the query to every slot in `slots`, into `out`, four at a time. A ragged tail
+/// is padded with its last slot (already in cache) so every vector streams through the batched
+/// kernel: one call instead of up to three single ones with their memory latency exposed.
+#[inline(always)]
+fn dists4(p: &impl Probe, slots: &[u32], out: &mut Vec<f32>) {
+    out.clear();
+    let mut chunks = slots.chunks_exact(4);
+    for c in &mut chunks {
+        out.extend_from_slice(&p.dist4([c[0], c[1], c[2], c[3]]));
+    }
+    match *chunks.remainder() {
+        [a, b] => out.extend_from_slice(&p.dist4([a, b, b, b])[..2]),
+        [a, b, c] => out.extend_from_slice(&p.dist4([a, b, c, c])[..3]),
+        ref rest => out.extend(rest.iter().map(|&n| p.dist(n))),
+    }
 }
 
-impl Visited {
+/// Reusable per-search buffers: visited marks (a one-byte epoch per slot, so clearing is O(1)
+/// and the marks of 100k slots fit in 100 KiB of cache) and the beam's heaps and batches, so a
+/// search allocates only its result.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    marks: Vec<u8>,
+    epoch: u8,
+    cand: BinaryHeap<std::cmp::Reverse<Scored>>,
+    top: BinaryHeap<Scored>,
+    fresh: Vec<u32>,
+    dists: Vec<f32>,
+}
+
+impl Scratch {
     fn reset(&mut self, n: usize) {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
@@ -57,17 +80,20 @@ impl Visited {
             self.marks.iter_mut().for_each(|m| *m = 0);
             self.epoch = 1;
         }
+        self.cand.clear();
+        self.top.clear();
     }
-    /// Marks `slot`; returns true if it was not yet marked.
-    #[inline]
-    fn insert(&mut self, slot: u32) -> bool {
-        let m = &mut self.marks[slot as usize];
-        if *m == self.epoch {
-            false
-        } else {
-            *m = self.epoch;
+}
+
+/// Marks `slot` in `marks`; true if it was not yet marked in this epoch.
+#[inline(always)]
+fn first_visit(marks: &mut [u8], epoch: u8, slot: u32) -> bool {
+    match marks.get_mut(slot as usize) {
+        Some(m) if *m != epoch => {
+            *m = epoch;
             true
         }
+        _ => false,
     }
 }
 
@@ -82,8 +108,12 @@ pub struct Graph {
     levels: Vec<u8>,
     /// Layer-0 links: `m0 + 1` u32 per slot, the first is the count.
     links0: Vec<u32>,
+    /// Where each slot's upper-layer block starts in `upper` (a slot's level never changes,
+    /// so blocks are appended once; one flat array instead of a `Vec` per slot saves 24 bytes
+    /// and an allocation per vector).
+    upper_off: Vec<u32>,
     /// Upper layers: per slot, `(m + 1)` u32 per level 1..=level.
-    upper: Vec<Vec<u32>>,
+    upper: Vec<u32>,
     entry: Option<u32>,
     max_level: u8,
     rng: SplitMix64,
@@ -99,6 +129,7 @@ impl Graph {
             level_mult: 1.0 / (m.max(2) as f64).ln(),
             levels: Vec::new(),
             links0: Vec::new(),
+            upper_off: Vec::new(),
             upper: Vec::new(),
             entry: None,
             max_level: 0,
@@ -120,11 +151,8 @@ impl Graph {
     pub fn heap_bytes(&self) -> usize {
         self.levels.capacity()
             + self.links0.capacity() * 4
-            + self
-                .upper
-                .iter()
-                .map(|u| u.capacity() * 4 + 24)
-                .sum::<usize>()
+            + self.upper_off.capacity() * 4
+            + self.upper.capacity() * 4
     }
 
     #[inline]
@@ -134,10 +162,9 @@ impl Graph {
             let n = self.links0[base] as usize;
             &self.links0[base + 1..base + 1 + n]
         } else {
-            let base = (level as usize - 1) * (self.m + 1);
-            let u = &self.upper[slot as usize];
-            let n = u[base] as usize;
-            &u[base + 1..base + 1 + n]
+            let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
+            let n = self.upper[base] as usize;
+            &self.upper[base + 1..base + 1 + n]
         }
     }
 
@@ -148,12 +175,16 @@ impl Graph {
             self.links0[base] = n as u32;
             self.links0[base + 1..base + 1 + n].copy_from_slice(&ns[..n]);
         } else {
-            let base = (level as usize - 1) * (self.m + 1);
+            let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
             let n = ns.len().min(self.m);
-            let u = &mut self.upper[slot as usize];
-            u[base] = n as u32;
-            u[base + 1..base + 1 + n].copy_from_slice(&ns[..n]);
+            self.upper[base] = n as u32;
+            self.upper[base + 1..base + 1 + n].copy_from_slice(&ns[..n]);
         }
+    }
+
+    fn push_upper(&mut self, block: &[u32]) {
+        self.upper_off.push(self.upper.len() as u32);
+        self.upper.extend_from_slice(block);
     }
 
     fn cap(&self, level: u8) -> usize {
@@ -166,10 +197,12 @@ impl Graph {
     }
 
     fn greedy(&self, mut cur: Scored, level: u8, p: &impl Probe) -> Scored {
+        let mut dists = Vec::with_capacity(self.m + 4);
         loop {
             let mut changed = false;
-            for &n in self.links(cur.slot, level) {
-                let d = p.dist(n);
+            let links = self.links(cur.slot, level);
+            dists4(p, links, &mut dists);
+            for (&n, &d) in links.iter().zip(&dists) {
                 if d < cur.dist {
                     cur = Scored { dist: d, slot: n };
                     changed = true;
@@ -177,6 +210,17 @@ impl Graph {
             }
             if !changed {
                 return cur;
+            }
+        }
+    }
+
+    /// Starts loading `slot`'s link list on `level` (layer 0 only: upper layers are few and hot).
+    #[inline(always)]
+    fn prefetch_links(&self, slot: u32, level: u8) {
+        if level == 0 {
+            let base = slot as usize * (self.m0 + 1);
+            if let Some(block) = self.links0.get(base..base + self.m0 + 1) {
+                crate::kernels::prefetch(block);
             }
         }
     }
@@ -190,16 +234,21 @@ impl Graph {
         level: u8,
         p: &impl Probe,
         accept: &impl Fn(u32) -> bool,
-        visited: &mut Visited,
+        scratch: &mut Scratch,
     ) -> Vec<Scored> {
-        visited.reset(self.len());
-        let mut cand: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
-        let mut top: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+        scratch.reset(self.len());
+        let Scratch {
+            marks,
+            epoch,
+            cand,
+            top,
+            fresh,
+            dists,
+        } = scratch;
+        let epoch = *epoch;
         let mut bound = f32::INFINITY;
-        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0 + 4);
-        let mut dists: Vec<f32> = Vec::with_capacity(self.m0 + 4);
         for &e in eps {
-            visited.insert(e.slot);
+            first_visit(marks, epoch, e.slot);
             cand.push(std::cmp::Reverse(e));
             if accept(e.slot) {
                 top.push(e);
@@ -217,18 +266,16 @@ impl Graph {
             }
             fresh.clear();
             for &n in self.links(c.slot, level) {
-                if visited.insert(n) {
+                if first_visit(marks, epoch, n) {
                     p.prefetch(n);
                     fresh.push(n);
                 }
             }
-            dists.clear();
-            let mut chunks = fresh.chunks_exact(4);
-            for c in &mut chunks {
-                dists.extend_from_slice(&p.dist4([c[0], c[1], c[2], c[3]]));
+            if let Some(next) = cand.peek() {
+                self.prefetch_links(next.0.slot, level);
             }
-            dists.extend(chunks.remainder().iter().map(|&n| p.dist(n)));
-            for (&n, &d) in fresh.iter().zip(&dists) {
+            dists4(p, fresh, dists);
+            for (&n, &d) in fresh.iter().zip(dists.iter()) {
                 if top.len() < ef || d < bound {
                     cand.push(std::cmp::Reverse(Scored { dist: d, slot: n }));
                     if accept(n) {
@@ -243,7 +290,9 @@ impl Graph {
                 }
             }
         }
-        top.into_sorted_vec()
+        let mut out: Vec<Scored> = top.drain().collect();
+        out.sort_unstable();
+        out
     }
 
     /// hnswlib's neighbour heuristic: keep a candidate only if it is closer to the base than
@@ -268,14 +317,14 @@ impl Graph {
         slot: u32,
         p: &impl Probe,
         pair: &impl Fn(u32, u32) -> f32,
-        visited: &mut Visited,
+        scratch: &mut Scratch,
     ) {
         let s = slot as usize;
         let level = if s == self.len() {
             let level = self.random_level();
             self.levels.push(level);
             self.links0.resize(self.links0.len() + self.m0 + 1, 0);
-            self.upper.push(vec![0; level as usize * (self.m + 1)]);
+            self.push_upper(&vec![0; level as usize * (self.m + 1)]);
             level
         } else {
             self.levels[s]
@@ -300,7 +349,7 @@ impl Graph {
         }
         let mut eps = vec![cur];
         for l in (0..=level.min(self.max_level)).rev() {
-            let found = self.search_layer(&eps, self.ef_construction, l, p, &not_self, visited);
+            let found = self.search_layer(&eps, self.ef_construction, l, p, &not_self, scratch);
             if found.is_empty() {
                 continue;
             }
@@ -342,7 +391,7 @@ impl Graph {
         ef: usize,
         p: &impl Probe,
         accept: &impl Fn(u32) -> bool,
-        visited: &mut Visited,
+        scratch: &mut Scratch,
     ) -> Vec<Scored> {
         let Some(entry) = self.entry else {
             return Vec::new();
@@ -354,7 +403,7 @@ impl Graph {
         for l in (1..=self.max_level).rev() {
             cur = self.greedy(cur, l, p);
         }
-        self.search_layer(&[cur], ef, 0, p, accept, visited)
+        self.search_layer(&[cur], ef, 0, p, accept, scratch)
     }
 }
 
@@ -384,10 +433,12 @@ impl Graph {
     /// Slot `slot`'s level and links as one u32 list: `[level, links0 block, upper block]`.
     pub(crate) fn encode_slot(&self, slot: usize) -> Vec<u32> {
         let base = slot * (self.m0 + 1);
-        let mut out = Vec::with_capacity(1 + self.m0 + 1 + self.upper[slot].len());
+        let up = self.upper_off[slot] as usize;
+        let up_len = self.levels[slot] as usize * (self.m + 1);
+        let mut out = Vec::with_capacity(1 + self.m0 + 1 + up_len);
         out.push(self.levels[slot] as u32);
         out.extend_from_slice(&self.links0[base..base + self.m0 + 1]);
-        out.extend_from_slice(&self.upper[slot]);
+        out.extend_from_slice(&self.upper[up..up + up_len]);
         out
     }
     /// Appends a slot from `encode_slot` output; `None` if malformed.
@@ -409,7 +460,7 @@ impl Graph {
         }
         self.levels.push(level as u8);
         self.links0.extend_from_slice(l0);
-        self.upper.push(up.to_vec());
+        self.push_upper(up);
         Some(())
     }
 }

@@ -5,13 +5,13 @@
 //! log through the same `apply`.
 
 use crate::filter::{self, Filter, FilterError, FilterIndex};
-use crate::hnsw::{Graph, Scored, Visited};
+use crate::hnsw::{Graph, Scored, Scratch};
 use crate::params::{self, IndexParams, ParamError, SpaceType};
 use crate::record::{Record, UpsertItem};
+use crate::slots::SlotTable;
 use crate::store::VectorStore;
 use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use thiserror::Error;
 
@@ -133,33 +133,21 @@ pub struct VectorRecord {
     pub sparse_values: Vec<f32>,
 }
 
-/// Per-slot payload besides the vector.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct SlotData {
-    pub id: Option<String>,
-    #[serde(with = "serde_bytes")]
-    pub meta: Vec<u8>,
-    pub filter: String,
-    pub norm: f32,
-    pub sparse_indices: Vec<u32>,
-    pub sparse_values: Vec<f32>,
-}
-
 /// The index.
 #[derive(Debug)]
 pub struct Index {
     pub(crate) params: IndexParams,
     pub(crate) store: VectorStore,
     pub(crate) graph: Graph,
-    pub(crate) slots: Vec<SlotData>,
-    pub(crate) ids: HashMap<String, u32>,
+    /// Per-slot payload and the id → slot lookup.
+    pub(crate) slots: SlotTable,
     /// Freed slots, reused last-freed first (deterministic across replay).
     pub(crate) free: Vec<u32>,
     pub(crate) live: RoaringBitmap,
     /// The same set as `live`, as a dense bitset: the per-node check inside graph search.
     live_bits: Vec<u64>,
     pub(crate) filters: FilterIndex,
-    visited: Mutex<Vec<Visited>>,
+    scratch: Mutex<Vec<Scratch>>,
 }
 
 /// A prepared query over the store, as the graph sees it.
@@ -169,15 +157,15 @@ struct StoreProbe<'a> {
 }
 
 impl crate::hnsw::Probe for StoreProbe<'_> {
-    #[inline]
+    #[inline(always)]
     fn dist(&self, slot: u32) -> f32 {
         self.store.dist(self.q, slot)
     }
-    #[inline]
+    #[inline(always)]
     fn dist4(&self, slots: [u32; 4]) -> [f32; 4] {
         self.store.dist4(self.q, slots)
     }
-    #[inline]
+    #[inline(always)]
     fn prefetch(&self, slot: u32) {
         self.store.prefetch(slot)
     }
@@ -202,13 +190,12 @@ impl Index {
             params,
             store,
             graph,
-            slots: Vec::new(),
-            ids: HashMap::new(),
+            slots: SlotTable::default(),
             free: Vec::new(),
             live: RoaringBitmap::new(),
             live_bits: Vec::new(),
             filters: FilterIndex::default(),
-            visited: Mutex::new(Vec::new()),
+            scratch: Mutex::new(Vec::new()),
         }
     }
 
@@ -219,17 +206,23 @@ impl Index {
 
     /// Number of live vectors.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.slots.live()
     }
 
     /// True when no vector is stored.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.slots.live() == 0
     }
 
-    /// Approximate heap bytes of vectors and graph (for memory reports).
+    /// Heap bytes of vectors, graph, payload and live sets (for memory reports; the filter
+    /// index is not counted).
     pub fn heap_bytes(&self) -> usize {
-        self.store.heap_bytes() + self.graph.heap_bytes() + self.slots.len() * 64
+        self.store.heap_bytes()
+            + self.graph.heap_bytes()
+            + self.slots.heap_bytes()
+            + self.live.serialized_size()
+            + self.live_bits.capacity() * 8
+            + self.free.capacity() * 4
     }
 
     fn check_vector(&self, id: &str, v: &[f32]) -> Result<(), IndexError> {
@@ -294,13 +287,13 @@ impl Index {
     /// Validates a delete by ids; unknown ids are an error only when none is known.
     pub fn prepare_delete(&self, ids: Vec<String>) -> Result<Record, IndexError> {
         if ids.len() == 1
-            && let Some(missing) = ids.iter().find(|id| !self.ids.contains_key(*id))
+            && let Some(missing) = ids.iter().find(|id| !self.slots.contains(id))
         {
             return Err(IndexError::NotFound(missing.clone()));
         }
         Ok(Record::Delete(
             ids.into_iter()
-                .filter(|id| self.ids.contains_key(id))
+                .filter(|id| self.slots.contains(id))
                 .collect(),
         ))
     }
@@ -310,9 +303,9 @@ impl Index {
         let ids = match self.matching(f) {
             Some(bm) => bm
                 .iter()
-                .filter_map(|s| self.slots[s as usize].id.clone())
+                .filter_map(|s| self.slots.id(s).map(String::from))
                 .collect(),
-            None => self.ids.keys().cloned().collect(),
+            None => self.slots.ids().map(|(id, _)| id.to_string()).collect(),
         };
         Ok(Record::Delete(ids))
     }
@@ -328,7 +321,7 @@ impl Index {
         Ok(Record::UpdateFilters(
             updates
                 .into_iter()
-                .filter(|(id, _)| self.ids.contains_key(id))
+                .filter(|(id, _)| self.slots.contains(id))
                 .collect(),
         ))
     }
@@ -345,16 +338,16 @@ impl Index {
         filter::parse_stored(s).unwrap_or_default()
     }
 
-    fn take_visited(&self) -> Visited {
-        self.visited
+    fn take_scratch(&self) -> Scratch {
+        self.scratch
             .lock()
             .ok()
             .and_then(|mut p| p.pop())
             .unwrap_or_default()
     }
 
-    fn give_visited(&self, v: Visited) {
-        if let Ok(mut p) = self.visited.lock() {
+    fn give_scratch(&self, v: Scratch) {
+        if let Ok(mut p) = self.scratch.lock() {
             p.push(v);
         }
     }
@@ -365,26 +358,25 @@ impl Index {
         match rec {
             Record::Upsert(items) => {
                 let mut n = 0;
-                let mut visited = self.take_visited();
+                let mut scratch = self.take_scratch();
                 for it in items {
                     if it.vector.len() != self.params.dim || it.id.is_empty() {
                         continue;
                     }
-                    self.upsert_one(it, &mut visited);
+                    self.upsert_one(it, &mut scratch);
                     n += 1;
                 }
-                self.give_visited(visited);
+                self.give_scratch(scratch);
                 n
             }
             Record::Delete(ids) => ids.iter().filter(|id| self.delete_one(id)).count(),
             Record::UpdateFilters(ups) => {
                 let mut n = 0;
                 for (id, f) in ups {
-                    if let Some(&slot) = self.ids.get(id) {
-                        let data = &mut self.slots[slot as usize];
-                        let old = Self::stored_filter(&data.filter);
-                        data.filter = f.clone();
-                        self.filters.remove(slot, &old);
+                    if let Some(slot) = self.slots.find(id) {
+                        let old = self.slots.get(slot).map(|r| Self::stored_filter(r.filter));
+                        self.slots.set_filter(slot, f);
+                        self.filters.remove(slot, &old.unwrap_or_default());
                         self.filters.add(slot, &Self::stored_filter(f));
                         n += 1;
                     }
@@ -394,12 +386,14 @@ impl Index {
         }
     }
 
-    fn upsert_one(&mut self, it: &UpsertItem, visited: &mut Visited) {
+    fn upsert_one(&mut self, it: &UpsertItem, scratch: &mut Scratch) {
         let v = self.normalise(&it.vector);
-        let slot = match self.ids.get(&it.id) {
-            Some(&s) => {
-                let old = Self::stored_filter(&self.slots[s as usize].filter);
-                self.filters.remove(s, &old);
+        let slot = match self.slots.find(&it.id) {
+            Some(s) => {
+                if let Some(r) = self.slots.get(s) {
+                    let old = Self::stored_filter(r.filter);
+                    self.filters.remove(s, &old);
+                }
                 s
             }
             None => match self.free.pop() {
@@ -407,41 +401,37 @@ impl Index {
                 None => self.slots.len() as u32,
             },
         };
-        let data = SlotData {
-            id: Some(it.id.clone()),
-            meta: it.meta.clone(),
-            filter: if it.filter.trim().is_empty() {
-                "{}".into()
-            } else {
-                it.filter.clone()
-            },
-            norm: it.norm,
-            sparse_indices: it.sparse_indices.clone(),
-            sparse_values: it.sparse_values.clone(),
-        };
-        self.filters.add(slot, &Self::stored_filter(&data.filter));
-        if slot as usize == self.slots.len() {
-            self.slots.push(data);
+        let filter = if it.filter.trim().is_empty() {
+            "{}"
         } else {
-            self.slots[slot as usize] = data;
-        }
+            it.filter.as_str()
+        };
+        self.filters.add(slot, &Self::stored_filter(filter));
+        self.slots.put(
+            slot,
+            &it.id,
+            &it.meta,
+            filter,
+            it.norm,
+            &it.sparse_indices,
+            &it.sparse_values,
+        );
         self.store.set(slot as usize, &v);
         let q = self.store.prepare(&self.store.get(slot as usize));
         let store = &self.store;
         let probe = StoreProbe { store, q: &q };
         self.graph
-            .insert(slot, &probe, &|a, b| store.dist_slots(a, b), visited);
-        self.ids.insert(it.id.clone(), slot);
+            .insert(slot, &probe, &|a, b| store.dist_slots(a, b), scratch);
         self.set_live(slot, true);
     }
 
     fn delete_one(&mut self, id: &str) -> bool {
-        let Some(slot) = self.ids.remove(id) else {
+        let Some(slot) = self.slots.find(id) else {
             return false;
         };
-        let data = std::mem::take(&mut self.slots[slot as usize]);
-        self.filters
-            .remove(slot, &Self::stored_filter(&data.filter));
+        let old = self.slots.get(slot).map(|r| Self::stored_filter(r.filter));
+        self.slots.clear(slot);
+        self.filters.remove(slot, &old.unwrap_or_default());
         self.set_live(slot, false);
         self.free.push(slot);
         true
@@ -471,16 +461,17 @@ impl Index {
 
     /// The stored vector for `id`.
     pub fn get(&self, id: &str) -> Option<VectorRecord> {
-        let &slot = self.ids.get(id)?;
-        let d = &self.slots[slot as usize];
+        let slot = self.slots.find(id)?;
+        let d = self.slots.get(slot)?;
+        let (sparse_indices, sparse_values) = d.sparse();
         Some(VectorRecord {
             id: id.to_string(),
-            meta: d.meta.clone(),
-            filter: d.filter.clone(),
+            meta: d.meta.to_vec(),
+            filter: d.filter.to_string(),
             norm: d.norm,
             vector: self.store.get(slot as usize),
-            sparse_indices: d.sparse_indices.clone(),
-            sparse_values: d.sparse_values.clone(),
+            sparse_indices,
+            sparse_values,
         })
     }
 
@@ -553,15 +544,15 @@ impl Index {
                 self.exact(&q, req.k, bm.iter())
             }
             Some(bm) => {
-                let mut visited = self.take_visited();
+                let mut scratch = self.take_scratch();
                 let probe = StoreProbe {
                     store: &self.store,
                     q: &q,
                 };
                 let mut r = self
                     .graph
-                    .search(ef, &probe, &|x| bm.contains(x), &mut visited);
-                self.give_visited(visited);
+                    .search(ef, &probe, &|x| bm.contains(x), &mut scratch);
+                self.give_scratch(scratch);
                 if r.len() < req.k.min(bm.len() as usize) {
                     r = self.exact(&q, req.k, bm.iter());
                 }
@@ -569,7 +560,7 @@ impl Index {
             }
             None if self.live.len() < EXACT_BELOW => self.exact(&q, req.k, self.live.iter()),
             None => {
-                let mut visited = self.take_visited();
+                let mut scratch = self.take_scratch();
                 let probe = StoreProbe {
                     store: &self.store,
                     q: &q,
@@ -577,12 +568,12 @@ impl Index {
                 // Without tombstones every graph node is live: skip the per-node check.
                 let mut r = if self.free.is_empty() && self.live.len() as usize == self.slots.len()
                 {
-                    self.graph.search(ef, &probe, &|_| true, &mut visited)
+                    self.graph.search(ef, &probe, &|_| true, &mut scratch)
                 } else {
                     self.graph
-                        .search(ef, &probe, &|x| self.is_live(x), &mut visited)
+                        .search(ef, &probe, &|x| self.is_live(x), &mut scratch)
                 };
-                self.give_visited(visited);
+                self.give_scratch(scratch);
                 if r.len() < req.k.min(self.live.len() as usize) {
                     r = self.exact(&q, req.k, self.live.iter());
                 }
@@ -592,26 +583,26 @@ impl Index {
         Ok(found
             .into_iter()
             .take(req.k)
-            .map(|s| {
-                let d = &self.slots[s.slot as usize];
-                SearchHit {
+            .filter_map(|s| {
+                let d = self.slots.get(s.slot)?;
+                Some(SearchHit {
                     similarity: self.store.similarity(s.dist),
-                    id: d.id.clone().unwrap_or_default(),
-                    meta: d.meta.clone(),
-                    filter: d.filter.clone(),
+                    id: d.id.to_string(),
+                    meta: d.meta.to_vec(),
+                    filter: d.filter.to_string(),
                     norm: d.norm,
                     vector: if req.include_vectors {
                         self.store.get(s.slot as usize)
                     } else {
                         Vec::new()
                     },
-                }
+                })
             })
             .collect())
     }
 
     /// Every live id (unordered).
     pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.ids.keys().map(|s| s.as_str())
+        self.slots.ids().map(|(id, _)| id)
     }
 }

@@ -261,7 +261,7 @@ impl VectorStore {
     }
 
     /// Starts loading slot `slot`'s codes into cache (search calls it before `dist`).
-    #[inline]
+    #[inline(always)]
     pub fn prefetch(&self, slot: u32) {
         let d = self.dim;
         let s = slot as usize;
