@@ -2,6 +2,7 @@
 //! (the vector store), so the same graph code serves every precision.
 
 use crate::rng::SplitMix64;
+use crate::rows::{Column, Rows};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -98,20 +99,20 @@ fn first_visit(marks: &mut [u8], epoch: u8, slot: u32) -> bool {
 }
 
 /// HNSW links for every slot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Graph {
     m: usize,
     m0: usize,
     ef_construction: usize,
     level_mult: f64,
     /// Level of each slot.
-    levels: Vec<u8>,
+    levels: Column<u8>,
     /// Layer-0 links: `m0 + 1` u32 per slot, the first is the count.
-    links0: Vec<u32>,
+    links0: Rows<u32>,
     /// Where each slot's upper-layer block starts in `upper` (a slot's level never changes,
     /// so blocks are appended once; one flat array instead of a `Vec` per slot saves 24 bytes
     /// and an allocation per vector).
-    upper_off: Vec<u32>,
+    upper_off: Column<u32>,
     /// Upper layers: per slot, `(m + 1)` u32 per level 1..=level.
     upper: Vec<u32>,
     entry: Option<u32>,
@@ -127,9 +128,9 @@ impl Graph {
             m0: 2 * m,
             ef_construction,
             level_mult: 1.0 / (m.max(2) as f64).ln(),
-            levels: Vec::new(),
-            links0: Vec::new(),
-            upper_off: Vec::new(),
+            levels: Column::default(),
+            links0: Rows::new(2 * m + 1),
+            upper_off: Column::default(),
             upper: Vec::new(),
             entry: None,
             max_level: 0,
@@ -149,18 +150,18 @@ impl Graph {
 
     /// Bytes used by links (for memory reports).
     pub fn heap_bytes(&self) -> usize {
-        self.levels.capacity()
-            + self.links0.capacity() * 4
-            + self.upper_off.capacity() * 4
+        self.levels.heap_bytes()
+            + self.links0.heap_bytes()
+            + self.upper_off.heap_bytes()
             + self.upper.capacity() * 4
     }
 
     #[inline]
     fn links(&self, slot: u32, level: u8) -> &[u32] {
         if level == 0 {
-            let base = slot as usize * (self.m0 + 1);
-            let n = self.links0[base] as usize;
-            &self.links0[base + 1..base + 1 + n]
+            let row = self.links0.row(slot as usize);
+            let n = (row[0] as usize).min(row.len() - 1);
+            &row[1..1 + n]
         } else {
             let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
             let n = self.upper[base] as usize;
@@ -170,10 +171,10 @@ impl Graph {
 
     fn set_links(&mut self, slot: u32, level: u8, ns: &[u32]) {
         if level == 0 {
-            let base = slot as usize * (self.m0 + 1);
             let n = ns.len().min(self.m0);
-            self.links0[base] = n as u32;
-            self.links0[base + 1..base + 1 + n].copy_from_slice(&ns[..n]);
+            let row = self.links0.row_mut(slot as usize);
+            row[0] = n as u32;
+            row[1..1 + n].copy_from_slice(&ns[..n]);
         } else {
             let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
             let n = ns.len().min(self.m);
@@ -218,10 +219,7 @@ impl Graph {
     #[inline(always)]
     fn prefetch_links(&self, slot: u32, level: u8) {
         if level == 0 {
-            let base = slot as usize * (self.m0 + 1);
-            if let Some(block) = self.links0.get(base..base + self.m0 + 1) {
-                crate::kernels::prefetch(block);
-            }
+            crate::kernels::prefetch(self.links0.row(slot as usize));
         }
     }
 
@@ -323,7 +321,7 @@ impl Graph {
         let level = if s == self.len() {
             let level = self.random_level();
             self.levels.push(level);
-            self.links0.resize(self.links0.len() + self.m0 + 1, 0);
+            self.links0.push_default();
             self.push_upper(&vec![0; level as usize * (self.m + 1)]);
             level
         } else {
@@ -432,12 +430,11 @@ impl Graph {
     }
     /// Slot `slot`'s level and links as one u32 list: `[level, links0 block, upper block]`.
     pub(crate) fn encode_slot(&self, slot: usize) -> Vec<u32> {
-        let base = slot * (self.m0 + 1);
         let up = self.upper_off[slot] as usize;
         let up_len = self.levels[slot] as usize * (self.m + 1);
         let mut out = Vec::with_capacity(1 + self.m0 + 1 + up_len);
         out.push(self.levels[slot] as u32);
-        out.extend_from_slice(&self.links0[base..base + self.m0 + 1]);
+        out.extend_from_slice(self.links0.row(slot));
         out.extend_from_slice(&self.upper[up..up + up_len]);
         out
     }
@@ -459,7 +456,7 @@ impl Graph {
             }
         }
         self.levels.push(level as u8);
-        self.links0.extend_from_slice(l0);
+        self.links0.push_row(l0);
         self.push_upper(up);
         Some(())
     }

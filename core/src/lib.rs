@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod params;
 pub mod record;
 pub mod rng;
+mod rows;
 mod slots;
 pub mod store;
 

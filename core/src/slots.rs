@@ -7,6 +7,7 @@
 //! (usually a dozen), 8 bytes of offset and a few bytes of hash table, and the id is stored
 //! once. Rewritten slots leave garbage that is compacted once it is half the arena.
 
+use crate::rows::Column;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
@@ -57,7 +58,7 @@ const MIN_GARBAGE: usize = 1 << 20;
 /// The payload of every slot and the id index.
 #[derive(Debug, Default)]
 pub(crate) struct SlotTable {
-    offs: Vec<u64>,
+    offs: Column<u64>,
     arena: Vec<u8>,
     garbage: usize,
     by_id: HashTable<u32>,
@@ -102,7 +103,11 @@ fn decode(arena: &[u8], off: u64) -> (SlotRef<'_>, usize) {
     let mut at = start;
     let id = std::str::from_utf8(get_bytes(arena, &mut at)).unwrap_or("");
     let meta = get_bytes(arena, &mut at);
-    let filter = std::str::from_utf8(get_bytes(arena, &mut at)).unwrap_or("");
+    // "{}" (no filter, the common case) is stored as nothing.
+    let filter = match std::str::from_utf8(get_bytes(arena, &mut at)) {
+        Ok("") | Err(_) => "{}",
+        Ok(f) => f,
+    };
     let norm = arena
         .get(at..at + 4)
         .map_or(0.0, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
@@ -118,9 +123,9 @@ fn decode(arena: &[u8], off: u64) -> (SlotRef<'_>, usize) {
     (r, at - start)
 }
 
-fn id_at<'a>(offs: &[u64], arena: &'a [u8], slot: u32) -> &'a str {
+fn id_at<'a>(offs: &Column<u64>, arena: &'a [u8], slot: u32) -> &'a str {
     match offs.get(slot as usize) {
-        Some(&o) if o != EMPTY => decode(arena, o).0.id,
+        Some(o) if o != EMPTY => decode(arena, o).0.id,
         _ => "",
     }
 }
@@ -158,7 +163,7 @@ impl SlotTable {
     /// The payload of an occupied slot.
     pub fn get(&self, slot: u32) -> Option<SlotRef<'_>> {
         match self.offs.get(slot as usize) {
-            Some(&o) if o != EMPTY => Some(decode(&self.arena, o).0),
+            Some(o) if o != EMPTY => Some(decode(&self.arena, o).0),
             _ => None,
         }
     }
@@ -173,8 +178,8 @@ impl SlotTable {
         self.offs
             .iter()
             .enumerate()
-            .filter(|(_, o)| **o != EMPTY)
-            .map(|(s, &o)| (decode(&self.arena, o).0.id, s as u32))
+            .filter(|(_, o)| *o != EMPTY)
+            .map(|(s, o)| (decode(&self.arena, o).0.id, s as u32))
     }
 
     /// The owned payload of a slot (an empty `SlotData` for a free one).
@@ -215,6 +220,7 @@ impl SlotTable {
         a.extend_from_slice(id.as_bytes());
         put_len(a, meta.len());
         a.extend_from_slice(meta);
+        let filter = if filter == "{}" { "" } else { filter };
         put_len(a, filter.len());
         a.extend_from_slice(filter.as_bytes());
         a.extend_from_slice(&norm.to_le_bytes());
@@ -260,7 +266,7 @@ impl SlotTable {
 
     /// Empties a slot (its id is forgotten). No-op on a free slot.
     pub fn clear(&mut self, slot: u32) {
-        let Some(&off) = self.offs.get(slot as usize) else {
+        let Some(off) = self.offs.get(slot as usize) else {
             return;
         };
         if off == EMPTY {
@@ -285,11 +291,14 @@ impl SlotTable {
             return;
         }
         let mut fresh = Vec::with_capacity(self.arena.len() - self.garbage);
-        for o in self.offs.iter_mut().filter(|o| **o != EMPTY) {
-            let (_, len) = decode(&self.arena, *o);
-            let from = *o as usize;
-            *o = fresh.len() as u64;
-            fresh.extend_from_slice(&self.arena[from..from + len]);
+        for s in 0..self.offs.len() {
+            let o = self.offs[s];
+            if o == EMPTY {
+                continue;
+            }
+            let (_, len) = decode(&self.arena, o);
+            self.offs[s] = fresh.len() as u64;
+            fresh.extend_from_slice(&self.arena[o as usize..o as usize + len]);
         }
         self.arena = fresh;
         self.garbage = 0;
@@ -297,7 +306,7 @@ impl SlotTable {
 
     /// Heap bytes held (for memory reports).
     pub fn heap_bytes(&self) -> usize {
-        self.offs.capacity() * 8
+        self.offs.heap_bytes()
             + self.arena.capacity()
             + self.by_id.capacity() * (std::mem::size_of::<u32>() + 1)
     }

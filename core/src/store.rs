@@ -3,16 +3,22 @@
 
 use crate::kernels;
 use crate::params::{Precision, SpaceType};
-use serde::{Deserialize, Serialize};
+use crate::rows::{Column, Rows};
 
 /// Codes for every slot, contiguous, in one precision.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 enum Codes {
-    F32(Vec<f32>),
-    F16(Vec<u16>),
-    I16 { codes: Vec<i16>, scale: Vec<f32> },
-    I8 { codes: Vec<i8>, scale: Vec<f32> },
-    Bin(Vec<u64>),
+    F32(Rows<f32>),
+    F16(Rows<u16>),
+    I16 {
+        codes: Rows<i16>,
+        scale: Column<f32>,
+    },
+    I8 {
+        codes: Rows<i8>,
+        scale: Column<f32>,
+    },
+    Bin(Rows<u64>),
 }
 
 /// A query prepared once per search for the store's precision.
@@ -26,13 +32,16 @@ pub struct Query {
 }
 
 /// Dense vector storage indexed by slot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct VectorStore {
     dim: usize,
     space: SpaceType,
     codes: Codes,
-    /// Squared norm of each stored (decoded) vector: L2 on quantized codes needs it.
-    sqnorm: Vec<f32>,
+    /// Number of slots.
+    len: usize,
+    /// Squared norm of each stored (decoded) vector, kept only where a distance needs it
+    /// (L2 on quantized codes); empty otherwise, saving 4 bytes a vector.
+    sqnorm: Column<f32>,
 }
 
 fn words(dim: usize) -> usize {
@@ -61,123 +70,131 @@ impl VectorStore {
     /// An empty store.
     pub fn new(dim: usize, space: SpaceType, precision: Precision) -> Self {
         let codes = match precision {
-            Precision::Float32 => Codes::F32(Vec::new()),
-            Precision::Float16 => Codes::F16(Vec::new()),
+            Precision::Float32 => Codes::F32(Rows::new(dim)),
+            Precision::Float16 => Codes::F16(Rows::new(dim)),
             Precision::Int16 => Codes::I16 {
-                codes: Vec::new(),
-                scale: Vec::new(),
+                codes: Rows::new(dim),
+                scale: Column::default(),
             },
             Precision::Int8 => Codes::I8 {
-                codes: Vec::new(),
-                scale: Vec::new(),
+                codes: Rows::new(dim),
+                scale: Column::default(),
             },
-            Precision::Binary => Codes::Bin(Vec::new()),
+            Precision::Binary => Codes::Bin(Rows::new(words(dim))),
         };
         Self {
             dim,
             space,
             codes,
-            sqnorm: Vec::new(),
+            len: 0,
+            sqnorm: Column::default(),
         }
     }
 
     /// Number of slots allocated.
     pub fn len(&self) -> usize {
-        self.sqnorm.len()
+        self.len
     }
 
     /// True when no slot is allocated.
     pub fn is_empty(&self) -> bool {
-        self.sqnorm.is_empty()
+        self.len == 0
     }
 
     /// Bytes used by codes and side arrays (for memory reports).
     pub fn heap_bytes(&self) -> usize {
         let c = match &self.codes {
-            Codes::F32(v) => v.capacity() * 4,
-            Codes::F16(v) => v.capacity() * 2,
-            Codes::I16 { codes, scale } => codes.capacity() * 2 + scale.capacity() * 4,
-            Codes::I8 { codes, scale } => codes.capacity() + scale.capacity() * 4,
-            Codes::Bin(v) => v.capacity() * 8,
+            Codes::F32(v) => v.heap_bytes(),
+            Codes::F16(v) => v.heap_bytes(),
+            Codes::I16 { codes, scale } => codes.heap_bytes() + scale.heap_bytes(),
+            Codes::I8 { codes, scale } => codes.heap_bytes() + scale.heap_bytes(),
+            Codes::Bin(v) => v.heap_bytes(),
         };
-        c + self.sqnorm.capacity() * 4
+        c + self.sqnorm.heap_bytes()
     }
 
     /// Stores `v` at `slot`. `slot` must be `<= len()`; equal appends.
     pub fn set(&mut self, slot: usize, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
-        let d = self.dim;
         let append = slot == self.len();
         match &mut self.codes {
             Codes::F32(c) => {
                 if append {
-                    c.extend_from_slice(v)
+                    c.push_row(v)
                 } else {
-                    c[slot * d..(slot + 1) * d].copy_from_slice(v)
+                    c.row_mut(slot).copy_from_slice(v)
                 }
             }
             Codes::F16(c) => {
                 if append {
-                    c.resize(c.len() + d, 0)
+                    c.push_default();
                 }
-                for (o, x) in c[slot * d..(slot + 1) * d].iter_mut().zip(v) {
+                for (o, x) in c.row_mut(slot).iter_mut().zip(v) {
                     *o = half::f16::from_f32(*x).to_bits();
                 }
             }
             Codes::I16 { codes, scale } => {
                 if append {
-                    codes.resize(codes.len() + d, 0);
+                    codes.push_default();
                     scale.push(1.0);
                 }
                 let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
                 let s = if max > 0.0 { max / 32767.0 } else { 1.0 };
-                for (o, x) in codes[slot * d..(slot + 1) * d].iter_mut().zip(v) {
+                for (o, x) in codes.row_mut(slot).iter_mut().zip(v) {
                     *o = (x / s).round().clamp(-32767.0, 32767.0) as i16;
                 }
                 scale[slot] = s;
             }
             Codes::I8 { codes, scale } => {
                 if append {
-                    codes.resize(codes.len() + d, 0);
+                    codes.push_default();
                     scale.push(1.0);
                 }
-                scale[slot] = quantize_i8(v, &mut codes[slot * d..(slot + 1) * d]);
+                scale[slot] = quantize_i8(v, codes.row_mut(slot));
             }
             Codes::Bin(c) => {
-                let w = words(d);
                 if append {
-                    c.resize(c.len() + w, 0)
+                    c.push_default();
                 }
-                to_bits(v, &mut c[slot * w..(slot + 1) * w]);
+                to_bits(v, c.row_mut(slot));
             }
         }
         if append {
-            self.sqnorm.push(0.0);
+            self.len += 1;
         }
-        let decoded = self.get(slot);
-        self.sqnorm[slot] = kernels::dot_f32(&decoded, &decoded);
+        if self.keeps_sqnorm() {
+            let decoded = self.get(slot);
+            let sq = kernels::dot_f32(&decoded, &decoded);
+            if append {
+                self.sqnorm.push(sq);
+            } else {
+                self.sqnorm[slot] = sq;
+            }
+        }
     }
 
     /// The decoded vector at `slot` (binary decodes to ±1).
     pub fn get(&self, slot: usize) -> Vec<f32> {
         let d = self.dim;
         match &self.codes {
-            Codes::F32(c) => c[slot * d..(slot + 1) * d].to_vec(),
-            Codes::F16(c) => c[slot * d..(slot + 1) * d]
+            Codes::F32(c) => c.row(slot).to_vec(),
+            Codes::F16(c) => c
+                .row(slot)
                 .iter()
                 .map(|&h| half::f16::from_bits(h).to_f32())
                 .collect(),
-            Codes::I16 { codes, scale } => codes[slot * d..(slot + 1) * d]
+            Codes::I16 { codes, scale } => codes
+                .row(slot)
                 .iter()
                 .map(|&x| x as f32 * scale[slot])
                 .collect(),
-            Codes::I8 { codes, scale } => codes[slot * d..(slot + 1) * d]
+            Codes::I8 { codes, scale } => codes
+                .row(slot)
                 .iter()
                 .map(|&x| x as f32 * scale[slot])
                 .collect(),
             Codes::Bin(c) => {
-                let w = words(d);
-                let bits = &c[slot * w..(slot + 1) * w];
+                let bits = c.row(slot);
                 (0..d)
                     .map(|i| {
                         if bits[i / 64] >> (i % 64) & 1 == 1 {
@@ -220,6 +237,21 @@ impl VectorStore {
         query
     }
 
+    /// True when distances need stored squared norms (L2 on quantized codes).
+    fn keeps_sqnorm(&self) -> bool {
+        self.space == SpaceType::L2
+            && matches!(
+                self.codes,
+                Codes::F16(_) | Codes::I16 { .. } | Codes::I8 { .. }
+            )
+    }
+
+    /// Squared norm of `slot`'s stored vector where kept, else 0 (never read then).
+    #[inline(always)]
+    fn sq(&self, slot: usize) -> f32 {
+        self.sqnorm.get(slot).unwrap_or(0.0)
+    }
+
     #[inline]
     fn dist_from_dot(&self, dot: f32, sq_a: f32, sq_b: f32) -> f32 {
         match self.space {
@@ -231,49 +263,41 @@ impl VectorStore {
     /// Internal distance (lower is closer) from a prepared query to `slot`.
     #[inline]
     pub fn dist(&self, q: &Query, slot: u32) -> f32 {
-        let d = self.dim;
         let s = slot as usize;
         match &self.codes {
             Codes::F32(c) => {
-                let v = &c[s * d..(s + 1) * d];
+                let v = c.row(s);
                 match self.space {
                     SpaceType::L2 => kernels::l2sq_f32(&q.f, v),
                     _ => -kernels::dot_f32(&q.f, v),
                 }
             }
             Codes::F16(c) => {
-                let dot = kernels::dot_f32_f16(&q.f, &c[s * d..(s + 1) * d]);
-                self.dist_from_dot(dot, q.sq, self.sqnorm[s])
+                let dot = kernels::dot_f32_f16(&q.f, c.row(s));
+                self.dist_from_dot(dot, q.sq, self.sq(s))
             }
             Codes::I16 { codes, scale } => {
-                let dot = kernels::dot_f32_i16(&q.f, &codes[s * d..(s + 1) * d]) * scale[s];
-                self.dist_from_dot(dot, q.sq, self.sqnorm[s])
+                let dot = kernels::dot_f32_i16(&q.f, codes.row(s)) * scale[s];
+                self.dist_from_dot(dot, q.sq, self.sq(s))
             }
             Codes::I8 { codes, scale } => {
-                let idot = kernels::dot_i8(&q.i8, &codes[s * d..(s + 1) * d]);
-                self.dist_from_dot(idot as f32 * q.i8_scale * scale[s], q.sq, self.sqnorm[s])
+                let idot = kernels::dot_i8(&q.i8, codes.row(s));
+                self.dist_from_dot(idot as f32 * q.i8_scale * scale[s], q.sq, self.sq(s))
             }
-            Codes::Bin(c) => {
-                let w = words(d);
-                kernels::hamming(&q.bits, &c[s * w..(s + 1) * w]) as f32
-            }
+            Codes::Bin(c) => kernels::hamming(&q.bits, c.row(s)) as f32,
         }
     }
 
     /// Starts loading slot `slot`'s codes into cache (search calls it before `dist`).
     #[inline(always)]
     pub fn prefetch(&self, slot: u32) {
-        let d = self.dim;
         let s = slot as usize;
         match &self.codes {
-            Codes::F32(c) => kernels::prefetch(&c[s * d..(s + 1) * d]),
-            Codes::F16(c) => kernels::prefetch(&c[s * d..(s + 1) * d]),
-            Codes::I16 { codes, .. } => kernels::prefetch(&codes[s * d..(s + 1) * d]),
-            Codes::I8 { codes, .. } => kernels::prefetch(&codes[s * d..(s + 1) * d]),
-            Codes::Bin(c) => {
-                let w = words(d);
-                kernels::prefetch(&c[s * w..(s + 1) * w])
-            }
+            Codes::F32(c) => kernels::prefetch(c.row(s)),
+            Codes::F16(c) => kernels::prefetch(c.row(s)),
+            Codes::I16 { codes, .. } => kernels::prefetch(codes.row(s)),
+            Codes::I8 { codes, .. } => kernels::prefetch(codes.row(s)),
+            Codes::Bin(c) => kernels::prefetch(c.row(s)),
         }
     }
 
@@ -281,17 +305,16 @@ impl VectorStore {
     /// four vectors stream from memory together); the same values as four `dist` calls.
     #[inline]
     pub fn dist4(&self, q: &Query, slots: [u32; 4]) -> [f32; 4] {
-        let d = self.dim;
         match &self.codes {
             Codes::F32(c) => {
-                let v = slots.map(|s| &c[s as usize * d..(s as usize + 1) * d]);
+                let v = slots.map(|s| c.row(s as usize));
                 match self.space {
                     SpaceType::L2 => kernels::l2sq_f32_x4(&q.f, v),
                     _ => kernels::dot_f32_x4(&q.f, v).map(|x| -x),
                 }
             }
             Codes::I8 { codes, scale } => {
-                let v = slots.map(|s| &codes[s as usize * d..(s as usize + 1) * d]);
+                let v = slots.map(|s| codes.row(s as usize));
                 let idot = kernels::dot_i8_x4(&q.i8, v);
                 let mut out = [0f32; 4];
                 for j in 0..4 {
@@ -299,7 +322,7 @@ impl VectorStore {
                     out[j] = self.dist_from_dot(
                         idot[j] as f32 * q.i8_scale * scale[s],
                         q.sq,
-                        self.sqnorm[s],
+                        self.sq(s),
                     );
                 }
                 out
@@ -310,28 +333,20 @@ impl VectorStore {
 
     /// Internal distance between two stored slots (used while linking the graph).
     pub fn dist_slots(&self, a: u32, b: u32) -> f32 {
-        let d = self.dim;
         let (x, y) = (a as usize, b as usize);
         match &self.codes {
             Codes::F32(c) => {
-                let (va, vb) = (&c[x * d..(x + 1) * d], &c[y * d..(y + 1) * d]);
+                let (va, vb) = (c.row(x), c.row(y));
                 match self.space {
                     SpaceType::L2 => kernels::l2sq_f32(va, vb),
                     _ => -kernels::dot_f32(va, vb),
                 }
             }
             Codes::I8 { codes, scale } => {
-                let idot = kernels::dot_i8(&codes[x * d..(x + 1) * d], &codes[y * d..(y + 1) * d]);
-                self.dist_from_dot(
-                    idot as f32 * scale[x] * scale[y],
-                    self.sqnorm[x],
-                    self.sqnorm[y],
-                )
+                let idot = kernels::dot_i8(codes.row(x), codes.row(y));
+                self.dist_from_dot(idot as f32 * scale[x] * scale[y], self.sq(x), self.sq(y))
             }
-            Codes::Bin(c) => {
-                let w = words(d);
-                kernels::hamming(&c[x * w..(x + 1) * w], &c[y * w..(y + 1) * w]) as f32
-            }
+            Codes::Bin(c) => kernels::hamming(c.row(x), c.row(y)) as f32,
             Codes::F16(_) | Codes::I16 { .. } => {
                 let q = self.prepare(&self.get(x));
                 self.dist(&q, b)
@@ -355,32 +370,33 @@ impl VectorStore {
 impl VectorStore {
     /// Appends slot `slot`'s raw state to `out`.
     pub(crate) fn encode_slot(&self, slot: usize, out: &mut Vec<u8>) {
-        let d = self.dim;
         match &self.codes {
-            Codes::F32(c) => c[slot * d..(slot + 1) * d]
+            Codes::F32(c) => c
+                .row(slot)
                 .iter()
                 .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Codes::F16(c) => c[slot * d..(slot + 1) * d]
+            Codes::F16(c) => c
+                .row(slot)
                 .iter()
                 .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             Codes::I16 { codes, scale } => {
-                codes[slot * d..(slot + 1) * d]
+                codes
+                    .row(slot)
                     .iter()
                     .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
                 out.extend_from_slice(&scale[slot].to_le_bytes());
             }
             Codes::I8 { codes, scale } => {
-                out.extend(codes[slot * d..(slot + 1) * d].iter().map(|&x| x as u8));
+                out.extend(codes.row(slot).iter().map(|&x| x as u8));
                 out.extend_from_slice(&scale[slot].to_le_bytes());
             }
             Codes::Bin(c) => {
-                let w = words(d);
-                c[slot * w..(slot + 1) * w]
+                c.row(slot)
                     .iter()
                     .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
             }
         }
-        out.extend_from_slice(&self.sqnorm[slot].to_le_bytes());
+        out.extend_from_slice(&self.sq(slot).to_le_bytes());
     }
 
     /// Appends a slot from bytes made by `encode_slot`; `None` if the length is wrong.
@@ -398,14 +414,14 @@ impl VectorStore {
         }
         let f4 = |x: &[u8]| f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
         match &mut self.codes {
-            Codes::F32(c) => c.extend(b[..d * 4].chunks_exact(4).map(f4)),
-            Codes::F16(c) => c.extend(
+            Codes::F32(c) => c.push_iter(b[..d * 4].chunks_exact(4).map(f4)),
+            Codes::F16(c) => c.push_iter(
                 b[..d * 2]
                     .chunks_exact(2)
                     .map(|x| u16::from_le_bytes([x[0], x[1]])),
             ),
             Codes::I16 { codes, scale } => {
-                codes.extend(
+                codes.push_iter(
                     b[..d * 2]
                         .chunks_exact(2)
                         .map(|x| i16::from_le_bytes([x[0], x[1]])),
@@ -413,16 +429,19 @@ impl VectorStore {
                 scale.push(f4(&b[d * 2..d * 2 + 4]));
             }
             Codes::I8 { codes, scale } => {
-                codes.extend(b[..d].iter().map(|&x| x as i8));
+                codes.push_iter(b[..d].iter().map(|&x| x as i8));
                 scale.push(f4(&b[d..d + 4]));
             }
-            Codes::Bin(c) => c.extend(
+            Codes::Bin(c) => c.push_iter(
                 b[..words(d) * 8]
                     .chunks_exact(8)
                     .map(|x| u64::from_le_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]])),
             ),
         }
-        self.sqnorm.push(f4(&b[want - 4..]));
+        if self.keeps_sqnorm() {
+            self.sqnorm.push(f4(&b[want - 4..]));
+        }
+        self.len += 1;
         Some(())
     }
 }
