@@ -338,6 +338,14 @@ impl Index {
         filter::parse_stored(s).unwrap_or_default()
     }
 
+    /// Removes an occupied slot's stored filter from the filter index (before it changes).
+    fn unindex_filter(&mut self, slot: u32) {
+        if let Some(r) = self.slots.get(slot) {
+            let old = Self::stored_filter(r.filter);
+            self.filters.remove(slot, &old);
+        }
+    }
+
     fn take_scratch(&self) -> Scratch {
         self.scratch
             .lock()
@@ -374,9 +382,8 @@ impl Index {
                 let mut n = 0;
                 for (id, f) in ups {
                     if let Some(slot) = self.slots.find(id) {
-                        let old = self.slots.get(slot).map(|r| Self::stored_filter(r.filter));
+                        self.unindex_filter(slot);
                         self.slots.set_filter(slot, f);
-                        self.filters.remove(slot, &old.unwrap_or_default());
                         self.filters.add(slot, &Self::stored_filter(f));
                         n += 1;
                     }
@@ -390,10 +397,7 @@ impl Index {
         let v = self.normalise(&it.vector);
         let slot = match self.slots.find(&it.id) {
             Some(s) => {
-                if let Some(r) = self.slots.get(s) {
-                    let old = Self::stored_filter(r.filter);
-                    self.filters.remove(s, &old);
-                }
+                self.unindex_filter(s);
                 s
             }
             None => match self.free.pop() {
@@ -429,9 +433,8 @@ impl Index {
         let Some(slot) = self.slots.find(id) else {
             return false;
         };
-        let old = self.slots.get(slot).map(|r| Self::stored_filter(r.filter));
+        self.unindex_filter(slot);
         self.slots.clear(slot);
-        self.filters.remove(slot, &old.unwrap_or_default());
         self.set_live(slot, false);
         self.free.push(slot);
         true

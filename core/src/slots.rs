@@ -11,7 +11,7 @@ use crate::rows::Column;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
-/// The owned form of one slot's payload: what checkpoints store and `put` takes.
+/// The owned form of one slot's payload: what checkpoints store and load.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SlotData {
     pub id: Option<String>,
