@@ -1,4 +1,4 @@
-//! Fixed-width rows (one per slot) stored in blocks of [`BLOCK_ROWS`] rows.
+//! Fixed-width rows (one per slot) stored in blocks of a power-of-two number of rows.
 //!
 //! Why not one `Vec<T>`: a growing `Vec` doubles, so it copies the whole index under the
 //! writer lock each time it grows (a pause that grows with the index) and holds up to twice
@@ -6,15 +6,41 @@
 //! allocator. Blocks never move: growth allocates one zeroed block (its pages become resident
 //! only as rows are written), and memory tracks the number of rows.
 
-/// Rows per block: large enough that the block table stays in L1, small enough that the
-/// unused tail of the last block is a few hundred KiB at most for typical widths.
-pub(crate) const BLOCK_ROWS: usize = 1024;
+/// Fewest rows per block (2^10): the block table stays small, and a block is at least a few
+/// pages. In wasm every block has this many rows: linear memory commits what is allocated, so
+/// the unused tail of the last block must stay small.
+const MIN_BLOCK_SHIFT: u32 = 10;
+/// Most rows per block (2^14) on native targets.
+const MAX_BLOCK_SHIFT: u32 = 14;
+/// Native blocks aim at whole multiples of this (the x86-64 huge page): a block that is
+/// 2 MiB-aligned and a multiple of 2 MiB long can be mapped by huge pages only, one TLB
+/// entry per 2 MiB instead of per 4 KiB, which matters when a search touches vectors all over
+/// a large index. The native host's allocator gives such blocks huge pages.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// log2 of the rows per block for rows of `row_bytes` bytes: the fewest rows that make the
+/// block a whole multiple of [`HUGE_PAGE`] within the bounds above, else the fewest rows.
+///
+/// Rows whose blocks cannot be huge-page multiples (the 33-word link rows) stay in small
+/// blocks: a block of, say, 2 MiB + 64 KiB would get one huge page plus small ones, and the
+/// index's last block would hold a 2 MiB page for a few rows. A search reads one link row per
+/// ~20 vectors, so their TLB misses matter little.
+fn block_shift(row_bytes: usize) -> u32 {
+    if cfg!(target_arch = "wasm32") || row_bytes == 0 {
+        return MIN_BLOCK_SHIFT;
+    }
+    (MIN_BLOCK_SHIFT..=MAX_BLOCK_SHIFT)
+        .find(|&s| (row_bytes << s).is_multiple_of(HUGE_PAGE))
+        .unwrap_or(MIN_BLOCK_SHIFT)
+}
 
 /// Rows of `width` elements, addressed by row number.
 #[derive(Debug, Clone)]
 pub(crate) struct Rows<T> {
     width: usize,
     len: usize,
+    /// log2 of the rows per block (see [`block_shift`]).
+    shift: u32,
     blocks: Vec<Box<[T]>>,
 }
 
@@ -24,6 +50,7 @@ impl<T: Copy + Default> Rows<T> {
         Self {
             width,
             len: 0,
+            shift: block_shift(width * std::mem::size_of::<T>()),
             blocks: Vec::new(),
         }
     }
@@ -37,22 +64,27 @@ impl<T: Copy + Default> Rows<T> {
     /// Row `i`. Panics if `i >= len()` (callers index only slots they created).
     #[inline(always)]
     pub fn row(&self, i: usize) -> &[T] {
-        let o = (i % BLOCK_ROWS) * self.width;
-        &self.blocks[i / BLOCK_ROWS][o..o + self.width]
+        let o = (i & self.mask()) * self.width;
+        &self.blocks[i >> self.shift][o..o + self.width]
     }
 
     /// Row `i`, writable.
     #[inline(always)]
     pub fn row_mut(&mut self, i: usize) -> &mut [T] {
-        let o = (i % BLOCK_ROWS) * self.width;
-        &mut self.blocks[i / BLOCK_ROWS][o..o + self.width]
+        let o = (i & self.mask()) * self.width;
+        &mut self.blocks[i >> self.shift][o..o + self.width]
+    }
+
+    #[inline(always)]
+    fn mask(&self) -> usize {
+        (1 << self.shift) - 1
     }
 
     /// Appends a row of default values and returns it.
     pub fn push_default(&mut self) -> &mut [T] {
-        if self.len == self.blocks.len() * BLOCK_ROWS {
+        if self.len == self.blocks.len() << self.shift {
             self.blocks
-                .push(vec![T::default(); BLOCK_ROWS * self.width].into_boxed_slice());
+                .push(vec![T::default(); self.width << self.shift].into_boxed_slice());
         }
         self.len += 1;
         self.row_mut(self.len - 1)
@@ -144,25 +176,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn block_sizes_are_huge_page_multiples_where_possible() {
+        if cfg!(target_arch = "wasm32") {
+            return;
+        }
+        // 384-d float32: 4,096 rows = 6 MiB; 128-d float32: 2 MiB; 384-d int8: 6 MiB.
+        assert_eq!(block_shift(1536), 12);
+        assert_eq!(block_shift(512), 12);
+        assert_eq!(block_shift(384), 14);
+        // 33 links of 4 bytes: no power of two rows makes a multiple: small blocks.
+        assert_eq!(block_shift(132), 10);
+        // Huge rows: the fewest rows.
+        assert_eq!(block_shift(1 << 20), 10);
+    }
+
+    #[test]
     fn rows_cross_block_boundaries() {
         let mut r: Rows<u32> = Rows::new(3);
-        for i in 0..(BLOCK_ROWS * 2 + 5) as u32 {
+        let block = 1usize << r.shift;
+        for i in 0..(block * 2 + 5) as u32 {
             r.push_row(&[i, i + 1, i + 2]);
         }
-        assert_eq!(r.len(), BLOCK_ROWS * 2 + 5);
-        assert_eq!(r.row(BLOCK_ROWS - 1), &[1023, 1024, 1025]);
-        assert_eq!(r.row(BLOCK_ROWS), &[1024, 1025, 1026]);
+        let b = block as u32;
+        assert_eq!(r.len(), block * 2 + 5);
+        assert_eq!(r.row(block - 1), &[b - 1, b, b + 1]);
+        assert_eq!(r.row(block), &[b, b + 1, b + 2]);
         r.row_mut(7)[1] = 99;
         assert_eq!(r.row(7), &[7, 99, 9]);
         r.push_iter([5]);
         assert_eq!(r.row(r.len() - 1), &[5, 0, 0]);
         let mut c: Column<u8> = Column::default();
-        (0..3000u32).for_each(|i| c.push(i as u8));
-        c[2999] = 7;
+        let n = 2 * (1usize << c.0.shift) + 952;
+        (0..n as u32).for_each(|i| c.push(i as u8));
+        c[n - 1] = 7;
         assert_eq!(
-            (c.len(), c[1500], c.get(2999), c.get(3000)),
-            (3000, 1500u32 as u8, Some(7), None)
+            (c.len(), c[1500], c.get(n - 1), c.get(n)),
+            (n, 1500u32 as u8, Some(7), None)
         );
-        assert_eq!(c.iter().count(), 3000);
+        assert_eq!(c.iter().count(), n);
     }
 }

@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Large zeroed blocks (the index's vectors and links) get huge pages: see the module doc.
+#[global_allocator]
+static ALLOC: cairn_native::hugepage_alloc::HugePageAlloc =
+    cairn_native::hugepage_alloc::HugePageAlloc;
+
 /// CairnDB: an Endee-compatible vector database with background, crash-safe backups.
 #[derive(Parser)]
 #[command(name = "cairn", version, about, long_about = None)]

@@ -14,6 +14,11 @@
 use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
 use std::time::Instant;
 
+/// The server's allocator (huge pages for index blocks), so these numbers are the server's.
+#[global_allocator]
+static ALLOC: cairn_native::hugepage_alloc::HugePageAlloc =
+    cairn_native::hugepage_alloc::HugePageAlloc;
+
 fn read_vecs(path: &str, float: bool) -> Vec<Vec<f32>> {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let mut out = Vec::new();

@@ -1,0 +1,4 @@
+//! The parts of the native host that other native programs share (the benchmarks link the
+//! same allocator as the server, so their numbers are the server's).
+
+pub mod hugepage_alloc;
