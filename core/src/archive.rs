@@ -172,13 +172,31 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-struct HashingReader<R> {
+/// A reader that counts and SHA-256-digests what passes through it (a digest pass over
+/// pinned files, or a check that a file streamed into an archive still has its recorded digest).
+pub struct DigestReader<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R> DigestReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Size and hex SHA-256 of everything read so far.
+    pub fn finish(self) -> (u64, String) {
+        (self.count, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for DigestReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
@@ -189,13 +207,22 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Size and SHA-256 of everything `r` yields (the first pass over pinned, immutable files).
 pub fn digest_reader<R: Read>(r: R) -> io::Result<(u64, String)> {
-    let mut h = HashingReader {
-        inner: r,
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let mut h = DigestReader::new(r);
     io::copy(&mut h, &mut io::sink())?;
-    Ok((h.count, hex::encode(h.hasher.finalize())))
+    Ok(h.finish())
+}
+
+/// The text of a digest file kept next to a checkpoint (`<size> <sha256>`): hosts write it
+/// when they write the checkpoint, so a backup need not read the checkpoint twice.
+pub fn encode_digest((size, sha256): &(u64, String)) -> String {
+    format!("{size} {sha256}\n")
+}
+
+/// Parses [`encode_digest`]'s text; `None` for anything else (the caller then digests).
+pub fn parse_digest(text: &str) -> Option<(u64, String)> {
+    let (size, sha) = text.trim_end().split_once(' ')?;
+    let ok = sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    Some((size.parse().ok()?, sha.to_string())).filter(|_| ok)
 }
 
 fn regular_header(size: u64) -> tar::Header {
@@ -238,21 +265,18 @@ impl<W: Write> ArchiveWriter<W> {
             .get(self.next)
             .cloned()
             .ok_or_else(|| ArchiveError::BadManifest("more entries than listed".into()))?;
-        let mut hr = HashingReader {
-            inner: data.take(e.size),
-            hasher: Sha256::new(),
-            count: 0,
-        };
+        let mut hr = DigestReader::new(data.take(e.size));
         let mut h = regular_header(e.size);
         self.builder.append_data(&mut h, &e.path, &mut hr)?;
-        if hr.count != e.size {
+        let (count, sha256) = hr.finish();
+        if count != e.size {
             return Err(ArchiveError::Size {
                 path: e.path,
-                got: hr.count,
+                got: count,
                 want: e.size,
             });
         }
-        if hex::encode(hr.hasher.finalize()) != e.sha256 {
+        if sha256 != e.sha256 {
             return Err(ArchiveError::Digest(e.path));
         }
         self.next += 1;
@@ -350,12 +374,28 @@ impl Manifest {
         checkpoint: C,
         log_prefix: L,
     ) -> io::Result<Self> {
+        let ck = digest_reader(checkpoint)?;
+        Self::for_backup_digested(index_name, params, cut, created_at, source, ck, log_prefix)
+    }
+
+    /// [`Manifest::for_backup`] with the checkpoint's size and digest already known (recorded
+    /// when it was written); only the log prefix is read. Safe against a stale or corrupt
+    /// record: [`ArchiveWriter::append`] checks every entry against its digest as it streams.
+    pub fn for_backup_digested<L: Read>(
+        index_name: &str,
+        params: IndexParams,
+        cut: CutPoint,
+        created_at: u64,
+        source: Source,
+        checkpoint: (u64, String),
+        log_prefix: L,
+    ) -> io::Result<Self> {
         let entry = |path: &str, (size, sha256): (u64, String)| ManifestEntry {
             path: path.into(),
             size,
             sha256,
         };
-        let ck = entry(CHECKPOINT_PATH, digest_reader(checkpoint)?);
+        let ck = entry(CHECKPOINT_PATH, checkpoint);
         let log = entry(LOG_PATH, digest_reader(log_prefix.take(cut.log_len))?);
         if log.size != cut.log_len {
             return Err(io::Error::other(format!(
@@ -437,21 +477,18 @@ pub fn read_archive<R: Read>(r: R, sink: &mut dyn EntrySink) -> Result<Manifest,
                 want: want.size,
             });
         }
-        let mut hr = HashingReader {
-            inner: entry,
-            hasher: Sha256::new(),
-            count: 0,
-        };
+        let mut hr = DigestReader::new(entry);
         sink.entry(&path, want.size, &mut hr)?;
         io::copy(&mut hr, &mut io::sink())?;
-        if hr.count != want.size {
+        let (count, sha256) = hr.finish();
+        if count != want.size {
             return Err(ArchiveError::Size {
                 path,
-                got: hr.count,
+                got: count,
                 want: want.size,
             });
         }
-        if hex::encode(hr.hasher.finalize()) != want.sha256 {
+        if sha256 != want.sha256 {
             return Err(ArchiveError::Digest(path));
         }
     }

@@ -30,6 +30,11 @@ pub mod paths {
     pub fn checkpoint(name: &str, generation: u64) -> String {
         format!("indexes/{name}/ckpt-{generation:016}.bin")
     }
+    /// Size and SHA-256 of a generation's checkpoint, written with it (optional: a host that
+    /// finds none digests the checkpoint).
+    pub fn checkpoint_digest(name: &str, generation: u64) -> String {
+        format!("indexes/{name}/ckpt-{generation:016}.sha256")
+    }
     /// Log file following a generation's checkpoint.
     pub fn log(name: &str, generation: u64) -> String {
         format!("indexes/{name}/log-{generation:016}.bin")

@@ -299,3 +299,21 @@ fn restore_checks_content_against_manifest() {
         Err(ArchiveError::Content(_))
     ));
 }
+
+#[test]
+fn digest_records_round_trip_and_garbage_is_refused() {
+    let d = archive::digest_reader(&b"checkpoint bytes"[..]).unwrap();
+    let text = archive::encode_digest(&d);
+    assert_eq!(archive::parse_digest(&text), Some(d.clone()));
+    let sha = &d.1;
+    for bad in [
+        String::new(),
+        "16".into(),
+        format!("x {sha}"),
+        format!("16 {}", &sha[1..]),
+        format!("16 {}g", &sha[1..]),
+        format!("-1 {sha}"),
+    ] {
+        assert_eq!(archive::parse_digest(&bad), None, "{bad:?}");
+    }
+}

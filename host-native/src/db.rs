@@ -5,6 +5,7 @@
 //! take only the index's read lock. The engine (control plane) sits behind its own short mutex.
 
 use crate::fsutil::{self, now_ms};
+use cairn_core::archive::{HashingWriter, encode_digest};
 use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
 use cairn_core::engine::{Deletable, EngineError, IndexManifest, paths};
 use cairn_core::record::read_log;
@@ -185,11 +186,15 @@ impl Db {
             log_file.sync_all()?;
         }
         // Files of other generations are garbage after a restart (no pins survive one).
-        let cur_ck = format!("ckpt-{g:016}.bin");
-        let cur_log = format!("log-{g:016}.bin");
+        let current = [
+            paths::checkpoint(name, g),
+            paths::checkpoint_digest(name, g),
+            paths::log(name, g),
+        ]
+        .map(|p| p.rsplit('/').next().unwrap_or_default().to_string());
         for e in fs::read_dir(self.path(&paths::index_dir(name)))? {
             let f = e?.file_name().to_string_lossy().into_owned();
-            if (f.starts_with("ckpt-") || f.starts_with("log-")) && f != cur_ck && f != cur_log {
+            if (f.starts_with("ckpt-") || f.starts_with("log-")) && !current.contains(&f) {
                 fsutil::remove_any(&self.path(&format!("{}/{f}", paths::index_dir(name))))?;
             }
         }
@@ -246,9 +251,10 @@ impl Db {
         let res = (|| -> Result<File, DbError> {
             let dir = self.path(&paths::index_dir(name));
             fs::create_dir_all(&dir)?;
-            fsutil::replace_atomic(
+            write_checkpoint(
                 &self.path(&paths::checkpoint(name, 1)),
-                &CheckpointEncoder::new(&ix).to_vec(),
+                &self.path(&paths::checkpoint_digest(name, 1)),
+                &ix,
             )?;
             let log = fsutil::create_synced(&self.path(&paths::log(name, 1)))?;
             fsutil::replace_atomic(
@@ -329,18 +335,11 @@ impl Db {
         let mut w = lock(&h.writer);
         let g = w.generation + 1;
         let name = &h.name;
-        {
-            let ix = read_lock(&h.index);
-            let path = self.path(&paths::checkpoint(name, g));
-            let mut f = BufWriter::new(File::create(&path)?);
-            let mut enc = CheckpointEncoder::new(&ix);
-            let mut buf = Vec::with_capacity(1 << 20);
-            while enc.next_chunk(&mut buf) {
-                f.write_all(&buf)?;
-                buf.clear();
-            }
-            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        }
+        write_checkpoint(
+            &self.path(&paths::checkpoint(name, g)),
+            &self.path(&paths::checkpoint_digest(name, g)),
+            &read_lock(&h.index),
+        )?;
         let log = fsutil::create_synced(&self.path(&paths::log(name, g)))?;
         let params = read_lock(&h.index).params().clone();
         let created = lock(&self.engine)
@@ -364,7 +363,12 @@ impl Db {
     /// Deletes files of generations no one needs any more.
     pub fn delete_generations(&self, d: &Deletable) {
         for (ix, g) in &d.generations {
-            for p in [paths::checkpoint(ix, *g), paths::log(ix, *g)] {
+            let files = [
+                paths::checkpoint(ix, *g),
+                paths::checkpoint_digest(ix, *g),
+                paths::log(ix, *g),
+            ];
+            for p in files {
                 if let Err(e) = fsutil::remove_any(&self.path(&p)) {
                     tracing::warn!(path = %p, error = %e, "could not delete old generation");
                 }
@@ -376,4 +380,27 @@ impl Db {
     pub fn adopt_index(&self, name: &str) -> Result<(), DbError> {
         self.load_index(name)
     }
+}
+
+/// The last component of a data-directory path (`indexes/a/ckpt-….bin` → `ckpt-….bin`).
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Writes `ix` as a checkpoint file at `path` (synced), and its size and SHA-256 at
+/// `digest_path`, computed as it is written: a backup of that generation then reads the
+/// checkpoint once (the archive writer still checks every byte against the digest). The
+/// index manifest, written after both, is what commits a generation.
+pub fn write_checkpoint(path: &Path, digest_path: &Path, ix: &Index) -> Result<(), DbError> {
+    let mut f = HashingWriter::new(BufWriter::with_capacity(1 << 20, File::create(path)?));
+    let mut enc = CheckpointEncoder::new(ix);
+    let mut buf = Vec::with_capacity(1 << 20);
+    while enc.next_chunk(&mut buf) {
+        f.write_all(&buf)?;
+        buf.clear();
+    }
+    let (f, size, sha) = f.finish();
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    fsutil::replace_atomic(digest_path, encode_digest(&(size, sha)).as_bytes())?;
+    Ok(())
 }

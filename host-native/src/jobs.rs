@@ -1,18 +1,17 @@
 //! Backup and restore jobs on their own threads, and archive uploads.
 
-use crate::db::{Db, DbError, lock};
+use crate::db::{Db, DbError, file_name, lock, write_checkpoint};
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{
     self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, Source,
 };
-use cairn_core::checkpoint::CheckpointEncoder;
 use cairn_core::engine::{IndexManifest, Outcome, paths};
 use cairn_core::{CutPoint, Job, JobStatus};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 /// Bytes between progress updates.
@@ -23,9 +22,59 @@ const SYNC_EVERY: u64 = 16 << 20;
 
 /// A file that syncs its data every [`SYNC_EVERY`] bytes, so the final fsync of a large archive
 /// is small and does not stall the log fsyncs of concurrent writes behind one huge flush.
+///
+/// The syncs run on a helper thread while writing goes on (a sync of the previous 16 MiB
+/// overlaps the reading, hashing and writing of the next), and at most one is in flight: a
+/// writer that gets [`SYNC_EVERY`] ahead of the disk waits, so unsynced data stays under
+/// twice that.
 struct PacedFile {
     file: File,
     unsynced: u64,
+    requests: Option<mpsc::SyncSender<()>>,
+    results: mpsc::Receiver<io::Result<()>>,
+    in_flight: bool,
+    syncer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PacedFile {
+    fn new(file: File) -> io::Result<Self> {
+        let clone = file.try_clone()?;
+        let (requests, rx) = mpsc::sync_channel::<()>(1);
+        let (tx, results) = mpsc::sync_channel(1);
+        let syncer = std::thread::Builder::new()
+            .name("cairn-backup-sync".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    if tx.send(clone.sync_data()).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self {
+            file,
+            unsynced: 0,
+            requests: Some(requests),
+            results,
+            in_flight: false,
+            syncer: Some(syncer),
+        })
+    }
+
+    /// Waits for the sync in flight, if any, and returns its result.
+    fn settle(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.in_flight) {
+            return Ok(());
+        }
+        self.results
+            .recv()
+            .map_err(|_| io::Error::other("backup sync thread stopped"))?
+    }
+
+    /// Waits for the pending sync, then syncs the rest (data and metadata).
+    fn finish(mut self) -> io::Result<()> {
+        self.settle()?;
+        self.file.sync_all()
+    }
 }
 
 impl Write for PacedFile {
@@ -33,13 +82,29 @@ impl Write for PacedFile {
         let n = self.file.write(buf)?;
         self.unsynced += n as u64;
         if self.unsynced >= SYNC_EVERY {
-            self.file.sync_data()?;
+            self.settle()?;
+            if let Some(r) = &self.requests {
+                r.send(())
+                    .map_err(|_| io::Error::other("backup sync thread stopped"))?;
+                self.in_flight = true;
+            }
             self.unsynced = 0;
         }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+impl Drop for PacedFile {
+    fn drop(&mut self) {
+        // Closing the request channel ends the helper once its current sync returns.
+        self.requests = None;
+        let _ = self.settle();
+        if let Some(t) = self.syncer.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -207,16 +272,26 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
         version: env!("CARGO_PKG_VERSION").into(),
     };
     let log_r = open_log().map_err(|e| e.to_string())?;
-    let manifest = Manifest::for_backup(&index, params, cut, now_ms(), source, &mut ck_r, log_r)
-        .map_err(|e| e.to_string())?;
+    // The checkpoint's digest was recorded when it was written; without a usable record
+    // (an older data directory) the manifest digests it, and it is read twice.
+    let t_digest = Instant::now();
+    let recorded = fs::read_to_string(db.path(&paths::checkpoint_digest(&index, cut.generation)))
+        .ok()
+        .and_then(|t| archive::parse_digest(&t))
+        .filter(|(size, _)| *size == ck_size);
+    let digest_read = recorded.is_none();
+    let manifest = match recorded {
+        Some(ck) => Manifest::for_backup_digested(&index, params, cut, now_ms(), source, ck, log_r),
+        None => Manifest::for_backup(&index, params, cut, now_ms(), source, &mut ck_r, log_r),
+    }
+    .map_err(|e| e.to_string())?;
+    let digest_ms = t_digest.elapsed().as_millis() as u64;
     let total = manifest.data_bytes();
     let out = BufWriter::with_capacity(
         1 << 20,
-        PacedFile {
-            file: File::create(tmp).map_err(|e| e.to_string())?,
-            unsynced: 0,
-        },
+        PacedFile::new(File::create(tmp).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
     );
+    let t_stream = Instant::now();
     let mut w = ArchiveWriter::new(out, manifest).map_err(|e| e.to_string())?;
     ck_r.rewind().map_err(|e| e.to_string())?;
     let mut tr = Tracked {
@@ -241,9 +316,13 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
     };
     w.append(&mut tr).map_err(|e| e.to_string())?;
     let (out, size, sha) = w.finish().map_err(|e| e.to_string())?;
-    let f = out.into_inner().map_err(|e| e.to_string())?.file;
-    f.sync_all().map_err(|e| e.to_string())?;
-    drop(f);
+    let stream_ms = t_stream.elapsed().as_millis() as u64;
+    let t_sync = Instant::now();
+    out.into_inner()
+        .map_err(|e| e.to_string())?
+        .finish()
+        .map_err(|e| e.to_string())?;
+    let sync_ms = t_sync.elapsed().as_millis() as u64;
     // Publish under the engine lock so a concurrent cancel either wins before or not at all.
     let final_path = db.path(&paths::backup(&name));
     let freed = {
@@ -263,7 +342,17 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
         // The archive is complete and published; only the history write failed.
         tracing::error!(job, error = %e, "backup completed but the jobs file could not be written");
     }
-    tracing::info!(job, backup = %name, bytes = size, pause_us = pause, "backup completed");
+    tracing::info!(
+        job,
+        backup = %name,
+        bytes = size,
+        pause_us = pause,
+        digest_ms,
+        digest_read,
+        stream_ms,
+        sync_ms,
+        "backup completed"
+    );
     Ok(())
 }
 
@@ -373,17 +462,13 @@ fn restore_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Re
     // Lay out the new index in the temp dir, then publish it with one rename.
     let stage = tmp.join("index");
     fs::create_dir_all(&stage)?;
-    {
-        let mut f = BufWriter::new(File::create(stage.join(format!("ckpt-{:016}.bin", 1)))?);
-        let mut enc = CheckpointEncoder::new(&ix);
-        let mut buf = Vec::new();
-        while enc.next_chunk(&mut buf) {
-            f.write_all(&buf)?;
-            buf.clear();
-        }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    }
-    fsutil::create_synced(&stage.join(format!("log-{:016}.bin", 1)))?;
+    let staged = |p: String| stage.join(file_name(&p));
+    write_checkpoint(
+        &staged(paths::checkpoint(&target, 1)),
+        &staged(paths::checkpoint_digest(&target, 1)),
+        &ix,
+    )?;
+    fsutil::create_synced(&staged(paths::log(&target, 1)))?;
     let params = ix.params().clone();
     fsutil::replace_atomic(
         &stage.join("manifest.json"),

@@ -795,3 +795,66 @@ fn rules_while_a_backup_is_running_and_cancel() {
     );
     assert_eq!(bk("one", "nightly").status(), 202);
 }
+
+/// Starts a backup of `index` named `name` and waits for the job to end.
+fn backup_and_wait(c: &reqwest::blocking::Client, s: &Server, index: &str, name: &str) -> Value {
+    let r: Value = c
+        .post(s.url(&format!("/index/{index}/backup")))
+        .json(&json!({ "name": name }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    wait_job(c, s, r["job_id"].as_str().unwrap())
+}
+
+#[test]
+fn backups_use_the_recorded_checkpoint_digest_and_refuse_a_wrong_one() {
+    let dir = tempdir("digest");
+    let s = Server::start(&dir, None);
+    let c = client();
+    create_index(&c, &s, "dg", 8, "float32");
+    let items: Vec<Value> = (0..50)
+        .map(|i| json!({"id": format!("d{i}"), "vector": vec_of(i, 8)}))
+        .collect();
+    assert_eq!(insert(&c, &s, "dg", json!(items)), 200);
+    let ck = dir.join("indexes/dg/ckpt-0000000000000001.bin");
+    let digest = dir.join("indexes/dg/ckpt-0000000000000001.sha256");
+    let text = std::fs::read_to_string(&digest).expect("digest written with the checkpoint");
+    let (size, sha) = text.trim().split_once(' ').unwrap();
+    assert_eq!(size.parse::<u64>().unwrap(), std::fs::metadata(&ck).unwrap().len());
+    assert_eq!(sha.len(), 64);
+
+    // With the record: the backup completes and restores.
+    assert_eq!(backup_and_wait(&c, &s, "dg", "dg1")["status"], "completed");
+    // A record that lies (same size, other digest) is caught while streaming: the job fails
+    // and publishes nothing, instead of archiving bytes under a digest they do not have.
+    std::fs::write(&digest, format!("{size} {}\n", "0".repeat(64))).unwrap();
+    let bad = backup_and_wait(&c, &s, "dg", "dg2");
+    assert_eq!(bad["status"], "failed", "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("SHA-256"), "{bad}");
+    assert!(!dir.join("backups/dg2.tar").exists());
+    // Without a record (an older data directory) the job digests the checkpoint itself.
+    std::fs::remove_file(&digest).unwrap();
+    assert_eq!(backup_and_wait(&c, &s, "dg", "dg3")["status"], "completed");
+    for (name, target) in [("dg1", "r1"), ("dg3", "r3")] {
+        let r = c
+            .post(s.url(&format!("/backups/{name}/restore")))
+            .json(&json!({ "target_index_name": target }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let info: Value = c
+            .get(s.url(&format!("/index/{target}/info")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(info["total_elements"], 50);
+        // A restored index records its checkpoint's digest too.
+        assert!(
+            dir.join(format!("indexes/{target}/ckpt-0000000000000001.sha256"))
+                .exists()
+        );
+    }
+}
