@@ -234,17 +234,41 @@ fn regular_header(size: u64) -> tar::Header {
     h
 }
 
+/// Where an archive's bytes go, and what digests them: [`HashingWriter`] hashes on the
+/// caller's thread; a host may hash elsewhere (the native host hashes and writes on a helper
+/// thread while the caller reads and verifies the entries).
+pub trait ArchiveSink: Write {
+    /// What the sink wrote into (returned when the archive ends).
+    type Inner;
+    /// Ends the stream: the inner writer, the bytes written and their hex SHA-256.
+    fn finish_archive(self) -> io::Result<(Self::Inner, u64, String)>;
+}
+
+impl<W: Write> ArchiveSink for HashingWriter<W> {
+    type Inner = W;
+    fn finish_archive(self) -> io::Result<(W, u64, String)> {
+        Ok(self.finish())
+    }
+}
+
 /// Streams an archive: manifest first, then each listed entry in order.
-pub struct ArchiveWriter<W: Write> {
-    builder: tar::Builder<HashingWriter<W>>,
+pub struct ArchiveWriter<S: ArchiveSink> {
+    builder: tar::Builder<S>,
     manifest: Manifest,
     next: usize,
 }
 
-impl<W: Write> ArchiveWriter<W> {
-    /// Starts an archive by writing the manifest entry.
+impl<W: Write> ArchiveWriter<HashingWriter<W>> {
+    /// Starts an archive into `sink` (digested on this thread) by writing the manifest entry.
     pub fn new(sink: W, manifest: Manifest) -> Result<Self, ArchiveError> {
-        let mut builder = tar::Builder::new(HashingWriter::new(sink));
+        Self::with_sink(HashingWriter::new(sink), manifest)
+    }
+}
+
+impl<S: ArchiveSink> ArchiveWriter<S> {
+    /// Starts an archive into a sink that digests what it is given, by writing the manifest.
+    pub fn with_sink(sink: S, manifest: Manifest) -> Result<Self, ArchiveError> {
+        let mut builder = tar::Builder::new(sink);
         let bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| ArchiveError::BadManifest(e.to_string()))?;
         let mut h = regular_header(bytes.len() as u64);
@@ -283,15 +307,14 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    /// Ends the archive; returns the sink, the archive size and its SHA-256.
-    pub fn finish(self) -> Result<(W, u64, String), ArchiveError> {
+    /// Ends the archive; returns the sink's inner writer, the archive size and its SHA-256.
+    pub fn finish(self) -> Result<(S::Inner, u64, String), ArchiveError> {
         if self.next != self.manifest.entries.len() {
             return Err(ArchiveError::BadManifest(
                 "not every listed entry was written".into(),
             ));
         }
-        let inner = self.builder.into_inner()?;
-        Ok(inner.finish())
+        Ok(self.builder.into_inner()?.finish_archive()?)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Backup and restore jobs on their own threads, and archive uploads.
 
+use crate::archive_out::{HashBehind, PacedFile};
 use crate::db::{Db, DbError, file_name, lock, write_checkpoint};
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{
@@ -8,105 +9,14 @@ use cairn_core::archive::{
 use cairn_core::engine::{IndexManifest, Outcome, paths};
 use cairn_core::{CutPoint, Job, JobStatus};
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 /// Bytes between progress updates.
 const PROGRESS_STEP: u64 = 4 << 20;
-
-/// Bytes written between data syncs of an archive being written.
-const SYNC_EVERY: u64 = 16 << 20;
-
-/// A file that syncs its data every [`SYNC_EVERY`] bytes, so the final fsync of a large archive
-/// is small and does not stall the log fsyncs of concurrent writes behind one huge flush.
-///
-/// The syncs run on a helper thread while writing goes on (a sync of the previous 16 MiB
-/// overlaps the reading, hashing and writing of the next), and at most one is in flight: a
-/// writer that gets [`SYNC_EVERY`] ahead of the disk waits, so unsynced data stays under
-/// twice that.
-struct PacedFile {
-    file: File,
-    unsynced: u64,
-    requests: Option<mpsc::SyncSender<()>>,
-    results: mpsc::Receiver<io::Result<()>>,
-    in_flight: bool,
-    syncer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PacedFile {
-    fn new(file: File) -> io::Result<Self> {
-        let clone = file.try_clone()?;
-        let (requests, rx) = mpsc::sync_channel::<()>(1);
-        let (tx, results) = mpsc::sync_channel(1);
-        let syncer = std::thread::Builder::new()
-            .name("cairn-backup-sync".into())
-            .spawn(move || {
-                while rx.recv().is_ok() {
-                    if tx.send(clone.sync_data()).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        Ok(Self {
-            file,
-            unsynced: 0,
-            requests: Some(requests),
-            results,
-            in_flight: false,
-            syncer: Some(syncer),
-        })
-    }
-
-    /// Waits for the sync in flight, if any, and returns its result.
-    fn settle(&mut self) -> io::Result<()> {
-        if !std::mem::take(&mut self.in_flight) {
-            return Ok(());
-        }
-        self.results
-            .recv()
-            .map_err(|_| io::Error::other("backup sync thread stopped"))?
-    }
-
-    /// Waits for the pending sync, then syncs the rest (data and metadata).
-    fn finish(mut self) -> io::Result<()> {
-        self.settle()?;
-        self.file.sync_all()
-    }
-}
-
-impl Write for PacedFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.unsynced += n as u64;
-        if self.unsynced >= SYNC_EVERY {
-            self.settle()?;
-            if let Some(r) = &self.requests {
-                r.send(())
-                    .map_err(|_| io::Error::other("backup sync thread stopped"))?;
-                self.in_flight = true;
-            }
-            self.unsynced = 0;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl Drop for PacedFile {
-    fn drop(&mut self) {
-        // Closing the request channel ends the helper once its current sync returns.
-        self.requests = None;
-        let _ = self.settle();
-        if let Some(t) = self.syncer.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Counts bytes for progress and stops when the job is cancelled.
 struct Tracked<'a, R> {
@@ -287,12 +197,10 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
     .map_err(|e| e.to_string())?;
     let digest_ms = t_digest.elapsed().as_millis() as u64;
     let total = manifest.data_bytes();
-    let out = BufWriter::with_capacity(
-        1 << 20,
-        PacedFile::new(File::create(tmp).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
-    );
+    let file = File::create(tmp).map_err(|e| e.to_string())?;
+    let out = HashBehind::new(PacedFile::new(file)).map_err(|e| e.to_string())?;
     let t_stream = Instant::now();
-    let mut w = ArchiveWriter::new(out, manifest).map_err(|e| e.to_string())?;
+    let mut w = ArchiveWriter::with_sink(out, manifest).map_err(|e| e.to_string())?;
     ck_r.rewind().map_err(|e| e.to_string())?;
     let mut tr = Tracked {
         inner: ck_r,
@@ -318,10 +226,7 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
     let (out, size, sha) = w.finish().map_err(|e| e.to_string())?;
     let stream_ms = t_stream.elapsed().as_millis() as u64;
     let t_sync = Instant::now();
-    out.into_inner()
-        .map_err(|e| e.to_string())?
-        .finish()
-        .map_err(|e| e.to_string())?;
+    out.finish().map_err(|e| e.to_string())?;
     let sync_ms = t_sync.elapsed().as_millis() as u64;
     // Publish under the engine lock so a concurrent cancel either wins before or not at all.
     let final_path = db.path(&paths::backup(&name));

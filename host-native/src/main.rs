@@ -1,5 +1,6 @@
 //! `cairn`: the CairnDB server and command line.
 
+mod archive_out;
 mod db;
 mod fsutil;
 mod http;
@@ -52,6 +53,7 @@ struct ServeArgs {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

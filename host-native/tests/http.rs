@@ -822,7 +822,10 @@ fn backups_use_the_recorded_checkpoint_digest_and_refuse_a_wrong_one() {
     let digest = dir.join("indexes/dg/ckpt-0000000000000001.sha256");
     let text = std::fs::read_to_string(&digest).expect("digest written with the checkpoint");
     let (size, sha) = text.trim().split_once(' ').unwrap();
-    assert_eq!(size.parse::<u64>().unwrap(), std::fs::metadata(&ck).unwrap().len());
+    assert_eq!(
+        size.parse::<u64>().unwrap(),
+        std::fs::metadata(&ck).unwrap().len()
+    );
     assert_eq!(sha.len(), 64);
 
     // With the record: the backup completes and restores.

@@ -7,6 +7,7 @@
 Run through `bash tests/bench/run.sh --backup [--vectors N]`.
 """
 import argparse
+import re
 import glob
 import os
 import shutil
@@ -34,8 +35,10 @@ class Server:
     def __init__(self):
         self.data = tempfile.mkdtemp(prefix="cairn-bkbench-", dir=os.environ.get("CAIRN_BENCH_DIR"))
         self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="cairn-bkbench-", suffix=".log")
         self.proc = subprocess.Popen([os.path.join(ROOT, "target", "release", "cairn"), "serve", "--data-dir", self.data,
-                                      "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "--port", str(self.port)], stdout=self.log, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "NO_COLOR": "1"})
         self.url = f"http://127.0.0.1:{self.port}/api/v1"
         self.s = requests.Session()
         for _ in range(200):
@@ -45,6 +48,17 @@ class Server:
             except requests.RequestException:
                 time.sleep(0.05)
         raise RuntimeError("server did not start")
+
+    def phases(self, backup_name):
+        """The job's own timing of its phases, from the server's completion log line (logged
+        just after the job is marked completed, so it may take a moment to appear)."""
+        for _ in range(100):
+            with open(self.log.name, errors="replace") as f:
+                for line in f:
+                    if "backup completed" in line and f"backup={backup_name} " in line:
+                        return dict(re.findall(r"(\w+_ms|digest_read)=(\w+)", line))
+            time.sleep(0.01)
+        return {}
 
     def stop(self):
         self.proc.terminate()
@@ -140,9 +154,12 @@ def main():
 
         print("| backup | bytes | seconds | MiB/s |")
         print("|---|---|---|---|")
-        print(f"| CairnDB job (submit → completed, fsync, digest pass + stream) | {size:,} | {wall:.2f} | {size / wall / 2**20:,.0f} |")
+        print(f"| CairnDB job (submit → completed: log digest, verified stream, fsync) | {size:,} | {wall:.2f} | {size / wall / 2**20:,.0f} |")
         print(f"| GNU tar -cf + sync, same files | {tar_size:,} | {tar_s:.2f} | {tar_size / tar_s / 2**20:,.0f} |")
-        print(f"\nthroughput ratio CairnDB / tar: {(size / wall) / (tar_size / tar_s):.2f}\n")
+        print(f"\nthroughput ratio CairnDB / tar: {(size / wall) / (tar_size / tar_s):.2f}")
+        ph = srv.phases("big1")
+        print(f"job phases (server log): manifest digests {ph.get('digest_ms', '?')} ms (checkpoint digest read: "
+              f"{ph.get('digest_read', '?')}), stream {ph.get('stream_ms', '?')} ms, final sync {ph.get('sync_ms', '?')} ms\n")
         print("| writes | count | p50 ms | p99 ms | max ms |")
         print("|---|---|---|---|---|")
         print(f"| no backup | {len(base_lat)} | {pct(base_lat, 50):.2f} | {pct(base_lat, 99):.2f} | {max(base_lat) * 1000:.2f} |")

@@ -4,6 +4,7 @@ Data: minilm-50k (real 384-d sentence embeddings, read from shared/data) and two
 clustered sets (100k x 128 L2, 100k x 384 cosine) generated here with a fixed seed and exact
 ground truth, cached in tests/bench/.cache (git-ignored).
 
+Every peer measurement runs in a fresh Python process, so its resident-memory growth is its own.
 For each library and precision: build time, resident memory, and queries/s at recall@10 = 0.90 /
 0.95 / 0.99 (interpolated over an ef sweep), on one thread and on two. HNSW M=16,
 ef_construction=200 everywhere. CairnDB is measured through its Rust API (the `minilm` bench
@@ -209,6 +210,30 @@ def bench_cairn_http(base, queries, gt, space, precision):
         proc.wait(timeout=10)
 
 
+PEER_RUNNERS = {
+    "hnswlib": lambda b, q, g, s, t: bench_hnswlib(b, q, g, s, t),
+    "faiss": lambda b, q, g, s, t: bench_faiss(b, q, g, s, t),
+    "usearch": lambda b, q, g, s, t: bench_usearch(b, q, g, s, t),
+    "faiss_sq8": lambda b, q, g, s, t: bench_faiss(b, q, g, s, t, sq8=True),
+    "usearch_i8": lambda b, q, g, s, t: bench_usearch(b, q, g, s, t, "i8"),
+}
+
+
+def load_set(d):
+    return (read_fvecs(os.path.join(d, "base.fvecs")), read_fvecs(os.path.join(d, "queries.fvecs")),
+            read_fvecs(os.path.join(d, "groundtruth.ivecs"), np.int32))
+
+
+def run_peer(runner, d, space, threads):
+    """One peer measurement in a fresh Python process, so its resident-memory growth is its
+    own (in a shared process a peer reuses pages the previous one freed)."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", runner, "--data", d,
+                          "--space", space, "--threads", str(threads)],
+                         check=True, capture_output=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["build"], r["mem"], [tuple(p) for p in r["pts"]]
+
+
 def at_recall(pts, target):
     """q/s at exactly `target` recall, interpolated between the sweep points around it."""
     pts = sorted(pts, key=lambda p: p[2])
@@ -231,7 +256,15 @@ def main():
     ap.add_argument("--quick", action="store_true", help="only minilm-50k, float32, fewer peers")
     ap.add_argument("--peers", default="hnswlib,faiss,usearch,sq8,http",
                     help="which of hnswlib,faiss,usearch,sq8 (faiss SQ8 + usearch i8),http to run")
+    ap.add_argument("--one", choices=sorted(PEER_RUNNERS), help=argparse.SUPPRESS)
+    ap.add_argument("--space", default="cosine", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one:
+        base, queries, gt = load_set(args.data)
+        b, mem, pts = PEER_RUNNERS[args.one](base, queries, gt, args.space, args.threads)
+        print(json.dumps({"build": b, "mem": mem, "pts": pts}))
+        return
     sets = (args.sets or ("minilm" if args.quick else "minilm,synth128l2,synth384cos")).split(",")
     import platform
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; python {platform.python_version()}")
@@ -242,26 +275,22 @@ def main():
             d, space = synth("synth-100k-128-l2", 100_000, 128, "l2", 1), "l2"
         else:
             d, space = synth("synth-100k-384-cos", 100_000, 384, "cosine", 2), "cosine"
-        base = read_fvecs(os.path.join(d, "base.fvecs"))
-        queries = read_fvecs(os.path.join(d, "queries.fvecs"))
-        gt = read_fvecs(os.path.join(d, "groundtruth.ivecs"), np.int32)
+        base, queries, gt = load_set(d)
         print(f"\n## {name}: {len(base):,} x {base.shape[1]} {space}, {len(queries)} queries, M=16 ef_construction=200\n")
         rows = []
         chosen = set(args.peers.split(","))
         for prec in (["float32"] if args.quick else ["float32", "int8"]):
             b, mem, p1, p2 = bench_cairn_rust(d, space, prec)
             rows.append((f"CairnDB {prec} (Rust API)", b, mem, p1, p2))
-        peers = [("hnswlib", "hnswlib", lambda t: bench_hnswlib(base, queries, gt, space, t)),
-                 ("faiss HNSW", "faiss", lambda t: bench_faiss(base, queries, gt, space, t)),
-                 ("usearch f32", "usearch", lambda t: bench_usearch(base, queries, gt, space, t))]
+        peers = [("hnswlib", "hnswlib", "hnswlib"), ("faiss HNSW", "faiss", "faiss"),
+                 ("usearch f32", "usearch", "usearch")]
         if not args.quick:
-            peers += [("faiss SQ8", "sq8", lambda t: bench_faiss(base, queries, gt, space, t, sq8=True)),
-                      ("usearch i8", "sq8", lambda t: bench_usearch(base, queries, gt, space, t, "i8"))]
-        for label, key, fn in peers:
+            peers += [("faiss SQ8", "sq8", "faiss_sq8"), ("usearch i8", "sq8", "usearch_i8")]
+        for label, key, runner in peers:
             if key not in chosen:
                 continue
-            b, mem, p1 = fn(1)
-            _, _, p2 = fn(2)
+            b, mem, p1 = run_peer(runner, d, space, 1)
+            _, _, p2 = run_peer(runner, d, space, 2)
             rows.append((label, b, mem, p1, p2))
         if "http" in chosen:
             hb, hp = bench_cairn_http(base, queries, gt, space, "float32")
