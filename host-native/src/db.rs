@@ -1,8 +1,9 @@
 //! The native storage driver: drives `cairn-core` over real files.
 //!
-//! Per index: `indexes/<name>/{manifest.json, ckpt-<gen>.bin, log-<gen>.bin}`. A write holds the
-//! index's writer lock while it prepares, appends + fsyncs its log record and applies it; searches
-//! take only the index's read lock. The engine (control plane) sits behind its own short mutex.
+//! Per index: `indexes/<name>/{manifest.json, ckpt-<gen>.bin, ckpt-<gen>.sha256, log-<gen>.bin}`
+//! (the `.sha256` file records the checkpoint's size and digest for backups; optional). A write
+//! holds the index's writer lock while it prepares, appends + fsyncs its log record and applies
+//! it; searches take only the index's read lock. The engine (control plane) sits behind its own short mutex.
 
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{HashingWriter, encode_digest};
