@@ -70,10 +70,7 @@ fn kill9_during_backup_fails_the_job_and_leaves_no_partial_file() {
     let dim = 256;
     create_index(&c, &s, "big", dim, "float32");
     for chunk in 0..30 {
-        let items: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
-            .map(|i| json!({"id": format!("b{i}"), "vector": vec_of(i, dim)}))
-            .collect();
-        assert_eq!(insert(&c, &s, "big", json!(items)), 200);
+        insert_range(&c, &s, "big", "b", chunk * 1000..(chunk + 1) * 1000, dim);
     }
     // A second, large backup source makes the job last long enough to be killed mid-way:
     // kill right after the 202, whatever the job's state then (queued, running or done).

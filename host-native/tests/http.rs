@@ -258,10 +258,7 @@ fn backup_routes_and_rules() {
     let s = Server::start(&dir, None);
     let c = client();
     create_index(&c, &s, "src", 8, "int8");
-    let items: Vec<Value> = (0..500)
-        .map(|i| json!({"id": format!("v{i}"), "vector": vec_of(i, 8)}))
-        .collect();
-    assert_eq!(insert(&c, &s, "src", json!(items)), 200);
+    insert_range(&c, &s, "src", "v", 0..500, 8);
     let bk = |idx: &str, name: Value| {
         c.post(s.url(&format!("/index/{idx}/backup")))
             .json(&json!({"name": name}))
@@ -612,10 +609,7 @@ fn backup_while_a_writer_keeps_inserting() {
     let dim = 32;
     create_index(&c, &s, "live", dim, "float32");
     for chunk in 0..20 {
-        let items: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
-            .map(|i| json!({"id": format!("w{i}"), "vector": vec_of(i, dim)}))
-            .collect();
-        assert_eq!(insert(&c, &s, "live", json!(items)), 200);
+        insert_range(&c, &s, "live", "w", chunk * 1000..(chunk + 1) * 1000, dim);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
@@ -814,10 +808,7 @@ fn backups_use_the_recorded_checkpoint_digest_and_refuse_a_wrong_one() {
     let s = Server::start(&dir, None);
     let c = client();
     create_index(&c, &s, "dg", 8, "float32");
-    let items: Vec<Value> = (0..50)
-        .map(|i| json!({"id": format!("d{i}"), "vector": vec_of(i, 8)}))
-        .collect();
-    assert_eq!(insert(&c, &s, "dg", json!(items)), 200);
+    insert_range(&c, &s, "dg", "d", 0..50, 8);
     let ck = dir.join("indexes/dg/ckpt-0000000000000001.bin");
     let digest = dir.join("indexes/dg/ckpt-0000000000000001.sha256");
     let text = std::fs::read_to_string(&digest).expect("digest written with the checkpoint");

@@ -173,3 +173,18 @@ pub fn vec_of(i: usize, dim: usize) -> Vec<f32> {
         .map(|d| ((i * 31 + d * 7) % 97) as f32 / 97.0)
         .collect()
 }
+
+/// Inserts ids `<prefix><i>` for `i` in `ids`, each with `vec_of(i, dim)`; asserts 200.
+pub fn insert_range(
+    c: &reqwest::blocking::Client,
+    s: &Server,
+    name: &str,
+    prefix: &str,
+    ids: std::ops::Range<usize>,
+    dim: usize,
+) {
+    let items: Vec<serde_json::Value> = ids
+        .map(|i| serde_json::json!({"id": format!("{prefix}{i}"), "vector": vec_of(i, dim)}))
+        .collect();
+    assert_eq!(insert(c, s, name, serde_json::Value::Array(items)), 200);
+}
