@@ -20,6 +20,7 @@ pub use filter::{Filter, FilterError};
 pub use index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
 pub use params::{IndexParams, ParamError, Precision, SpaceType};
 pub use record::{Record, UpsertItem};
+pub use rows::set_sealed_block_hook;
 pub mod archive;
 pub mod engine;
 pub mod jobs;

@@ -15,7 +15,8 @@ const MAX_BLOCK_SHIFT: u32 = 14;
 /// Native blocks aim at whole multiples of this (the x86-64 huge page): a block that is
 /// 2 MiB-aligned and a multiple of 2 MiB long can be mapped by huge pages only, one TLB
 /// entry per 2 MiB instead of per 4 KiB, which matters when a search touches vectors all over
-/// a large index. The native host's allocator gives such blocks huge pages.
+/// a large index. The native host maps such blocks 2 MiB-aligned and collapses each into huge
+/// pages once it is full (see [`set_sealed_block_hook`]).
 const HUGE_PAGE: usize = 2 << 20;
 
 /// log2 of the rows per block for rows of `row_bytes` bytes: the fewest rows that make the
@@ -32,6 +33,21 @@ fn block_shift(row_bytes: usize) -> u32 {
     (MIN_BLOCK_SHIFT..=MAX_BLOCK_SHIFT)
         .find(|&s| (row_bytes << s).is_multiple_of(HUGE_PAGE))
         .unwrap_or(MIN_BLOCK_SHIFT)
+}
+
+/// Receives `(address, bytes)` of each block whose rows are all written and whose size is a
+/// whole number of [`HUGE_PAGE`]s (native targets only). Set by a host that can back such
+/// blocks with huge pages; see [`set_sealed_block_hook`].
+static SEALED_BLOCK_HOOK: std::sync::OnceLock<fn(usize, usize)> = std::sync::OnceLock::new();
+
+/// Installs `hook`, called (under the index's writer lock, so keep it short) with the address
+/// and length of each vector block once its last row is written. A filled block never moves
+/// and keeps its length; the hook may only advise the OS about that memory (the native host
+/// collapses it into 2 MiB huge pages). The index's last, partly filled block is never passed,
+/// so it stays in small pages and resident memory keeps tracking the rows written. Returns
+/// false if a hook was already installed.
+pub fn set_sealed_block_hook(hook: fn(usize, usize)) -> bool {
+    SEALED_BLOCK_HOOK.set(hook).is_ok()
 }
 
 /// Rows of `width` elements, addressed by row number.
@@ -83,11 +99,24 @@ impl<T: Copy + Default> Rows<T> {
     /// Appends a row of default values and returns it.
     pub fn push_default(&mut self) -> &mut [T] {
         if self.len == self.blocks.len() << self.shift {
+            self.seal_last_block();
             self.blocks
                 .push(vec![T::default(); self.width << self.shift].into_boxed_slice());
         }
         self.len += 1;
         self.row_mut(self.len - 1)
+    }
+
+    /// Hands the (full) last block to the sealed-block hook if it is a whole number of huge
+    /// pages.
+    fn seal_last_block(&self) {
+        let (Some(block), Some(hook)) = (self.blocks.last(), SEALED_BLOCK_HOOK.get()) else {
+            return;
+        };
+        let bytes = std::mem::size_of_val::<[T]>(block);
+        if !cfg!(target_arch = "wasm32") && bytes.is_multiple_of(HUGE_PAGE) {
+            hook(block.as_ptr() as usize, bytes);
+        }
     }
 
     /// Appends a row copied from `row` (shorter input leaves the rest default).
@@ -188,6 +217,47 @@ mod tests {
         assert_eq!(block_shift(132), 10);
         // Huge rows: the fewest rows.
         assert_eq!(block_shift(1 << 20), 10);
+    }
+
+    static SEALED: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+    #[test]
+    fn full_huge_page_blocks_are_sealed_and_the_open_one_is_not() {
+        if cfg!(target_arch = "wasm32") {
+            return;
+        }
+        assert!(set_sealed_block_hook(|a, n| {
+            SEALED.lock().map(|mut v| v.push((a, n))).ok();
+        }));
+        // 512 floats a row: 1,024 rows = 2 MiB blocks.
+        let mut r: Rows<f32> = Rows::new(512);
+        let block = 1usize << r.shift;
+        for i in 0..2 * block + 1 {
+            r.push_iter([i as f32]);
+        }
+        let first = r.row(0).as_ptr() as usize;
+        let second = r.row(block).as_ptr() as usize;
+        let sealed = SEALED.lock().map(|v| v.clone()).unwrap_or_default();
+        let bytes = block * 512 * 4;
+        assert!(sealed.contains(&(first, bytes)) && sealed.contains(&(second, bytes)));
+        let third = r.row(2 * block).as_ptr() as usize;
+        assert!(
+            !sealed.iter().any(|&(a, _)| a == third),
+            "the open block is not sealed"
+        );
+        // Rows whose blocks are not huge-page multiples are never sealed.
+        let mut links: Rows<u32> = Rows::new(33);
+        for _ in 0..3000 {
+            links.push_default();
+        }
+        let l0 = links.row(0).as_ptr() as usize;
+        let sealed = SEALED.lock().map(|v| v.clone()).unwrap_or_default();
+        assert!(!sealed.iter().any(|&(a, _)| a == l0));
+        assert_eq!(
+            r.row(block)[0],
+            block as f32,
+            "sealing leaves rows as written"
+        );
     }
 
     #[test]

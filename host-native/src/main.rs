@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Large zeroed blocks (the index's vectors and links) get huge pages: see the module doc.
+/// Large blocks mapped 2 MiB-aligned, so full vector blocks can become huge pages (module doc).
 #[global_allocator]
 static ALLOC: cairn_native::hugepage_alloc::HugePageAlloc =
     cairn_native::hugepage_alloc::HugePageAlloc;
@@ -52,6 +52,7 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    cairn_core::set_sealed_block_hook(cairn_native::hugepage_alloc::collapse_into_huge_pages);
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(

@@ -14,7 +14,8 @@
 use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
 use std::time::Instant;
 
-/// The server's allocator (huge pages for index blocks), so these numbers are the server's.
+/// The server's allocator and sealed-block hook (huge pages for full vector blocks), so these
+/// numbers are the server's.
 #[global_allocator]
 static ALLOC: cairn_native::hugepage_alloc::HugePageAlloc =
     cairn_native::hugepage_alloc::HugePageAlloc;
@@ -188,6 +189,7 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
+    cairn_core::set_sealed_block_hook(cairn_native::hugepage_alloc::collapse_into_huge_pages);
     let a = parse_args();
     let mut base = read_vecs(&format!("{}/base.fvecs", a.data), true);
     base.truncate(a.limit);
