@@ -12,8 +12,8 @@
 //! whole 2 MiB page, so the index's last, partly filled block held up to 2 MiB more than its
 //! rows (on a 50k × 384 int8 index that was 29 MiB resident instead of 27). A full block is
 //! advised and collapsed (`MADV_COLLAPSE`, Linux 6.1+: a synchronous copy into huge pages,
-//! ~1 ms per 6 MiB block, once per 4,096 float32 rows); on an older kernel the advice alone
-//! lets khugepaged collapse it later.
+//! once per 4,096 float32 rows); on an older kernel the advice alone lets khugepaged collapse
+//! it later.
 //!
 //! `unsafe` here is the allocator contract and the `madvise` calls (there is no safe way to be
 //! the global allocator); every call forwards to `mmap`/`mremap`/`munmap`/`madvise` or to
