@@ -4,7 +4,8 @@
 //! ([`crate::engine::paths`]), so data and archives move between hosts unchanged.
 
 use crate::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, MemorySink, Source,
+    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, HashingWriter, LOG_PATH, Manifest, MemorySink,
+    Source, encode_digest, parse_digest,
 };
 use crate::checkpoint::{CheckpointEncoder, read_checkpoint};
 use crate::engine::{Deletable, EngineError, IndexManifest, Outcome, paths, validate_backup_name};
@@ -113,18 +114,29 @@ impl<R: Read> Read for Progress<'_, R> {
     }
 }
 
-fn write_checkpoint<S: Storage>(st: &mut S, path: &str, ix: &Index) -> io::Result<()> {
-    st.create(path)?;
+/// Writes generation `g`'s checkpoint of index `name`, then its size and SHA-256 (computed on
+/// the bytes as they go out) in the digest file, so a backup reads the checkpoint once.
+fn write_checkpoint<S: Storage>(st: &mut S, name: &str, g: u64, ix: &Index) -> io::Result<()> {
+    let path = paths::checkpoint(name, g);
+    st.create(&path)?;
+    let mut digest = HashingWriter::new(io::sink());
     let mut enc = CheckpointEncoder::new(ix);
     let mut buf = Vec::with_capacity(1 << 20);
     while enc.next_chunk(&mut buf) {
         if buf.len() >= 1 << 20 {
-            st.append(path, &buf)?;
+            st.append(&path, &buf)?;
+            digest.write_all(&buf)?;
             buf.clear();
         }
     }
-    st.append(path, &buf)?;
-    st.sync(path)
+    st.append(&path, &buf)?;
+    digest.write_all(&buf)?;
+    st.sync(&path)?;
+    let (_, size, sha) = digest.finish();
+    let dpath = paths::checkpoint_digest(name, g);
+    st.create(&dpath)?;
+    st.append(&dpath, encode_digest(&(size, sha)).as_bytes())?;
+    st.sync(&dpath)
 }
 
 impl<S: Storage> Database<S> {
@@ -223,6 +235,7 @@ impl<S: Storage> Database<S> {
         }
         let keep = [
             paths::checkpoint(name, g),
+            paths::checkpoint_digest(name, g),
             paths::log(name, g),
             paths::index_manifest(name),
         ];
@@ -271,7 +284,7 @@ impl<S: Storage> Database<S> {
         let ix = Index::new(params.clone())?;
         self.engine.create_index(name, params.clone(), now)?;
         let r = (|| -> io::Result<()> {
-            write_checkpoint(&mut self.st, &paths::checkpoint(name, 1), &ix)?;
+            write_checkpoint(&mut self.st, name, 1, &ix)?;
             self.st.create(&paths::log(name, 1))?;
             self.st.sync(&paths::log(name, 1))?;
             self.st.replace(
@@ -393,7 +406,7 @@ impl<S: Storage> Database<S> {
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
         let g = o.generation + 1;
-        write_checkpoint(&mut self.st, &paths::checkpoint(name, g), &o.index)?;
+        write_checkpoint(&mut self.st, name, g, &o.index)?;
         self.st.create(&paths::log(name, g))?;
         self.st.sync(&paths::log(name, g))?;
         let created = self.engine.index(name)?.created_at;
@@ -414,6 +427,10 @@ impl<S: Storage> Database<S> {
     fn delete_generations(&mut self, d: &Deletable) -> Result<()> {
         for (ix, g) in &d.generations {
             self.st.remove(&paths::checkpoint(ix, *g))?;
+            let digest = paths::checkpoint_digest(ix, *g);
+            if self.st.size(&digest)?.is_some() {
+                self.st.remove(&digest)?;
+            }
             self.st.remove(&paths::log(ix, *g))?;
         }
         Ok(())
@@ -485,16 +502,27 @@ impl<S: Storage> Database<S> {
             .size(&ck)?
             .ok_or_else(|| DatabaseError::Corrupt("pinned checkpoint missing".into()))?;
         let source = self.source.clone();
+        let recorded = self
+            .st
+            .read_all(&paths::checkpoint_digest(index, cut.generation))?
+            .and_then(|b| parse_digest(&String::from_utf8_lossy(&b)))
+            .filter(|(size, _)| *size == ck_size);
         let st = RefCell::new(&mut self.st);
-        let manifest = Manifest::for_backup(
-            index,
-            params.clone(),
-            cut,
-            now,
-            source,
-            StorageReader::new(&st, &ck, 0, ck_size),
-            StorageReader::new(&st, &log, 0, cut.log_len),
-        )?;
+        let log_r = StorageReader::new(&st, &log, 0, cut.log_len);
+        let manifest = match recorded {
+            Some(d) => {
+                Manifest::for_backup_digested(index, params.clone(), cut, now, source, d, log_r)?
+            }
+            None => Manifest::for_backup(
+                index,
+                params.clone(),
+                cut,
+                now,
+                source,
+                StorageReader::new(&st, &ck, 0, ck_size),
+                log_r,
+            )?,
+        };
         let total = manifest.data_bytes();
         st.borrow_mut().create(tmp)?;
         let out = StorageWriter {
@@ -645,7 +673,7 @@ impl<S: Storage> Database<S> {
         )?;
         // Stage under the temp dir, then publish the manifest last: it is the commit point.
         let params = ix.params().clone();
-        write_checkpoint(&mut self.st, &paths::checkpoint(target, 1), &ix)?;
+        write_checkpoint(&mut self.st, target, 1, &ix)?;
         self.st.create(&paths::log(target, 1))?;
         self.st.sync(&paths::log(target, 1))?;
         self.st.replace(

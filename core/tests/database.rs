@@ -127,3 +127,50 @@ fn crash_in_the_middle_of_a_write_loses_only_the_unacknowledged() {
     assert_eq!(db.index("a").unwrap().len(), 20);
     assert!(db.get("a", "v99").is_err());
 }
+
+#[test]
+fn checkpoints_record_their_digest_and_backups_trust_it_only_when_true() {
+    let mut r = SplitMix64::new(7);
+    let mut db = Database::open(MemStorage::new(), 1, "test").unwrap();
+    db.create_index("a", params(), 1).unwrap();
+    db.upsert("a", (0..80).map(|i| item(i, &mut r)).collect())
+        .unwrap();
+    db.checkpoint("a").unwrap();
+    let st = db.storage_mut();
+    let ck = st
+        .read_all("indexes/a/ckpt-0000000000000002.bin")
+        .unwrap()
+        .unwrap();
+    let rec = st
+        .read_all("indexes/a/ckpt-0000000000000002.sha256")
+        .unwrap()
+        .expect("digest written with the checkpoint");
+    let rec = String::from_utf8(rec).unwrap();
+    assert_eq!(
+        cairn_core::archive::parse_digest(&rec),
+        Some(cairn_core::archive::digest_reader(&ck[..]).unwrap())
+    );
+    // The superseded generation's files, digest included, are gone.
+    assert!(
+        st.list("indexes/a/ckpt-0000000000000001")
+            .unwrap()
+            .is_empty()
+    );
+    let ok = db.backup("a", "good", 2, [1; 6], &mut |_, _| {}).unwrap();
+    assert_eq!(ok.status, JobStatus::Completed);
+    // A record that lies fails the job; nothing is published.
+    let size = ck.len();
+    let st = db.storage_mut();
+    let path = "indexes/a/ckpt-0000000000000002.sha256";
+    st.create(path).unwrap();
+    st.append(path, format!("{size} {}\n", "0".repeat(64)).as_bytes())
+        .unwrap();
+    let bad = db.backup("a", "bad", 3, [2; 6], &mut |_, _| {});
+    let err = bad.expect_err("a lying digest record fails the backup").to_string();
+    assert!(err.contains("SHA-256"), "{err}");
+    assert_eq!(db.backups(), vec!["good".to_string()]);
+    // Without a record the backup digests the checkpoint itself.
+    db.storage_mut().remove(path).unwrap();
+    let again = db.backup("a", "again", 4, [3; 6], &mut |_, _| {}).unwrap();
+    assert_eq!(again.status, JobStatus::Completed);
+}
