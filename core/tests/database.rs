@@ -166,7 +166,9 @@ fn checkpoints_record_their_digest_and_backups_trust_it_only_when_true() {
     st.append(path, format!("{size} {}\n", "0".repeat(64)).as_bytes())
         .unwrap();
     let bad = db.backup("a", "bad", 3, [2; 6], &mut |_, _| {});
-    let err = bad.expect_err("a lying digest record fails the backup").to_string();
+    let err = bad
+        .expect_err("a lying digest record fails the backup")
+        .to_string();
     assert!(err.contains("SHA-256"), "{err}");
     assert_eq!(db.backups(), vec!["good".to_string()]);
     // Without a record the backup digests the checkpoint itself.
