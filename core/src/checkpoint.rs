@@ -13,7 +13,7 @@ use crate::record::{FrameReader, frame_into};
 use crate::slots::SlotData;
 use crate::store::VectorStore;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
+use std::io::{self, Read, Write};
 use thiserror::Error;
 
 /// Format name written in every checkpoint header.
@@ -152,6 +152,23 @@ impl<'a> CheckpointEncoder<'a> {
 
 fn corrupt(m: impl Into<String>) -> CheckpointError {
     CheckpointError::Corrupt(m.into())
+}
+
+/// Encodes `ix` as a checkpoint into `out`; returns `out` and the checkpoint's size and
+/// SHA-256, computed on the bytes as they go out. Hosts keep that digest beside the checkpoint
+/// (`paths::checkpoint_digest`) so a backup reads the checkpoint once. `out` is not synced.
+pub fn write_checkpoint<W: Write>(ix: &Index, out: W) -> io::Result<(W, u64, String)> {
+    let mut w = crate::archive::HashingWriter::new(out);
+    let mut enc = CheckpointEncoder::new(ix);
+    let mut buf = Vec::with_capacity(1 << 20);
+    while enc.next_chunk(&mut buf) {
+        if buf.len() >= 1 << 20 {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write_all(&buf)?;
+    Ok(w.finish())
 }
 
 /// Loads an index from a checkpoint.

@@ -4,10 +4,10 @@
 //! ([`crate::engine::paths`]), so data and archives move between hosts unchanged.
 
 use crate::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, HashingWriter, LOG_PATH, Manifest, MemorySink,
-    Source, encode_digest, parse_digest,
+    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, MemorySink, Source,
+    encode_digest, parse_digest,
 };
-use crate::checkpoint::{CheckpointEncoder, read_checkpoint};
+use crate::checkpoint::{self, read_checkpoint};
 use crate::engine::{Deletable, EngineError, IndexManifest, Outcome, paths, validate_backup_name};
 use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
 use crate::jobs::{CutPoint, DEFAULT_RETENTION, Job, JobRegistry};
@@ -114,25 +114,24 @@ impl<R: Read> Read for Progress<'_, R> {
     }
 }
 
-/// Writes generation `g`'s checkpoint of index `name`, then its size and SHA-256 (computed on
-/// the bytes as they go out) in the digest file, so a backup reads the checkpoint once.
+/// Writes generation `g`'s checkpoint of index `name`, then its size and SHA-256 in the
+/// digest file, so a backup reads the checkpoint once.
 fn write_checkpoint<S: Storage>(st: &mut S, name: &str, g: u64, ix: &Index) -> io::Result<()> {
     let path = paths::checkpoint(name, g);
     st.create(&path)?;
-    let mut digest = HashingWriter::new(io::sink());
-    let mut enc = CheckpointEncoder::new(ix);
-    let mut buf = Vec::with_capacity(1 << 20);
-    while enc.next_chunk(&mut buf) {
-        if buf.len() >= 1 << 20 {
-            st.append(&path, &buf)?;
-            digest.write_all(&buf)?;
-            buf.clear();
-        }
-    }
-    st.append(&path, &buf)?;
-    digest.write_all(&buf)?;
+    let st = RefCell::new(st);
+    let (size, sha) = {
+        let out = StorageWriter {
+            st: &st,
+            path: path.clone(),
+            buf: Vec::new(),
+        };
+        let (mut out, size, sha) = checkpoint::write_checkpoint(ix, out)?;
+        out.flush()?;
+        (size, sha)
+    };
+    let mut st = st.borrow_mut();
     st.sync(&path)?;
-    let (_, size, sha) = digest.finish();
     let dpath = paths::checkpoint_digest(name, g);
     st.create(&dpath)?;
     st.append(&dpath, encode_digest(&(size, sha)).as_bytes())?;

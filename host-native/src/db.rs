@@ -6,8 +6,8 @@
 //! it; searches take only the index's read lock. The engine (control plane) sits behind its own short mutex.
 
 use crate::fsutil::{self, now_ms};
-use cairn_core::archive::{HashingWriter, encode_digest};
-use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
+use cairn_core::archive::encode_digest;
+use cairn_core::checkpoint::{self, read_checkpoint};
 use cairn_core::engine::{Deletable, EngineError, IndexManifest, paths};
 use cairn_core::record::read_log;
 use cairn_core::{Engine, Index, IndexError, IndexParams, JobRegistry, Record};
@@ -393,15 +393,9 @@ pub fn file_name(path: &str) -> &str {
 /// checkpoint once (the archive writer still checks every byte against the digest). The
 /// index manifest, written after both, is what commits a generation.
 pub fn write_checkpoint(path: &Path, digest_path: &Path, ix: &Index) -> Result<(), DbError> {
-    let mut f = HashingWriter::new(BufWriter::with_capacity(1 << 20, File::create(path)?));
-    let mut enc = CheckpointEncoder::new(ix);
-    let mut buf = Vec::with_capacity(1 << 20);
-    while enc.next_chunk(&mut buf) {
-        f.write_all(&buf)?;
-        buf.clear();
-    }
-    let (f, size, sha) = f.finish();
-    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let (out, size, sha) = checkpoint::write_checkpoint(ix, out)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     fsutil::replace_atomic(digest_path, encode_digest(&(size, sha)).as_bytes())?;
     Ok(())
 }
