@@ -41,11 +41,11 @@ fn block_shift(row_bytes: usize) -> u32 {
 static SEALED_BLOCK_HOOK: std::sync::OnceLock<fn(usize, usize)> = std::sync::OnceLock::new();
 
 /// Installs `hook`, called (under the index's writer lock, so keep it short) with the address
-/// and length of each vector block once its last row is written. A filled block never moves
-/// and keeps its length; the hook may only advise the OS about that memory (the native host
-/// collapses it into 2 MiB huge pages). The index's last, partly filled block is never passed,
-/// so it stays in small pages and resident memory keeps tracking the rows written. Returns
-/// false if a hook was already installed.
+/// and length of each vector block once it is full (when the row after its last is appended,
+/// so an index's last block is never passed and stays in small pages: resident memory keeps
+/// tracking the rows written). A full block never moves and keeps its length; the hook may
+/// only advise the OS about that memory (the native host collapses it into 2 MiB huge pages).
+/// Returns false if a hook was already installed.
 pub fn set_sealed_block_hook(hook: fn(usize, usize)) -> bool {
     SEALED_BLOCK_HOOK.set(hook).is_ok()
 }
