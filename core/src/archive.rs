@@ -225,6 +225,35 @@ pub fn parse_digest(text: &str) -> Option<(u64, String)> {
     Some((size.parse().ok()?, sha.to_string())).filter(|_| ok)
 }
 
+/// Where a backup gets its checkpoint's size and digest: a record written with the
+/// checkpoint, or a pass over the checkpoint itself.
+pub enum CheckpointDigest<C> {
+    /// Size and hex SHA-256 from the checkpoint's digest record.
+    Recorded(u64, String),
+    /// No usable record: digest this reader of the checkpoint.
+    Read(C),
+}
+
+impl<C> CheckpointDigest<C> {
+    /// The record's digest if `record` (the digest file's bytes, if any) parses and names a
+    /// checkpoint of `size` bytes; otherwise a pass over `checkpoint`.
+    pub fn from_record(record: Option<&[u8]>, size: u64, checkpoint: C) -> Self {
+        match record
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(parse_digest)
+            .filter(|(n, _)| *n == size)
+        {
+            Some((n, sha)) => Self::Recorded(n, sha),
+            None => Self::Read(checkpoint),
+        }
+    }
+
+    /// True when the checkpoint must be read to digest it.
+    pub fn needs_read(&self) -> bool {
+        matches!(self, Self::Read(_))
+    }
+}
+
 fn regular_header(size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Regular);
@@ -397,22 +426,27 @@ impl Manifest {
         checkpoint: C,
         log_prefix: L,
     ) -> io::Result<Self> {
-        let ck = digest_reader(checkpoint)?;
+        let ck = CheckpointDigest::Read(checkpoint);
         Self::for_backup_digested(index_name, params, cut, created_at, source, ck, log_prefix)
     }
 
-    /// [`Manifest::for_backup`] with the checkpoint's size and digest already known (recorded
-    /// when it was written); only the log prefix is read. Safe against a stale or corrupt
-    /// record: [`ArchiveWriter::append`] checks every entry against its digest as it streams.
-    pub fn for_backup_digested<L: Read>(
+    /// [`Manifest::for_backup`] with the checkpoint's digest taken from its record when there
+    /// is a usable one (see [`CheckpointDigest::from_record`]); only the log prefix is then
+    /// read. Safe against a stale or corrupt record: [`ArchiveWriter::append`] checks every
+    /// entry against its digest as it streams.
+    pub fn for_backup_digested<C: Read, L: Read>(
         index_name: &str,
         params: IndexParams,
         cut: CutPoint,
         created_at: u64,
         source: Source,
-        checkpoint: (u64, String),
+        checkpoint: CheckpointDigest<C>,
         log_prefix: L,
     ) -> io::Result<Self> {
+        let checkpoint = match checkpoint {
+            CheckpointDigest::Recorded(size, sha) => (size, sha),
+            CheckpointDigest::Read(r) => digest_reader(r)?,
+        };
         let entry = |path: &str, (size, sha256): (u64, String)| ManifestEntry {
             path: path.into(),
             size,

@@ -4,8 +4,8 @@
 //! ([`crate::engine::paths`]), so data and archives move between hosts unchanged.
 
 use crate::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, MemorySink, Source,
-    encode_digest, parse_digest,
+    self, ArchiveWriter, CHECKPOINT_PATH, CheckpointDigest, EntrySink, LOG_PATH, Manifest,
+    MemorySink, Source, encode_digest,
 };
 use crate::checkpoint::{self, read_checkpoint};
 use crate::engine::{Deletable, EngineError, IndexManifest, Outcome, paths, validate_backup_name};
@@ -501,27 +501,25 @@ impl<S: Storage> Database<S> {
             .size(&ck)?
             .ok_or_else(|| DatabaseError::Corrupt("pinned checkpoint missing".into()))?;
         let source = self.source.clone();
-        let recorded = self
+        let record = self
             .st
-            .read_all(&paths::checkpoint_digest(index, cut.generation))?
-            .and_then(|b| parse_digest(&String::from_utf8_lossy(&b)))
-            .filter(|(size, _)| *size == ck_size);
+            .read_all(&paths::checkpoint_digest(index, cut.generation))?;
         let st = RefCell::new(&mut self.st);
+        let ck_digest = CheckpointDigest::from_record(
+            record.as_deref(),
+            ck_size,
+            StorageReader::new(&st, &ck, 0, ck_size),
+        );
         let log_r = StorageReader::new(&st, &log, 0, cut.log_len);
-        let manifest = match recorded {
-            Some(d) => {
-                Manifest::for_backup_digested(index, params.clone(), cut, now, source, d, log_r)?
-            }
-            None => Manifest::for_backup(
-                index,
-                params.clone(),
-                cut,
-                now,
-                source,
-                StorageReader::new(&st, &ck, 0, ck_size),
-                log_r,
-            )?,
-        };
+        let manifest = Manifest::for_backup_digested(
+            index,
+            params.clone(),
+            cut,
+            now,
+            source,
+            ck_digest,
+            log_r,
+        )?;
         let total = manifest.data_bytes();
         st.borrow_mut().create(tmp)?;
         let out = StorageWriter {

@@ -4,7 +4,7 @@ use crate::archive_out::{HashBehind, PacedFile};
 use crate::db::{Db, DbError, file_name, lock, write_checkpoint};
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, EntrySink, LOG_PATH, Manifest, Source,
+    self, ArchiveWriter, CHECKPOINT_PATH, CheckpointDigest, EntrySink, LOG_PATH, Manifest, Source,
 };
 use cairn_core::engine::{IndexManifest, Outcome, paths};
 use cairn_core::{CutPoint, Job, JobStatus};
@@ -185,16 +185,11 @@ fn backup_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Res
     // The checkpoint's digest was recorded when it was written; without a usable record
     // (an older data directory) the manifest digests it, and it is read twice.
     let t_digest = Instant::now();
-    let recorded = fs::read_to_string(db.path(&paths::checkpoint_digest(&index, cut.generation)))
-        .ok()
-        .and_then(|t| archive::parse_digest(&t))
-        .filter(|(size, _)| *size == ck_size);
-    let digest_read = recorded.is_none();
-    let manifest = match recorded {
-        Some(ck) => Manifest::for_backup_digested(&index, params, cut, now_ms(), source, ck, log_r),
-        None => Manifest::for_backup(&index, params, cut, now_ms(), source, &mut ck_r, log_r),
-    }
-    .map_err(|e| e.to_string())?;
+    let record = fs::read(db.path(&paths::checkpoint_digest(&index, cut.generation))).ok();
+    let ck = CheckpointDigest::from_record(record.as_deref(), ck_size, &mut ck_r);
+    let digest_read = ck.needs_read();
+    let manifest = Manifest::for_backup_digested(&index, params, cut, now_ms(), source, ck, log_r)
+        .map_err(|e| e.to_string())?;
     let digest_ms = t_digest.elapsed().as_millis() as u64;
     let total = manifest.data_bytes();
     let file = File::create(tmp).map_err(|e| e.to_string())?;
