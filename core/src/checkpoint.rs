@@ -1,15 +1,18 @@
 //! Checkpoints: the full image of an index as a sequence of CRC-framed chunks.
 //!
 //! Layout: a header frame (format, version, params, slot count, free list, graph state), slot
-//! frames of up to [`SLOTS_PER_FRAME`] slots each, and an end frame. The encoder is pull-based
+//! frames of up to [`SLOTS_PER_FRAME`] slots each, for int8 indexes (version 2) originals
+//! frames of [`SLOTS_PER_FRAME`] slots of raw little-endian f32 each (fixed stride, so a search
+//! can read one original at a computed offset: [`OriginalsLayout`]), and an end frame. The encoder is pull-based
 //! ([`CheckpointEncoder::next_chunk`]) so a multi-GB index is never one buffer; the decoder
 //! reads from any `Read` and refuses a file that lacks its end frame.
 
 use crate::filter;
 use crate::hnsw::{Graph, GraphMeta};
-use crate::index::Index;
+use crate::index::{Index, keeps_originals};
+use crate::originals::{CheckpointBytes, NoCheckpoint, Originals, OriginalsLayout};
 use crate::params::IndexParams;
-use crate::record::{FrameReader, frame_into};
+use crate::record::{FRAME_HEADER, FrameReader, frame_into};
 use crate::slots::SlotData;
 use crate::store::VectorStore;
 use serde::{Deserialize, Serialize};
@@ -18,8 +21,8 @@ use thiserror::Error;
 
 /// Format name written in every checkpoint header.
 pub const FORMAT: &str = "cairn-checkpoint";
-/// Current checkpoint format version.
-pub const VERSION: u32 = 1;
+/// Current checkpoint format version (2 added originals frames; 1 is still read).
+pub const VERSION: u32 = 2;
 /// Slots per frame.
 pub const SLOTS_PER_FRAME: usize = 512;
 
@@ -31,6 +34,9 @@ struct Header {
     slots: u64,
     free: Vec<u32>,
     graph: GraphMeta,
+    /// Originals frames follow the slot frames (absent in version 1).
+    #[serde(default)]
+    originals: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,6 +69,7 @@ pub enum CheckpointError {
 enum Stage {
     Header,
     Slots(usize),
+    Originals(usize),
     End,
     Done,
 }
@@ -70,7 +77,11 @@ enum Stage {
 /// Produces a checkpoint of `index` chunk by chunk.
 pub struct CheckpointEncoder<'a> {
     index: &'a Index,
+    src: &'a mut dyn CheckpointBytes,
     stage: Stage,
+    /// Bytes produced so far.
+    written: u64,
+    layout: Option<OriginalsLayout>,
 }
 
 fn mp<T: Serialize>(v: &T) -> Vec<u8> {
@@ -78,16 +89,47 @@ fn mp<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl<'a> CheckpointEncoder<'a> {
-    /// An encoder over a consistent view of `index` (hold it unchanged until done).
+    /// An encoder over a consistent view of `index` (hold it unchanged until done), for an
+    /// index with no checkpointed originals (never checkpointed, or not int8).
     pub fn new(index: &'a Index) -> Self {
+        // A zero-sized value: leaking it allocates nothing.
+        Self::with_source(index, Box::leak(Box::new(NoCheckpoint)))
+    }
+
+    /// An encoder that reads originals the index keeps on disk through `src` (the checkpoint
+    /// the index was loaded from or last wrote).
+    pub fn with_source(index: &'a Index, src: &'a mut dyn CheckpointBytes) -> Self {
         Self {
             index,
+            src,
             stage: Stage::Header,
+            written: 0,
+            layout: None,
         }
     }
 
-    /// Appends the next chunk to `out`; returns false once everything was produced.
-    pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> bool {
+    /// Where this checkpoint's originals frames are (once they were produced).
+    pub fn originals_layout(&self) -> Option<OriginalsLayout> {
+        self.layout
+    }
+
+    /// Appends the next chunk to `out`; returns false once everything was produced. Fails only
+    /// when reading originals from the old checkpoint fails.
+    pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        let before = out.len();
+        let more = self.produce(out)?;
+        self.written += (out.len() - before) as u64;
+        Ok(more)
+    }
+
+    fn after_slots(&self) -> Stage {
+        match self.index.originals {
+            Some(_) if !self.index.slots.is_empty() => Stage::Originals(0),
+            _ => Stage::End,
+        }
+    }
+
+    fn produce(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         let ix = self.index;
         match self.stage {
             Stage::Header => {
@@ -98,14 +140,15 @@ impl<'a> CheckpointEncoder<'a> {
                     slots: ix.slots.len() as u64,
                     free: ix.free.clone(),
                     graph: ix.graph.meta(),
+                    originals: ix.originals.is_some(),
                 };
                 frame_into(&mp(&h), out);
                 self.stage = if ix.slots.is_empty() {
-                    Stage::End
+                    self.after_slots()
                 } else {
                     Stage::Slots(0)
                 };
-                true
+                Ok(true)
             }
             Stage::Slots(from) => {
                 let to = (from + SLOTS_PER_FRAME).min(ix.slots.len());
@@ -122,11 +165,40 @@ impl<'a> CheckpointEncoder<'a> {
                     .collect();
                 frame_into(&mp(&blobs), out);
                 self.stage = if to == ix.slots.len() {
-                    Stage::End
+                    self.after_slots()
                 } else {
                     Stage::Slots(to)
                 };
-                true
+                Ok(true)
+            }
+            Stage::Originals(from) => {
+                let Some(o) = &ix.originals else {
+                    self.stage = Stage::End;
+                    return Ok(true);
+                };
+                if from == 0 {
+                    self.layout = Some(OriginalsLayout {
+                        base: self.written,
+                        slots: ix.slots.len() as u64,
+                        per_frame: SLOTS_PER_FRAME as u64,
+                        dim: ix.params.dim as u64,
+                    });
+                }
+                let to = (from + SLOTS_PER_FRAME).min(ix.slots.len());
+                // Framed in place: header first, then the payload straight into `out`.
+                let at = out.len();
+                out.resize(at + FRAME_HEADER, 0);
+                o.encode_frame(from as u32, to as u32, self.src, out)?;
+                let payload = &out[at + FRAME_HEADER..];
+                let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
+                out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+                self.stage = if to == ix.slots.len() {
+                    Stage::End
+                } else {
+                    Stage::Originals(to)
+                };
+                Ok(true)
             }
             Stage::End => {
                 frame_into(
@@ -136,42 +208,105 @@ impl<'a> CheckpointEncoder<'a> {
                     out,
                 );
                 self.stage = Stage::Done;
-                true
+                Ok(true)
             }
-            Stage::Done => false,
+            Stage::Done => Ok(false),
         }
     }
 
     /// The whole checkpoint in one buffer (tests and small indexes only).
-    pub fn to_vec(mut self) -> Vec<u8> {
+    pub fn to_vec(mut self) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        while self.next_chunk(&mut out) {}
-        out
+        while self.next_chunk(&mut out)? {}
+        Ok(out)
     }
+}
+
+/// What [`write_checkpoint`] produced.
+pub struct WrittenCheckpoint<W> {
+    /// The writer, flushed by nothing: the caller syncs it.
+    pub out: W,
+    /// Bytes written.
+    pub size: u64,
+    /// SHA-256 of those bytes, hex.
+    pub sha256: String,
+    /// Where its originals are: pass it to [`Index::checkpointed`] once this checkpoint is the
+    /// file searches read.
+    pub originals: Option<OriginalsLayout>,
 }
 
 fn corrupt(m: impl Into<String>) -> CheckpointError {
     CheckpointError::Corrupt(m.into())
 }
 
-/// Encodes `ix` as a checkpoint into `out`; returns `out` and the checkpoint's size and
-/// SHA-256, computed on the bytes as they go out. Hosts keep that digest beside the checkpoint
-/// (`paths::checkpoint_digest`) so a backup reads the checkpoint once. `out` is not synced.
-pub fn write_checkpoint<W: Write>(ix: &Index, out: W) -> io::Result<(W, u64, String)> {
+/// Encodes `ix` as a checkpoint into `out`, reading originals it keeps on disk through `src`
+/// (the checkpoint it was loaded from or last wrote); returns `out`, the checkpoint's size and
+/// SHA-256, computed on the bytes as they go out, and its originals layout. Hosts keep that
+/// digest beside the checkpoint (`paths::checkpoint_digest`) so a backup reads the checkpoint
+/// once. `out` is not synced.
+pub fn write_checkpoint<W: Write>(
+    ix: &Index,
+    src: &mut dyn CheckpointBytes,
+    out: W,
+) -> io::Result<WrittenCheckpoint<W>> {
     let mut w = crate::archive::HashingWriter::new(out);
-    let mut enc = CheckpointEncoder::new(ix);
-    let mut buf = Vec::with_capacity(1 << 20);
-    while enc.next_chunk(&mut buf) {
+    let mut enc = CheckpointEncoder::with_source(ix, src);
+    let mut buf = Vec::with_capacity(2 << 20);
+    while enc.next_chunk(&mut buf)? {
         if buf.len() >= 1 << 20 {
             w.write_all(&buf)?;
             buf.clear();
         }
     }
     w.write_all(&buf)?;
-    Ok(w.finish())
+    let originals = enc.originals_layout();
+    let (out, size, sha256) = w.finish();
+    Ok(WrittenCheckpoint {
+        out,
+        size,
+        sha256,
+        originals,
+    })
 }
 
-/// Loads an index from a checkpoint.
+/// Appends one decoded slot to an index being loaded.
+fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), CheckpointError> {
+    let slot = ix.slots.len() as u32;
+    if slot as usize >= total {
+        return Err(corrupt("more slots than the header says"));
+    }
+    ix.store
+        .push_encoded(&b.code)
+        .ok_or_else(|| corrupt(format!("slot {slot} vector")))?;
+    ix.graph
+        .push_encoded(&b.links, total)
+        .ok_or_else(|| corrupt(format!("slot {slot} links")))?;
+    let d = b.data;
+    match &d.id {
+        Some(id) => {
+            if id.is_empty() || ix.slots.contains(id) {
+                return Err(corrupt(format!("duplicate or empty id {id:?}")));
+            }
+            ix.slots.put(
+                slot,
+                id,
+                &d.meta,
+                &d.filter,
+                d.norm,
+                &d.sparse_indices,
+                &d.sparse_values,
+            );
+            ix.set_live(slot, true);
+            ix.filters
+                .add(slot, &filter::parse_stored(&d.filter).unwrap_or_default());
+        }
+        None => ix.slots.push_empty(),
+    }
+    Ok(())
+}
+
+/// Loads an index from a checkpoint. An int8 index's originals stay in the file (the frames
+/// are checked, not kept): search it with that file as the [`CheckpointBytes`].
 pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     let mut fr = FrameReader::new(r);
     let head = fr
@@ -181,66 +316,66 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     if h.format != FORMAT {
         return Err(corrupt(format!("not a checkpoint (format {:?})", h.format)));
     }
-    if h.version != VERSION {
+    if h.version == 0 || h.version > VERSION {
         return Err(CheckpointError::Version(h.version));
     }
     h.params
         .validate()
         .map_err(|e| corrupt(format!("params: {e}")))?;
     let p = h.params.clone();
+    if h.originals && !keeps_originals(p.precision) {
+        return Err(corrupt(
+            "originals in a checkpoint of a precision without them",
+        ));
+    }
     let total = usize::try_from(h.slots).map_err(|_| corrupt("slot count"))?;
     let mut ix = Index::from_parts(
         VectorStore::new(p.dim, p.space, p.precision),
         Graph::new(p.m, p.ef_construction, 0),
         p,
     );
-    loop {
-        let payload = fr
-            .next_payload()?
-            .ok_or_else(|| corrupt("truncated: no end frame"))?;
-        if ix.slots.len() == total {
-            let end: End =
-                rmp_serde::from_slice(&payload).map_err(|e| corrupt(format!("end: {e}")))?;
-            if end.slots != h.slots {
-                return Err(corrupt("end frame slot count differs from header"));
-            }
-            break;
-        }
+    fn next<R: Read>(fr: &mut FrameReader<R>, what: &str) -> Result<Vec<u8>, CheckpointError> {
+        fr.next_payload()?
+            .ok_or_else(|| corrupt(format!("truncated: no {what} frame")))
+    }
+    while ix.slots.len() < total {
+        let payload = next(&mut fr, "slot")?;
         let blobs: Vec<SlotBlob> =
             rmp_serde::from_slice(&payload).map_err(|e| corrupt(format!("slots: {e}")))?;
         for b in blobs {
-            let slot = ix.slots.len() as u32;
-            if slot as usize >= total {
-                return Err(corrupt("more slots than the header says"));
-            }
-            ix.store
-                .push_encoded(&b.code)
-                .ok_or_else(|| corrupt(format!("slot {slot} vector")))?;
-            ix.graph
-                .push_encoded(&b.links, total)
-                .ok_or_else(|| corrupt(format!("slot {slot} links")))?;
-            let d = b.data;
-            match &d.id {
-                Some(id) => {
-                    if id.is_empty() || ix.slots.contains(id) {
-                        return Err(corrupt(format!("duplicate or empty id {id:?}")));
-                    }
-                    ix.slots.put(
-                        slot,
-                        id,
-                        &d.meta,
-                        &d.filter,
-                        d.norm,
-                        &d.sparse_indices,
-                        &d.sparse_values,
-                    );
-                    ix.set_live(slot, true);
-                    ix.filters
-                        .add(slot, &filter::parse_stored(&d.filter).unwrap_or_default());
-                }
-                None => ix.slots.push_empty(),
+            read_slot(&mut ix, b, total)?;
+        }
+    }
+    if h.originals {
+        let dim = ix.params.dim;
+        let layout = OriginalsLayout {
+            base: 0,
+            slots: h.slots,
+            per_frame: SLOTS_PER_FRAME as u64,
+            dim: dim as u64,
+        };
+        let mut base = None;
+        for from in (0..total).step_by(SLOTS_PER_FRAME) {
+            base.get_or_insert(fr.valid_len());
+            let n = (total - from).min(SLOTS_PER_FRAME);
+            if next(&mut fr, "originals")?.len() != n * dim * 4 {
+                return Err(corrupt(format!(
+                    "originals frame at slot {from}: wrong size"
+                )));
             }
         }
+        ix.originals = Some(Originals::on_disk(
+            dim,
+            OriginalsLayout {
+                base: base.unwrap_or(0),
+                ..layout
+            },
+        ));
+    }
+    let end: End =
+        rmp_serde::from_slice(&next(&mut fr, "end")?).map_err(|e| corrupt(format!("end: {e}")))?;
+    if end.slots != h.slots {
+        return Err(corrupt("end frame slot count differs from header"));
     }
     if h.free
         .iter()
@@ -251,4 +386,95 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     ix.free = h.free;
     ix.graph.set_meta(h.graph);
     Ok(ix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::SearchRequest;
+    use crate::params::{Precision, SpaceType};
+    use crate::record::{Record, UpsertItem};
+
+    fn int8_index() -> Index {
+        let p = IndexParams::new(8, SpaceType::L2).with_precision(Precision::Int8);
+        let mut ix = Index::new(p).unwrap_or_else(|e| panic!("{e}"));
+        let items = (0..50)
+            .map(|i| UpsertItem {
+                id: format!("v{i}"),
+                vector: (0..8).map(|d| ((i * 7 + d * 3) % 11) as f32).collect(),
+                meta: vec![],
+                filter: String::new(),
+                norm: 1.0,
+                sparse_indices: vec![],
+                sparse_values: vec![],
+            })
+            .collect();
+        ix.apply(&Record::Upsert(items));
+        ix
+    }
+
+    /// The header as version 1 wrote it (no `originals` field).
+    #[derive(Serialize)]
+    struct HeaderV1 {
+        format: String,
+        version: u32,
+        params: IndexParams,
+        slots: u64,
+        free: Vec<u32>,
+        graph: GraphMeta,
+    }
+
+    #[test]
+    fn version_1_int8_checkpoint_loads_and_stays_without_originals() {
+        let mut ix = int8_index();
+        ix.originals = None;
+        let v2 = CheckpointEncoder::new(&ix).to_vec().unwrap_or_default();
+        let mut fr = FrameReader::new(&v2[..]);
+        let head = fr.next_payload().ok().flatten().unwrap_or_default();
+        let h: Header = rmp_serde::from_slice(&head).unwrap_or_else(|e| panic!("{e}"));
+        let mut v1 = Vec::new();
+        frame_into(
+            &mp(&HeaderV1 {
+                format: h.format,
+                version: 1,
+                params: h.params,
+                slots: h.slots,
+                free: h.free,
+                graph: h.graph,
+            }),
+            &mut v1,
+        );
+        v1.extend_from_slice(&v2[FRAME_HEADER + head.len()..]);
+        let mut old = read_checkpoint(&v1[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!old.has_originals());
+        let req = SearchRequest::new(vec![1.0; 8], 5);
+        assert_eq!(old.search(&req).ok().map(|h| h.len()), Some(5));
+        // Writes keep no originals for it, and its next checkpoint carries none.
+        old.apply(&Record::Delete(vec!["v1".into()]));
+        let again = CheckpointEncoder::new(&old).to_vec().unwrap_or_default();
+        let reread = read_checkpoint(&again[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!reread.has_originals());
+        assert_eq!(reread.len(), 49);
+    }
+
+    #[test]
+    fn originals_frames_are_checked_when_loading() {
+        let ix = int8_index();
+        let bytes = CheckpointEncoder::new(&ix).to_vec().unwrap_or_default();
+        let loaded = read_checkpoint(&bytes[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(loaded.has_originals());
+        // Flip one byte inside the originals frame (after the slot frames, before the end frame).
+        let mut enc = CheckpointEncoder::new(&ix);
+        let mut out = Vec::new();
+        while enc.next_chunk(&mut out).unwrap_or(false) {}
+        let l = enc
+            .originals_layout()
+            .unwrap_or_else(|| panic!("no layout"));
+        let mut bad = bytes.clone();
+        bad[l.offset(3).unwrap_or(0) as usize] ^= 0x10;
+        assert!(matches!(
+            read_checkpoint(&bad[..]),
+            Err(CheckpointError::Corrupt(_))
+        ));
+    }
 }

@@ -11,6 +11,7 @@ use crate::checkpoint::{self, read_checkpoint};
 use crate::engine::{Deletable, EngineError, IndexManifest, Outcome, paths, validate_backup_name};
 use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
 use crate::jobs::{CutPoint, DEFAULT_RETENTION, Job, JobRegistry};
+use crate::originals::{CheckpointBytes, OriginalsLayout};
 use crate::params::IndexParams;
 use crate::record::{Record, read_log};
 use crate::storage::{Storage, StorageReader};
@@ -52,6 +53,7 @@ impl DatabaseError {
             Self::Engine(EngineError::Job(crate::jobs::JobError::NotFound(_))) => 404,
             Self::Engine(_) => 409,
             Self::Index(IndexError::NotFound(_)) => 404,
+            Self::Index(IndexError::Io(_)) => 500,
             Self::Index(_) | Self::Archive(_) => 400,
             Self::Io(_) | Self::Corrupt(_) => 500,
         }
@@ -98,6 +100,37 @@ impl<S: Storage> Write for StorageWriter<'_, S> {
     }
 }
 
+/// Reads of a checkpoint file in storage, for originals.
+struct StorageBytes<'a, S: Storage> {
+    st: &'a RefCell<&'a mut S>,
+    path: String,
+}
+
+impl<S: Storage> CheckpointBytes for StorageBytes<'_, S> {
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let got = self
+            .st
+            .borrow_mut()
+            .read_at(&self.path, offset, buf.len())?;
+        if got.len() != buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{}: short read at {offset}", self.path),
+            ));
+        }
+        buf.copy_from_slice(&got);
+        Ok(())
+    }
+}
+
+/// Where a checkpoint being written finds originals the index keeps on disk.
+enum OriginalsFrom<'a> {
+    /// A checkpoint file in storage (the index's current generation).
+    Stored(String),
+    /// Checkpoint bytes in memory (a restored archive's).
+    Bytes(&'a [u8]),
+}
+
 struct Progress<'a, R> {
     inner: R,
     done: u64,
@@ -115,27 +148,42 @@ impl<R: Read> Read for Progress<'_, R> {
 }
 
 /// Writes generation `g`'s checkpoint of index `name`, then its size and SHA-256 in the
-/// digest file, so a backup reads the checkpoint once.
-fn write_checkpoint<S: Storage>(st: &mut S, name: &str, g: u64, ix: &Index) -> io::Result<()> {
+/// digest file, so a backup reads the checkpoint once. Returns where its originals are: hand
+/// it to [`Index::checkpointed`] once generation `g` is the index's.
+fn write_checkpoint<S: Storage>(
+    st: &mut S,
+    name: &str,
+    g: u64,
+    ix: &Index,
+    from: OriginalsFrom<'_>,
+) -> io::Result<Option<OriginalsLayout>> {
     let path = paths::checkpoint(name, g);
     st.create(&path)?;
     let st = RefCell::new(st);
-    let (size, sha) = {
+    let (size, sha, layout) = {
         let out = StorageWriter {
             st: &st,
             path: path.clone(),
             buf: Vec::new(),
         };
-        let (mut out, size, sha) = checkpoint::write_checkpoint(ix, out)?;
+        let w = match from {
+            OriginalsFrom::Stored(path) => {
+                let mut src = StorageBytes { st: &st, path };
+                checkpoint::write_checkpoint(ix, &mut src, out)?
+            }
+            OriginalsFrom::Bytes(mut b) => checkpoint::write_checkpoint(ix, &mut b, out)?,
+        };
+        let mut out = w.out;
         out.flush()?;
-        (size, sha)
+        (w.size, w.sha256, w.originals)
     };
     let mut st = st.borrow_mut();
     st.sync(&path)?;
     let dpath = paths::checkpoint_digest(name, g);
     st.create(&dpath)?;
     st.append(&dpath, encode_digest(&(size, sha)).as_bytes())?;
-    st.sync(&dpath)
+    st.sync(&dpath)?;
+    Ok(layout)
 }
 
 impl<S: Storage> Database<S> {
@@ -283,7 +331,7 @@ impl<S: Storage> Database<S> {
         let ix = Index::new(params.clone())?;
         self.engine.create_index(name, params.clone(), now)?;
         let r = (|| -> io::Result<()> {
-            write_checkpoint(&mut self.st, name, 1, &ix)?;
+            write_checkpoint(&mut self.st, name, 1, &ix, OriginalsFrom::Bytes(&[]))?;
             self.st.create(&paths::log(name, 1))?;
             self.st.sync(&paths::log(name, 1))?;
             self.st.replace(
@@ -385,9 +433,18 @@ impl<S: Storage> Database<S> {
         self.write(name, |ix| ix.prepare_update_filters(updates))
     }
 
-    /// Searches an index.
-    pub fn search(&self, name: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
-        Ok(self.get_open(name)?.index.search(req)?)
+    /// Searches an index (an int8 index reads the originals it re-ranks with from storage).
+    pub fn search(&mut self, name: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        let o = self
+            .open
+            .get(name)
+            .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
+        let st = RefCell::new(&mut self.st);
+        let mut src = StorageBytes {
+            st: &st,
+            path: paths::checkpoint(name, o.generation),
+        };
+        Ok(o.index.search_with(req, &mut src)?)
     }
 
     /// One stored vector.
@@ -405,7 +462,8 @@ impl<S: Storage> Database<S> {
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
         let g = o.generation + 1;
-        write_checkpoint(&mut self.st, name, g, &o.index)?;
+        let from = OriginalsFrom::Stored(paths::checkpoint(name, o.generation));
+        let layout = write_checkpoint(&mut self.st, name, g, &o.index, from)?;
         self.st.create(&paths::log(name, g))?;
         self.st.sync(&paths::log(name, g))?;
         let created = self.engine.index(name)?.created_at;
@@ -417,6 +475,7 @@ impl<S: Storage> Database<S> {
         if let Some(o) = self.open.get_mut(name) {
             o.generation = g;
             o.log_len = 0;
+            o.index.checkpointed(layout);
         }
         let d = self.engine.checkpoint_done(name, g)?;
         self.delete_generations(&d)?;
@@ -663,14 +722,13 @@ impl<S: Storage> Database<S> {
         let mut sink = MemorySink::default();
         let m = archive::read_archive(&bytes[..], &mut sink)?;
         let empty = Vec::new();
-        let ix = archive::restore_index(
-            &m,
-            &sink.files.get(CHECKPOINT_PATH).unwrap_or(&empty)[..],
-            &sink.files.get(LOG_PATH).unwrap_or(&empty)[..],
-        )?;
+        let ck = &sink.files.get(CHECKPOINT_PATH).unwrap_or(&empty)[..];
+        let mut ix =
+            archive::restore_index(&m, ck, &sink.files.get(LOG_PATH).unwrap_or(&empty)[..])?;
         // Stage under the temp dir, then publish the manifest last: it is the commit point.
         let params = ix.params().clone();
-        write_checkpoint(&mut self.st, target, 1, &ix)?;
+        let layout = write_checkpoint(&mut self.st, target, 1, &ix, OriginalsFrom::Bytes(ck))?;
+        ix.checkpointed(layout);
         self.st.create(&paths::log(target, 1))?;
         self.st.sync(&paths::log(target, 1))?;
         self.st.replace(

@@ -6,7 +6,8 @@
 
 use crate::filter::{self, Filter, FilterError, FilterIndex};
 use crate::hnsw::{Graph, Scored, Scratch};
-use crate::params::{self, IndexParams, ParamError, SpaceType};
+use crate::originals::{CheckpointBytes, NoCheckpoint, Originals, OriginalsLayout};
+use crate::params::{self, IndexParams, ParamError, Precision, SpaceType};
 use crate::record::{Record, UpsertItem};
 use crate::slots::SlotTable;
 use crate::store::VectorStore;
@@ -61,6 +62,9 @@ pub enum IndexError {
     /// Unknown id.
     #[error("vector {0:?} not found")]
     NotFound(String),
+    /// Reading float32 originals from the checkpoint failed.
+    #[error("reading originals failed: {0}")]
+    Io(String),
 }
 
 /// Input to an upsert, before validation.
@@ -147,6 +151,9 @@ pub struct Index {
     /// The same set as `live`, as a dense bitset: the per-node check inside graph search.
     live_bits: Vec<u64>,
     pub(crate) filters: FilterIndex,
+    /// Float32 originals for re-ranking (int8 only; `None` for other precisions and for int8
+    /// indexes loaded from a checkpoint written before originals were kept).
+    pub(crate) originals: Option<Originals>,
     scratch: Mutex<Vec<Scratch>>,
 }
 
@@ -171,6 +178,14 @@ impl crate::hnsw::Probe for StoreProbe<'_> {
     }
 }
 
+/// Candidates re-ranked per result wanted, for indexes with float32 originals.
+pub const RERANK_OVERSAMPLE: usize = 4;
+
+/// True for precisions whose indexes keep float32 originals to re-rank with.
+pub fn keeps_originals(p: Precision) -> bool {
+    p == Precision::Int8
+}
+
 /// Seed of the level generator: fixed, so that a replay builds the same graph.
 const GRAPH_SEED: u64 = 100;
 
@@ -178,11 +193,15 @@ impl Index {
     /// A new empty index. Fails if a parameter is out of range.
     pub fn new(params: IndexParams) -> Result<Self, IndexError> {
         params.validate()?;
-        Ok(Self::from_parts(
+        let mut ix = Self::from_parts(
             VectorStore::new(params.dim, params.space, params.precision),
             Graph::new(params.m, params.ef_construction, GRAPH_SEED),
             params,
-        ))
+        );
+        if keeps_originals(ix.params.precision) {
+            ix.originals = Some(Originals::new(ix.params.dim));
+        }
+        Ok(ix)
     }
 
     pub(crate) fn from_parts(store: VectorStore, graph: Graph, params: IndexParams) -> Self {
@@ -195,6 +214,7 @@ impl Index {
             live: RoaringBitmap::new(),
             live_bits: Vec::new(),
             filters: FilterIndex::default(),
+            originals: None,
             scratch: Mutex::new(Vec::new()),
         }
     }
@@ -223,6 +243,24 @@ impl Index {
             + self.live.serialized_size()
             + self.live_bits.capacity() * 8
             + self.free.capacity() * 4
+            + self.originals.as_ref().map_or(0, Originals::heap_bytes)
+    }
+
+    /// True when this index re-ranks with float32 originals, so its checkpoints carry them and
+    /// searches need a [`CheckpointBytes`] for the checkpoint it was loaded from or last wrote.
+    pub fn has_originals(&self) -> bool {
+        self.originals.is_some()
+    }
+
+    /// Tells the index that the checkpoint its host now reads originals from is laid out as
+    /// `layout` (what [`crate::checkpoint::write_checkpoint`] returned). Call it, with writes
+    /// held, between finishing a checkpoint and handing searches the new file.
+    pub fn checkpointed(&mut self, layout: Option<OriginalsLayout>) {
+        match (&mut self.originals, layout) {
+            (Some(o), Some(l)) => o.checkpointed(l),
+            (o, None) => *o = None,
+            (None, Some(_)) => {}
+        }
     }
 
     fn check_vector(&self, id: &str, v: &[f32]) -> Result<(), IndexError> {
@@ -421,6 +459,9 @@ impl Index {
             &it.sparse_values,
         );
         self.store.set(slot as usize, &v);
+        if let Some(o) = &mut self.originals {
+            o.set(slot, &v);
+        }
         let q = self.store.prepare(&self.store.get(slot as usize));
         let store = &self.store;
         let probe = StoreProbe { store, q: &q };
@@ -515,9 +556,21 @@ impl Index {
         heap.into_sorted_vec()
     }
 
-    /// Top-k search. Exact for small or highly filtered sets, HNSW otherwise; with a filter,
-    /// k results come back whenever k vectors match.
+    /// Top-k search without a checkpoint file: as [`Index::search_with`], re-ranking only when
+    /// every original is still in memory (an index never checkpointed).
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexError> {
+        self.search_with(req, &mut NoCheckpoint)
+    }
+
+    /// Top-k search. Exact for small or highly filtered sets, HNSW otherwise; with a filter,
+    /// k results come back whenever k vectors match. An int8 index then re-ranks its best
+    /// `k × RERANK_OVERSAMPLE` candidates by float32 distance to their originals, read from
+    /// memory or from the checkpoint through `src` (the file it was loaded from or last wrote).
+    pub fn search_with(
+        &self,
+        req: &SearchRequest,
+        src: &mut dyn CheckpointBytes,
+    ) -> Result<Vec<SearchHit>, IndexError> {
         params::validate_k(req.k)?;
         self.check_vector("query", &req.vector)?;
         if req.ef > MAX_EF {
@@ -534,7 +587,17 @@ impl Index {
             req.ef
         }
         .max(req.k);
-        let q = self.store.prepare(&self.normalise(&req.vector));
+        let nq = self.normalise(&req.vector);
+        let q = self.store.prepare(&nq);
+        let rerank = self
+            .originals
+            .as_ref()
+            .is_some_and(|o| !o.has_checkpointed() || src.available());
+        let want = if rerank {
+            req.k * RERANK_OVERSAMPLE
+        } else {
+            req.k
+        };
         let filtered = req.filter.as_ref().and_then(|f| self.matching(f));
         let found = match &filtered {
             Some(bm) if bm.is_empty() => Vec::new(),
@@ -544,7 +607,7 @@ impl Index {
                         .prefilter_threshold
                         .unwrap_or(DEFAULT_PREFILTER_THRESHOLD) =>
             {
-                self.exact(&q, req.k, bm.iter())
+                self.exact(&q, want, bm.iter())
             }
             Some(bm) => {
                 let mut scratch = self.take_scratch();
@@ -557,11 +620,11 @@ impl Index {
                     .search(ef, &probe, &|x| bm.contains(x), &mut scratch);
                 self.give_scratch(scratch);
                 if r.len() < req.k.min(bm.len() as usize) {
-                    r = self.exact(&q, req.k, bm.iter());
+                    r = self.exact(&q, want, bm.iter());
                 }
                 r
             }
-            None if self.live.len() < EXACT_BELOW => self.exact(&q, req.k, self.live.iter()),
+            None if self.live.len() < EXACT_BELOW => self.exact(&q, want, self.live.iter()),
             None => {
                 let mut scratch = self.take_scratch();
                 let probe = StoreProbe {
@@ -578,10 +641,14 @@ impl Index {
                 };
                 self.give_scratch(scratch);
                 if r.len() < req.k.min(self.live.len() as usize) {
-                    r = self.exact(&q, req.k, self.live.iter());
+                    r = self.exact(&q, want, self.live.iter());
                 }
                 r
             }
+        };
+        let (found, exact) = match (&self.originals, rerank) {
+            (Some(o), true) => (self.rerank(o, &nq, found, want, src)?, true),
+            _ => (found, false),
         };
         Ok(found
             .into_iter()
@@ -589,7 +656,11 @@ impl Index {
             .filter_map(|s| {
                 let d = self.slots.get(s.slot)?;
                 Some(SearchHit {
-                    similarity: self.store.similarity(s.dist),
+                    similarity: if exact {
+                        self.exact_similarity(s.dist)
+                    } else {
+                        self.store.similarity(s.dist)
+                    },
                     id: d.id.to_string(),
                     meta: d.meta.to_vec(),
                     filter: d.filter.to_string(),
@@ -602,6 +673,37 @@ impl Index {
                 })
             })
             .collect())
+    }
+
+    /// The best `want` of `found` (best first), re-scored by float32 distance and re-sorted.
+    fn rerank(
+        &self,
+        o: &Originals,
+        nq: &[f32],
+        mut found: Vec<Scored>,
+        want: usize,
+        src: &mut dyn CheckpointBytes,
+    ) -> Result<Vec<Scored>, IndexError> {
+        found.truncate(want);
+        let (mut v, mut buf) = (vec![0f32; self.params.dim], Vec::new());
+        for s in &mut found {
+            o.read(s.slot, src, &mut v, &mut buf)
+                .map_err(|e| IndexError::Io(e.to_string()))?;
+            s.dist = match self.params.space {
+                SpaceType::L2 => crate::kernels::l2sq_f32(nq, &v),
+                SpaceType::Cosine | SpaceType::Ip => -crate::kernels::dot_f32(nq, &v),
+            };
+        }
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    /// Endee's similarity for a float32 distance as [`Index::rerank`] computes it.
+    fn exact_similarity(&self, dist: f32) -> f32 {
+        match self.params.space {
+            SpaceType::L2 => 1.0 - dist,
+            SpaceType::Cosine | SpaceType::Ip => -dist,
+        }
     }
 
     /// Every live id (unordered).

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod hnsw;
 pub mod index;
 pub mod kernels;
+pub mod originals;
 pub mod params;
 pub mod record;
 pub mod rng;

@@ -26,7 +26,7 @@ fn sample() -> (Index, Vec<u8>, Vec<u8>, Manifest) {
     let (first, rest) = items.split_at(30);
     let r = ix.prepare_upsert(first.to_vec()).unwrap();
     ix.apply(&r);
-    let ckpt = CheckpointEncoder::new(&ix).to_vec();
+    let ckpt = CheckpointEncoder::new(&ix).to_vec().unwrap();
     let r = ix.prepare_upsert(rest.to_vec()).unwrap();
     ix.apply(&r);
     let log = r.encode();

@@ -289,14 +289,17 @@ fn build_random(precision: Precision, n: usize) -> (Index, Vec<Record>) {
     (ix, log)
 }
 
-fn same_results(a: &Index, b: &Index) {
+/// Same hits from `a` and `b`; each searched with the checkpoint bytes it was loaded from
+/// (empty for an index never checkpointed), where int8 reads its originals.
+fn same_results((a, mut ca): (&Index, &[u8]), (b, mut cb): (&Index, &[u8])) {
     assert_eq!(a.len(), b.len());
     let data = clustered(40, 24, 77);
     for q in data {
         let mut req = SearchRequest::new(q, 20);
-        assert_eq!(a.search(&req).unwrap(), b.search(&req).unwrap());
+        let hits = |ix: &Index, c: &mut &[u8], req: &SearchRequest| ix.search_with(req, c).unwrap();
+        assert_eq!(hits(a, &mut ca, &req), hits(b, &mut cb, &req));
         req.filter = Some(Filter::parse(&json!([{"g": {"$in": [1, 3]}}])).unwrap());
-        assert_eq!(a.search(&req).unwrap(), b.search(&req).unwrap());
+        assert_eq!(hits(a, &mut ca, &req), hits(b, &mut cb, &req));
     }
 }
 
@@ -304,9 +307,9 @@ fn same_results(a: &Index, b: &Index) {
 fn checkpoint_and_replay_reproduce_the_index() {
     for p in Precision::ALL {
         let (ix, log) = build_random(p, 3000);
-        let bytes = CheckpointEncoder::new(&ix).to_vec();
+        let bytes = CheckpointEncoder::new(&ix).to_vec().unwrap();
         let loaded = read_checkpoint(&bytes[..]).unwrap();
-        same_results(&ix, &loaded);
+        same_results((&ix, &[]), (&loaded, &bytes));
         // replay of the whole log into an empty index
         let mut framed = Vec::new();
         for r in &log {
@@ -318,25 +321,26 @@ fn checkpoint_and_replay_reproduce_the_index() {
         records.iter().for_each(|r| {
             replayed.apply(r);
         });
-        same_results(&ix, &replayed);
+        same_results((&ix, &[]), (&replayed, &[]));
         // checkpoint half way + the rest of the log
         let half = log.len() / 2;
         let mut part = Index::new(ix.params().clone()).unwrap();
         log[..half].iter().for_each(|r| {
             part.apply(r);
         });
-        let mut resumed = read_checkpoint(&CheckpointEncoder::new(&part).to_vec()[..]).unwrap();
+        let part_bytes = CheckpointEncoder::new(&part).to_vec().unwrap();
+        let mut resumed = read_checkpoint(&part_bytes[..]).unwrap();
         log[half..].iter().for_each(|r| {
             resumed.apply(r);
         });
-        same_results(&ix, &resumed);
+        same_results((&ix, &[]), (&resumed, &part_bytes));
     }
 }
 
 #[test]
 fn checkpoint_truncated_or_flipped_is_refused() {
     let (ix, _) = build_random(Precision::Int8, 1200);
-    let bytes = CheckpointEncoder::new(&ix).to_vec();
+    let bytes = CheckpointEncoder::new(&ix).to_vec().unwrap();
     for cut in [0, 5, 8, 100, bytes.len() / 2, bytes.len() - 1] {
         assert!(read_checkpoint(&bytes[..cut]).is_err(), "cut at {cut}");
     }
@@ -370,4 +374,74 @@ fn torn_log_tail_at_every_offset_keeps_exactly_the_prefix() {
         (records.len(), len as usize, torn),
         (log.len() - 1, prefix, true)
     );
+}
+
+/// recall@10 of `search` over 100 held-out queries against brute force on 5,000 vectors.
+fn recall_with(
+    base: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    space: SpaceType,
+    mut search: impl FnMut(&SearchRequest) -> Vec<cairn_core::SearchHit>,
+) -> f64 {
+    let mut hit = 0;
+    for q in queries {
+        let truth = brute(base, q, 10, space);
+        let mut req = SearchRequest::new(q.clone(), 10);
+        req.ef = 48;
+        hit += search(&req)
+            .iter()
+            .filter(|h| truth.contains(&h.id.parse::<usize>().unwrap()))
+            .count();
+    }
+    hit as f64 / (queries.len() * 10) as f64
+}
+
+#[test]
+fn int8_reranking_with_checkpointed_originals_matches_float32_recall() {
+    for space in [SpaceType::Cosine, SpaceType::L2] {
+        let data = clustered(5100, 48, 21);
+        let (base, queries) = data.split_at(5000);
+        let build = |p: Precision| {
+            let mut ix = Index::new(IndexParams::new(48, space).with_precision(p)).unwrap();
+            for (c, chunk) in base.chunks(500).enumerate() {
+                let items = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| item(&(c * 500 + i).to_string(), v.clone(), json!({})))
+                    .collect();
+                write(&mut ix, items);
+            }
+            ix
+        };
+        let f32ix = build(Precision::Float32);
+        let f32_recall = recall_with(base, queries, space, |r| f32ix.search(r).unwrap());
+        let q8 = build(Precision::Int8);
+        assert!(q8.has_originals());
+        let bytes = CheckpointEncoder::new(&q8).to_vec().unwrap();
+        let loaded = read_checkpoint(&bytes[..]).unwrap();
+        // Without the checkpoint file the loaded index can only rank by its 8-bit codes.
+        let codes_only = recall_with(base, queries, space, |r| loaded.search(r).unwrap());
+        let reranked = recall_with(base, queries, space, |r| {
+            loaded.search_with(r, &mut &bytes[..]).unwrap()
+        });
+        let in_memory = recall_with(base, queries, space, |r| q8.search(r).unwrap());
+        println!(
+            "recall@10 {space:?}: float32 {f32_recall:.3}, int8 codes {codes_only:.3}, int8 re-ranked {reranked:.3}"
+        );
+        assert!(reranked >= f32_recall - 0.01, "{reranked} vs {f32_recall}");
+        assert!(reranked > codes_only, "{reranked} vs {codes_only}");
+        assert_eq!(reranked, in_memory, "same originals, memory or file");
+        // Hits carry exact float32 similarities: a stored vector finds itself at 1.
+        let mut req = SearchRequest::new(base[7].clone(), 3);
+        req.ef = 48;
+        let hits = loaded.search_with(&req, &mut &bytes[..]).unwrap();
+        assert_eq!(hits[0].id, "7");
+        assert!((hits[0].similarity - 1.0).abs() < 1e-5, "{:?}", hits[0]);
+        // A checkpoint file cut short fails the search with an error, never a wrong answer.
+        let short = &bytes[..bytes.len() / 2];
+        assert!(matches!(
+            loaded.search_with(&req, &mut { short }),
+            Err(IndexError::Io(_))
+        ));
+    }
 }

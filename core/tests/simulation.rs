@@ -112,7 +112,7 @@ impl Host {
         h.engine.create_index(IX, params(), h.now).unwrap();
         h.fs.replace(
             &paths::checkpoint(IX, 1),
-            CheckpointEncoder::new(&h.index).to_vec(),
+            CheckpointEncoder::new(&h.index).to_vec().unwrap(),
         );
         h.fs.replace(&paths::log(IX, 1), vec![]);
         h.fs.replace(
@@ -270,7 +270,7 @@ impl Host {
         let g = self.generation() + 1;
         self.fs.replace(
             &paths::checkpoint(IX, g),
-            CheckpointEncoder::new(&self.index).to_vec(),
+            CheckpointEncoder::new(&self.index).to_vec().unwrap(),
         );
         self.fs.replace(&paths::log(IX, g), vec![]);
         self.fs.replace(

@@ -9,8 +9,12 @@ use crate::fsutil::{self, now_ms};
 use cairn_core::archive::encode_digest;
 use cairn_core::checkpoint::{self, read_checkpoint};
 use cairn_core::engine::{Deletable, EngineError, IndexManifest, paths};
+use cairn_core::originals::{CheckpointBytes, NoCheckpoint, OriginalsLayout};
 use cairn_core::record::read_log;
-use cairn_core::{Engine, Index, IndexError, IndexParams, JobRegistry, Record};
+use cairn_core::{
+    Engine, Index, IndexError, IndexParams, JobRegistry, Record, SearchHit, SearchRequest,
+};
+pub use cairn_native::pread::PreadFile;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -18,9 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use thiserror::Error;
-
-/// Log bytes after which a background checkpoint starts.
-pub const CHECKPOINT_AFTER_BYTES: u64 = 64 << 20;
 
 /// Errors of the driver, each with the HTTP status it maps to.
 #[derive(Debug, Error)]
@@ -60,6 +61,18 @@ pub struct IndexHandle {
     /// Serialises writers, checkpoints and backup cuts.
     pub writer: Mutex<Writer>,
     checkpointing: AtomicBool,
+    /// The checkpoint `index` was loaded from or last wrote: int8 searches read originals from
+    /// it. Swapped under `index`'s write lock, so a search sees a matching pair.
+    checkpoint_file: RwLock<Arc<File>>,
+}
+
+impl IndexHandle {
+    /// Searches the index (an int8 index re-ranks with originals from its checkpoint file).
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, DbError> {
+        let ix = read_lock(&self.index);
+        let file = read_lock(&self.checkpoint_file).clone();
+        Ok(ix.search_with(req, &mut PreadFile(&file))?)
+    }
 }
 
 /// The database.
@@ -72,6 +85,8 @@ pub struct Db {
     jobs_file: Mutex<()>,
     /// Cancellation flags of running jobs.
     pub cancel_flags: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Log bytes after which a write starts a background checkpoint.
+    checkpoint_after: u64,
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked holder must not wedge the server).
@@ -95,7 +110,8 @@ impl Db {
 
     /// Opens (creating if needed) the data directory and recovers: replays logs, cuts torn
     /// tails, fails interrupted jobs, deletes partial files, keeps an unreadable jobs file aside.
-    pub fn open(root: &Path) -> Result<Arc<Db>, DbError> {
+    /// A write that leaves a log of `checkpoint_after` bytes or more starts a checkpoint.
+    pub fn open(root: &Path, checkpoint_after: u64) -> Result<Arc<Db>, DbError> {
         for d in ["indexes", "indexes/.tmp", "backups", "backups/.tmp"] {
             fs::create_dir_all(root.join(d))?;
         }
@@ -119,6 +135,7 @@ impl Db {
             indexes: RwLock::new(HashMap::new()),
             jobs_file: Mutex::new(()),
             cancel_flags: Mutex::new(HashMap::new()),
+            checkpoint_after,
         });
         fsutil::remove_any(&root.join("indexes/.tmp"))?;
         fsutil::remove_any(&root.join("backups/.tmp"))?;
@@ -167,7 +184,7 @@ impl Db {
         };
         let g = man.generation;
         let ck = File::open(self.path(&paths::checkpoint(name, g)))?;
-        let mut ix = read_checkpoint(std::io::BufReader::new(ck))
+        let mut ix = read_checkpoint(std::io::BufReader::new(&ck))
             .map_err(|e| DbError::Internal(format!("index {name}: {e}")))?;
         let log_path = self.path(&paths::log(name, g));
         let log_file = OpenOptions::new()
@@ -216,6 +233,7 @@ impl Db {
                 log_len: valid,
             }),
             checkpointing: AtomicBool::new(false),
+            checkpoint_file: RwLock::new(Arc::new(ck)),
         };
         write_lock(&self.indexes).insert(name.into(), Arc::new(h));
         Ok(())
@@ -249,13 +267,14 @@ impl Db {
         let now = now_ms();
         let ix = Index::new(params.clone())?;
         lock(&self.engine).create_index(name, params.clone(), now)?;
-        let res = (|| -> Result<File, DbError> {
+        let res = (|| -> Result<(File, File), DbError> {
             let dir = self.path(&paths::index_dir(name));
             fs::create_dir_all(&dir)?;
-            write_checkpoint(
+            let (ck, _) = write_checkpoint(
                 &self.path(&paths::checkpoint(name, 1)),
                 &self.path(&paths::checkpoint_digest(name, 1)),
                 &ix,
+                &mut NoCheckpoint,
             )?;
             let log = fsutil::create_synced(&self.path(&paths::log(name, 1)))?;
             fsutil::replace_atomic(
@@ -263,10 +282,10 @@ impl Db {
                 &IndexManifest::new(name, params, 1, now).encode(),
             )?;
             fsutil::sync_dir(&self.path("indexes"))?;
-            Ok(log)
+            Ok((log, ck))
         })();
         match res {
-            Ok(log) => {
+            Ok((log, ck)) => {
                 let h = IndexHandle {
                     name: name.into(),
                     index: RwLock::new(ix),
@@ -276,6 +295,7 @@ impl Db {
                         log_len: 0,
                     }),
                     checkpointing: AtomicBool::new(false),
+                    checkpoint_file: RwLock::new(Arc::new(ck)),
                 };
                 write_lock(&self.indexes).insert(name.into(), Arc::new(h));
                 Ok(())
@@ -316,7 +336,7 @@ impl Db {
         w.log.sync_data()?;
         w.log_len += bytes.len() as u64;
         let n = write_lock(&h.index).apply(&rec);
-        let big = w.log_len >= CHECKPOINT_AFTER_BYTES;
+        let big = w.log_len >= self.checkpoint_after;
         drop(w);
         if big && !h.checkpointing.swap(true, Ordering::SeqCst) {
             let db = self.clone();
@@ -336,10 +356,12 @@ impl Db {
         let mut w = lock(&h.writer);
         let g = w.generation + 1;
         let name = &h.name;
-        write_checkpoint(
+        let old = read_lock(&h.checkpoint_file).clone();
+        let (ck, layout) = write_checkpoint(
             &self.path(&paths::checkpoint(name, g)),
             &self.path(&paths::checkpoint_digest(name, g)),
             &read_lock(&h.index),
+            &mut PreadFile(&old),
         )?;
         let log = fsutil::create_synced(&self.path(&paths::log(name, g)))?;
         let params = read_lock(&h.index).params().clone();
@@ -351,6 +373,11 @@ impl Db {
             &self.path(&paths::index_manifest(name)),
             &IndexManifest::new(name, params, g, created).encode(),
         )?;
+        {
+            let mut ix = write_lock(&h.index);
+            ix.checkpointed(layout);
+            *write_lock(&h.checkpoint_file) = Arc::new(ck);
+        }
         w.log = log;
         w.generation = g;
         w.log_len = 0;
@@ -388,14 +415,26 @@ pub fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Writes `ix` as a checkpoint file at `path` (synced), and its size and SHA-256 at
-/// `digest_path`, computed as it is written: a backup of that generation then reads the
-/// checkpoint once (the archive writer still checks every byte against the digest). The
-/// index manifest, written after both, is what commits a generation.
-pub fn write_checkpoint(path: &Path, digest_path: &Path, ix: &Index) -> Result<(), DbError> {
-    let out = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let (out, size, sha) = checkpoint::write_checkpoint(ix, out)?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    fsutil::replace_atomic(digest_path, encode_digest(&(size, sha)).as_bytes())?;
-    Ok(())
+/// Writes `ix` as a checkpoint file at `path` (synced), reading the originals it keeps on disk
+/// through `src`, and its size and SHA-256 at `digest_path`, computed as it is written: a
+/// backup of that generation then reads the checkpoint once (the archive writer still checks
+/// every byte against the digest). The index manifest, written after both, is what commits a
+/// generation. Returns the file, open for reading originals, and where they are in it.
+pub fn write_checkpoint(
+    path: &Path,
+    digest_path: &Path,
+    ix: &Index,
+    src: &mut dyn CheckpointBytes,
+) -> Result<(File, Option<OriginalsLayout>), DbError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let w = checkpoint::write_checkpoint(ix, src, BufWriter::with_capacity(1 << 20, file))?;
+    let file = w.out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    fsutil::replace_atomic(digest_path, encode_digest(&(w.size, w.sha256)).as_bytes())?;
+    Ok((file, w.originals))
 }

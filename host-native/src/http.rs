@@ -65,11 +65,11 @@ impl From<DbError> for ApiError {
             }
             DbError::Engine(_) => StatusCode::CONFLICT,
             DbError::Index(IndexError::NotFound(_)) => StatusCode::NOT_FOUND,
-            DbError::Index(_) | DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            DbError::Io(_) | DbError::Internal(_) => {
+            DbError::Index(IndexError::Io(_)) | DbError::Io(_) | DbError::Internal(_) => {
                 tracing::error!(error = %e, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            DbError::Index(_) | DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
         };
         ApiError(status, e.to_string())
     }
@@ -374,15 +374,7 @@ async fn search(
         .and_then(|p| p.get("prefilter_threshold"))
         .and_then(|x| x.as_u64());
     let db = s.db.clone();
-    let hits = blocking(move || {
-        let h = db.handle(&name)?;
-        let ix = h
-            .index
-            .read()
-            .map_err(|_| DbError::Internal("lock".into()))?;
-        Ok(ix.search(&req)?)
-    })
-    .await?;
+    let hits = blocking(move || db.handle(&name)?.search(&req)).await?;
     Ok(msgpack(wire::encode_hits(&hits)))
 }
 

@@ -1,7 +1,7 @@
 //! Backup and restore jobs on their own threads, and archive uploads.
 
 use crate::archive_out::{HashBehind, PacedFile};
-use crate::db::{Db, DbError, file_name, lock, write_checkpoint};
+use crate::db::{Db, DbError, PreadFile, file_name, lock, write_checkpoint};
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{
     self, ArchiveWriter, CHECKPOINT_PATH, CheckpointDigest, EntrySink, LOG_PATH, Manifest, Source,
@@ -355,9 +355,9 @@ fn restore_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Re
     if cancel.load(Ordering::SeqCst) {
         return Err(DbError::BadRequest("cancelled".into()));
     }
-    let ck = BufReader::new(File::open(extract.join("checkpoint.bin"))?);
+    let ck = File::open(extract.join("checkpoint.bin"))?;
     let log = BufReader::new(File::open(extract.join("log.bin"))?);
-    let ix = archive::restore_index(&manifest, ck, log)
+    let ix = archive::restore_index(&manifest, BufReader::new(&ck), log)
         .map_err(|e| DbError::BadRequest(format!("invalid backup archive: {e}")))?;
     // Lay out the new index in the temp dir, then publish it with one rename.
     let stage = tmp.join("index");
@@ -367,6 +367,7 @@ fn restore_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Re
         &staged(paths::checkpoint(&target, 1)),
         &staged(paths::checkpoint_digest(&target, 1)),
         &ix,
+        &mut PreadFile(&ck),
     )?;
     fsutil::create_synced(&staged(paths::log(&target, 1)))?;
     let params = ix.params().clone();

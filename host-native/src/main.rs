@@ -49,6 +49,11 @@ struct ServeArgs {
     /// holds index.html (build its wasm first with scripts/build-web.sh).
     #[arg(long, env = "CAIRN_PLAYGROUND")]
     playground: Option<PathBuf>,
+    /// Write a checkpoint of an index once its log reaches this many MiB. Larger: fewer
+    /// checkpoints, longer restarts, and (int8) more float32 originals held in memory until
+    /// the next checkpoint.
+    #[arg(long, env = "CAIRN_CHECKPOINT_AFTER_MIB", default_value_t = 64)]
+    checkpoint_after_mib: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,7 +86,8 @@ fn main() -> std::process::ExitCode {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let token = args.auth_token.filter(|t| !t.is_empty());
     let data = args.data_dir.clone();
-    let db = tokio::task::spawn_blocking(move || db::Db::open(&data))
+    let after = args.checkpoint_after_mib.max(1).saturating_mul(1 << 20);
+    let db = tokio::task::spawn_blocking(move || db::Db::open(&data, after))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| {

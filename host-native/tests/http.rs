@@ -852,3 +852,104 @@ fn backups_use_the_recorded_checkpoint_digest_and_refuse_a_wrong_one() {
         );
     }
 }
+
+/// A deterministic pseudo-random vector in [-1, 1) (distinct for every `i`).
+fn spread_vec(i: usize, dim: usize) -> Vec<f32> {
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..dim)
+        .map(|_| {
+            x ^= x >> 31;
+            x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x ^= x >> 29;
+            (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Searches `index` with vector `i`'s own vector: (top id, top similarity, [(id, similarity)]).
+fn self_search(
+    c: &reqwest::blocking::Client,
+    s: &Server,
+    index: &str,
+    i: usize,
+) -> Vec<(String, f64)> {
+    let r = c
+        .post(s.url(&format!("/index/{index}/search")))
+        .json(&json!({"k": 5, "ef": 64, "vector": spread_vec(i, 96)}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    msgpack(&r.bytes().unwrap())
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h[1].as_str().unwrap().to_string(), h[0].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn int8_reranks_with_float32_originals_across_checkpoints_restarts_and_restores() {
+    let dir = tempdir("int8");
+    let env = [("CAIRN_CHECKPOINT_AFTER_MIB", "1")];
+    let s = Server::start_with_env(&dir, None, &env);
+    let c = client();
+    create_index(&c, &s, "q8", 96, "int8");
+    let put = |ids: std::ops::Range<usize>| {
+        for chunk in ids.collect::<Vec<_>>().chunks(500) {
+            let items: Vec<Value> = chunk
+                .iter()
+                .map(|&i| json!({"id": format!("v{i}"), "vector": spread_vec(i, 96)}))
+                .collect();
+            assert_eq!(insert(&c, &s, "q8", Value::Array(items)), 200);
+        }
+    };
+    let generation = || -> u64 {
+        let m = std::fs::read(dir.join("indexes/q8/manifest.json")).unwrap();
+        serde_json::from_slice::<Value>(&m).unwrap()["generation"]
+            .as_u64()
+            .unwrap()
+    };
+    let wait_generation_past = |g: u64| {
+        let t0 = Instant::now();
+        while generation() <= g && t0.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(generation() > g, "no checkpoint after generation {g}");
+        generation()
+    };
+    // Checkpoints after each batch (later ones copy earlier ones' originals), then writes
+    // only in memory.
+    put(0..4000);
+    let g = wait_generation_past(1);
+    put(4000..8000);
+    wait_generation_past(g);
+    put(8000..8100);
+    let check = |s: &Server, index: &str| {
+        for i in [10, 3999, 5000, 8050] {
+            let hits = self_search(&c, s, index, i);
+            // Re-ranked by float32 distance: the vector itself at distance exactly 0 (its int8
+            // code alone is ~5e-4 away), the others at their exact float32 distance.
+            assert_eq!(hits[0], (format!("v{i}"), 1.0), "{index} v{i}: {hits:?}");
+            let q = spread_vec(i, 96);
+            for (id, sim) in &hits[1..] {
+                let v = spread_vec(id[1..].parse().unwrap(), 96);
+                let d: f32 = q.iter().zip(&v).map(|(a, b)| (a - b) * (a - b)).sum();
+                assert!((sim - (1.0 - d as f64)).abs() < 1e-3, "{id}: {sim} vs {d}");
+            }
+        }
+    };
+    check(&s, "q8");
+    // After a restart the originals come from the checkpoint file and the replayed log.
+    drop(s);
+    let s = Server::start_with_env(&dir, None, &env);
+    check(&s, "q8");
+    // A backup carries them; the restored index re-ranks the same way.
+    assert_eq!(backup_and_wait(&c, &s, "q8", "q8b")["status"], "completed");
+    let r = c
+        .post(s.url("/backups/q8b/restore"))
+        .json(&json!({ "target_index_name": "q8r" }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    check(&s, "q8r");
+}

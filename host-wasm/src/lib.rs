@@ -282,7 +282,7 @@ impl CairnDb {
     }
 
     /// Top-k search: `{vector, k?, ef?, filter?, include_vectors?}` → `[{id, similarity, meta, filter, vector?}]`.
-    pub fn search(&self, name: &str, query: JsValue) -> Result<JsValue, JsValue> {
+    pub fn search(&mut self, name: &str, query: JsValue) -> Result<JsValue, JsValue> {
         let q: QueryIn = from_js(query, "query")?;
         let mut req = SearchRequest::new(q.vector, q.k);
         req.ef = q.ef;
