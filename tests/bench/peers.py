@@ -4,7 +4,10 @@ Data: minilm-50k (real 384-d sentence embeddings, read from shared/data) and two
 clustered sets (100k x 128 L2, 100k x 384 cosine) generated here with a fixed seed and exact
 ground truth, cached in tests/bench/.cache (git-ignored).
 
-Every peer measurement runs in a fresh Python process, so its resident-memory growth is its own.
+Every index is built once, in a process of its own (so its resident-memory growth is its own) and
+saved; then every library's search sweep runs in interleaved rounds (`--rounds`, default 3), each
+in a fresh process loading its saved index, and the fastest round per ef counts: a slow spell on a
+shared machine then hits every library alike instead of whichever ran during it.
 For each library and precision: build time, resident memory, and queries/s at recall@10 = 0.90 /
 0.95 / 0.99 (interpolated over an ef sweep), on one thread and on two. HNSW M=16,
 ef_construction=200 everywhere. CairnDB is measured through its Rust API (the `minilm` bench
@@ -15,6 +18,7 @@ Run it through tests/bench/run.sh, which sets up the virtualenv.
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,74 +98,109 @@ def timed_queries(fn, queries, passes=5):
     return len(queries) / min(times), ids
 
 
-def bench_hnswlib(base, queries, gt, space, threads):
-    import hnswlib
-    idx = hnswlib.Index(space="cosine" if space == "cosine" else "l2", dim=base.shape[1])
-    r0 = rss_mib()
-    idx.init_index(max_elements=len(base), M=16, ef_construction=200, random_seed=100)
-    idx.set_num_threads(threads)
-    t = time.perf_counter()
-    idx.add_items(base, np.arange(len(base)))
-    build = time.perf_counter() - t
-    mem = rss_mib() - r0
+def sweep(set_ef, search, queries, gt):
+    """q/s (best of 5 passes) and recall@10 at every ef of the sweep."""
     pts = []
     for ef in EFS:
-        idx.set_ef(max(ef, 10))
-        qps, ids = timed_queries(lambda q: idx.knn_query(q, k=10, num_threads=threads)[0], queries)
+        set_ef(max(ef, 10))
+        qps, ids = timed_queries(search, queries)
         pts.append((ef, qps, recall_at_10(ids, gt)))
-    return build, mem, pts
+    return pts
 
 
-def bench_faiss(base, queries, gt, space, threads, sq8=False):
-    import faiss
-    faiss.omp_set_num_threads(threads)
-    d = base.shape[1]
-    metric = faiss.METRIC_INNER_PRODUCT if space == "cosine" else faiss.METRIC_L2
-    r0 = rss_mib()
-    if sq8:
-        idx = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, 16, metric)
-    else:
-        idx = faiss.IndexHNSWFlat(d, 16, metric)
-    idx.hnsw.efConstruction = 200
-    t = time.perf_counter()
-    if sq8:
-        idx.train(base)
-    idx.add(base)
-    build = time.perf_counter() - t
-    mem = rss_mib() - r0
-    pts = []
-    for ef in EFS:
-        idx.hnsw.efSearch = max(ef, 10)
-        qps, ids = timed_queries(lambda q: idx.search(q, 10)[1], queries)
-        pts.append((ef, qps, recall_at_10(ids, gt)))
-    return build, mem, pts
+class Hnswlib:
+    def build(self, base, space):
+        import hnswlib
+        self.idx = hnswlib.Index(space="cosine" if space == "cosine" else "l2", dim=base.shape[1])
+        self.idx.init_index(max_elements=len(base), M=16, ef_construction=200, random_seed=100)
+        self.idx.set_num_threads(1)
+        self.idx.add_items(base, np.arange(len(base)))
+
+    def save(self, path):
+        self.idx.save_index(path)
+
+    def load(self, path, base, space):
+        import hnswlib
+        self.idx = hnswlib.Index(space="cosine" if space == "cosine" else "l2", dim=base.shape[1])
+        self.idx.load_index(path, max_elements=len(base))
+
+    def sweep(self, queries, gt, threads):
+        self.idx.set_num_threads(threads)
+        return sweep(self.idx.set_ef, lambda q: self.idx.knn_query(q, k=10, num_threads=threads)[0],
+                     queries, gt)
 
 
-def bench_usearch(base, queries, gt, space, threads, dtype="f32"):
-    from usearch.index import Index
-    r0 = rss_mib()
-    idx = Index(ndim=base.shape[1], metric="cos" if space == "cosine" else "l2sq", dtype=dtype,
-                connectivity=16, expansion_add=200, expansion_search=64)
-    t = time.perf_counter()
-    idx.add(np.arange(len(base)), base, threads=threads)
-    build = time.perf_counter() - t
-    mem = rss_mib() - r0
-    pts = []
-    for ef in EFS:
-        idx.expansion_search = max(ef, 10)
-        qps, ids = timed_queries(lambda q: idx.search(q, 10, threads=threads).keys, queries)
-        pts.append((ef, qps, recall_at_10(ids, gt)))
-    return build, mem, pts
+class Faiss:
+    def __init__(self, sq8=False):
+        self.sq8 = sq8
+
+    def build(self, base, space):
+        import faiss
+        faiss.omp_set_num_threads(1)
+        d = base.shape[1]
+        metric = faiss.METRIC_INNER_PRODUCT if space == "cosine" else faiss.METRIC_L2
+        if self.sq8:
+            self.idx = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, 16, metric)
+        else:
+            self.idx = faiss.IndexHNSWFlat(d, 16, metric)
+        self.idx.hnsw.efConstruction = 200
+        if self.sq8:
+            self.idx.train(base)
+        self.idx.add(base)
+
+    def save(self, path):
+        import faiss
+        faiss.write_index(self.idx, path)
+
+    def load(self, path, base, space):
+        import faiss
+        self.idx = faiss.read_index(path)  # already the concrete type (a downcast copy would not own it)
+
+    def sweep(self, queries, gt, threads):
+        import faiss
+        faiss.omp_set_num_threads(threads)
+
+        def set_ef(ef):
+            self.idx.hnsw.efSearch = ef
+        return sweep(set_ef, lambda q: self.idx.search(q, 10)[1], queries, gt)
 
 
-def bench_cairn_rust(data, space, precision):
-    """The Rust API, through the bench binary: one build, q/s on 1 and 2 threads per ef."""
+class Usearch:
+    def __init__(self, dtype="f32"):
+        self.dtype = dtype
+
+    def build(self, base, space):
+        from usearch.index import Index
+        self.idx = Index(ndim=base.shape[1], metric="cos" if space == "cosine" else "l2sq", dtype=self.dtype,
+                         connectivity=16, expansion_add=200, expansion_search=64)
+        self.idx.add(np.arange(len(base)), base, threads=1)
+
+    def save(self, path):
+        self.idx.save(path)
+
+    def load(self, path, base, space):
+        from usearch.index import Index
+        self.idx = Index(ndim=base.shape[1], metric="cos" if space == "cosine" else "l2sq", dtype=self.dtype,
+                         connectivity=16, expansion_add=200, expansion_search=64)
+        self.idx.load(path)
+
+    def sweep(self, queries, gt, threads):
+        def set_ef(ef):
+            self.idx.expansion_search = ef
+        return sweep(set_ef, lambda q: self.idx.search(q, 10, threads=threads).keys, queries, gt)
+
+
+def cairn_rust(data, space, precision, graph):
+    """The Rust API, through the bench binary: the first call builds and saves the index to
+    `graph`, later calls load it; each prints q/s on 1 and 2 threads per ef."""
     exe = os.path.join(ROOT, "target", "release", "minilm")
     out = subprocess.run([exe, "--data", data, "--space", space, "--precision", precision, "--json",
-                          "--ef", ",".join(map(str, EFS))], check=True, capture_output=True, text=True).stdout
+                          "--graph", graph, "--ef", ",".join(map(str, EFS))],
+                         check=True, capture_output=True, text=True).stdout
     rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
     r = rows[0]
-    return r["build_s"], r["rss_mib"], [(x["ef"], x["qps1"], x["recall"]) for x in rows], [(x["ef"], x["qps2"], x["recall"]) for x in rows]
+    return (r["build_s"], r["rss_mib"], [(x["ef"], x["qps1"], x["recall"]) for x in rows],
+            [(x["ef"], x["qps2"], x["recall"]) for x in rows])
 
 
 def free_port():
@@ -211,11 +250,11 @@ def bench_cairn_http(base, queries, gt, space, precision):
 
 
 PEER_RUNNERS = {
-    "hnswlib": lambda b, q, g, s, t: bench_hnswlib(b, q, g, s, t),
-    "faiss": lambda b, q, g, s, t: bench_faiss(b, q, g, s, t),
-    "usearch": lambda b, q, g, s, t: bench_usearch(b, q, g, s, t),
-    "faiss_sq8": lambda b, q, g, s, t: bench_faiss(b, q, g, s, t, sq8=True),
-    "usearch_i8": lambda b, q, g, s, t: bench_usearch(b, q, g, s, t, "i8"),
+    "hnswlib": Hnswlib,
+    "faiss": Faiss,
+    "usearch": Usearch,
+    "faiss_sq8": lambda: Faiss(sq8=True),
+    "usearch_i8": lambda: Usearch("i8"),
 }
 
 
@@ -224,14 +263,39 @@ def load_set(d):
             read_fvecs(os.path.join(d, "groundtruth.ivecs"), np.int32))
 
 
-def run_peer(runner, d, space, threads):
-    """One peer measurement in a fresh Python process, so its resident-memory growth is its
-    own (in a shared process a peer reuses pages the previous one freed)."""
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", runner, "--data", d,
-                          "--space", space, "--threads", str(threads)],
+def run_peer(runner, d, space, mode, path, threads=1):
+    """One peer step in a fresh Python process: `build` (and save to `path`; prints build time and
+    the process's own resident-memory growth) or `sweep` (load `path`, measure on `threads`)."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", runner, "--mode", mode,
+                          "--index", path, "--data", d, "--space", space, "--threads", str(threads)],
                          check=True, capture_output=True, text=True).stdout
-    r = json.loads(out.strip().splitlines()[-1])
-    return r["build"], r["mem"], [tuple(p) for p in r["pts"]]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def one(args):
+    base, queries, gt = load_set(args.data)
+    lib = PEER_RUNNERS[args.one]()
+    if args.mode == "build":
+        r0 = rss_mib()
+        t = time.perf_counter()
+        lib.build(base, args.space)
+        build = time.perf_counter() - t
+        mem = rss_mib() - r0
+        lib.save(args.index)
+        print(json.dumps({"build": build, "mem": mem}))
+    else:
+        lib.load(args.index, base, args.space)
+        print(json.dumps({"pts": lib.sweep(queries, gt, args.threads)}))
+
+
+def best_of(rounds):
+    """Per ef, the fastest of the rounds' measurements (recall is the same in every round)."""
+    by_ef = {}
+    for pts in rounds:
+        for ef, qps, rec in pts:
+            if ef not in by_ef or qps > by_ef[ef][1]:
+                by_ef[ef] = (ef, qps, rec)
+    return [by_ef[ef] for ef in sorted(by_ef)]
 
 
 def at_recall(pts, target):
@@ -256,14 +320,16 @@ def main():
     ap.add_argument("--quick", action="store_true", help="only minilm-50k, float32, fewer peers")
     ap.add_argument("--peers", default="hnswlib,faiss,usearch,sq8,http",
                     help="which of hnswlib,faiss,usearch,sq8 (faiss SQ8 + usearch i8),http to run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="search sweeps per library, interleaved across libraries (best per ef counts)")
     ap.add_argument("--one", choices=sorted(PEER_RUNNERS), help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=["build", "sweep"], help=argparse.SUPPRESS)
+    ap.add_argument("--index", help=argparse.SUPPRESS)
     ap.add_argument("--space", default="cosine", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        base, queries, gt = load_set(args.data)
-        b, mem, pts = PEER_RUNNERS[args.one](base, queries, gt, args.space, args.threads)
-        print(json.dumps({"build": b, "mem": mem, "pts": pts}))
+        one(args)
         return
     sets = (args.sets or ("minilm" if args.quick else "minilm,synth128l2,synth384cos")).split(",")
     import platform
@@ -277,21 +343,37 @@ def main():
             d, space = synth("synth-100k-384-cos", 100_000, 384, "cosine", 2), "cosine"
         base, queries, gt = load_set(d)
         print(f"\n## {name}: {len(base):,} x {base.shape[1]} {space}, {len(queries)} queries, M=16 ef_construction=200\n")
-        rows = []
         chosen = set(args.peers.split(","))
-        for prec in (["float32"] if args.quick else ["float32", "int8"]):
-            b, mem, p1, p2 = bench_cairn_rust(d, space, prec)
-            rows.append((f"CairnDB {prec} (Rust API)", b, mem, p1, p2))
+        work = tempfile.mkdtemp(prefix="cairn-peers-")
+        # Build every index once (each library in a process of its own), then run the search
+        # sweeps in interleaved rounds, so a slow spell on this shared machine hits every library
+        # alike; each library's best round counts.
+        libs = [(f"CairnDB {prec} (Rust API)", "cairn", prec)
+                for prec in (["float32"] if args.quick else ["float32", "int8"])]
         peers = [("hnswlib", "hnswlib", "hnswlib"), ("faiss HNSW", "faiss", "faiss"),
                  ("usearch f32", "usearch", "usearch")]
         if not args.quick:
             peers += [("faiss SQ8", "sq8", "faiss_sq8"), ("usearch i8", "sq8", "usearch_i8")]
-        for label, key, runner in peers:
-            if key not in chosen:
-                continue
-            b, mem, p1 = run_peer(runner, d, space, 1)
-            _, _, p2 = run_peer(runner, d, space, 2)
-            rows.append((label, b, mem, p1, p2))
+        libs += [(label, "peer", runner) for label, key, runner in peers if key in chosen]
+        built, p1s, p2s = {}, {l[0]: [] for l in libs}, {l[0]: [] for l in libs}
+        try:
+            for rnd in range(args.rounds):
+                for label, kind, what in libs:
+                    path = os.path.join(work, what)
+                    if kind == "cairn":
+                        b, mem, p1, p2 = cairn_rust(d, space, what, path)
+                        built.setdefault(label, (b, mem))
+                    else:
+                        if label not in built:
+                            r = run_peer(what, d, space, "build", path)
+                            built[label] = (r["build"], r["mem"])
+                        p1 = run_peer(what, d, space, "sweep", path, 1)["pts"]
+                        p2 = run_peer(what, d, space, "sweep", path, 2)["pts"]
+                    p1s[label].append([tuple(p) for p in p1])
+                    p2s[label].append([tuple(p) for p in p2])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rows = [(label, *built[label], best_of(p1s[label]), best_of(p2s[label])) for label, _, _ in libs]
         if "http" in chosen:
             hb, hp = bench_cairn_http(base, queries, gt, space, "float32")
             rows.append(("CairnDB float32 (HTTP, msgpack)", hb, None, hp, None))
