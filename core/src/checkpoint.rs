@@ -334,14 +334,24 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
         Graph::new(p.m, p.ef_construction, 0),
         p,
     );
-    fn next<R: Read>(fr: &mut FrameReader<R>, what: &str) -> Result<Vec<u8>, CheckpointError> {
-        fr.next_payload()?
-            .ok_or_else(|| corrupt(format!("truncated: no {what} frame")))
+    // One buffer for every frame: per-frame buffers of up to a few MiB would each be freed
+    // back to an allocator that keeps some of them resident after the load.
+    let mut buf = Vec::new();
+    fn next<'b, R: Read>(
+        fr: &mut FrameReader<R>,
+        buf: &'b mut Vec<u8>,
+        what: &str,
+    ) -> Result<&'b [u8], CheckpointError> {
+        if fr.next_payload_into(buf)? {
+            Ok(buf)
+        } else {
+            Err(corrupt(format!("truncated: no {what} frame")))
+        }
     }
     while ix.slots.len() < total {
-        let payload = next(&mut fr, "slot")?;
+        let payload = next(&mut fr, &mut buf, "slot")?;
         let blobs: Vec<SlotBlob> =
-            rmp_serde::from_slice(&payload).map_err(|e| corrupt(format!("slots: {e}")))?;
+            rmp_serde::from_slice(payload).map_err(|e| corrupt(format!("slots: {e}")))?;
         for b in blobs {
             read_slot(&mut ix, b, total)?;
         }
@@ -358,7 +368,7 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
         for from in (0..total).step_by(SLOTS_PER_FRAME) {
             base.get_or_insert(fr.valid_len());
             let n = (total - from).min(SLOTS_PER_FRAME);
-            if next(&mut fr, "originals")?.len() != n * dim * 4 {
+            if next(&mut fr, &mut buf, "originals")?.len() != n * dim * 4 {
                 return Err(corrupt(format!(
                     "originals frame at slot {from}: wrong size"
                 )));
@@ -372,8 +382,8 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
             },
         ));
     }
-    let end: End =
-        rmp_serde::from_slice(&next(&mut fr, "end")?).map_err(|e| corrupt(format!("end: {e}")))?;
+    let end: End = rmp_serde::from_slice(next(&mut fr, &mut buf, "end")?)
+        .map_err(|e| corrupt(format!("end: {e}")))?;
     if end.slots != h.slots {
         return Err(corrupt("end frame slot count differs from header"));
     }

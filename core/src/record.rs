@@ -123,31 +123,40 @@ impl<R: Read> FrameReader<R> {
     }
     /// The next whole frame's payload; `Ok(None)` at a clean end or a torn tail.
     pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, std::io::Error> {
+        let mut payload = Vec::new();
+        Ok(self.next_payload_into(&mut payload)?.then_some(payload))
+    }
+
+    /// Reads the next whole frame's payload into `payload` (replacing its contents, reusing its
+    /// allocation: a multi-GB checkpoint loads through one buffer); false at a clean end or a
+    /// torn tail.
+    pub fn next_payload_into(&mut self, payload: &mut Vec<u8>) -> Result<bool, std::io::Error> {
         if self.torn {
-            return Ok(None);
+            return Ok(false);
         }
         let mut head = [0u8; FRAME_HEADER];
         let n = read_full(&mut self.inner, &mut head)?;
         if n == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         if n < FRAME_HEADER {
             self.torn = true;
-            return Ok(None);
+            return Ok(false);
         }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len > MAX_FRAME {
             self.torn = true;
-            return Ok(None);
+            return Ok(false);
         }
-        let mut payload = vec![0u8; len];
-        if read_full(&mut self.inner, &mut payload)? < len || crc32fast::hash(&payload) != crc {
+        payload.clear();
+        payload.resize(len, 0);
+        if read_full(&mut self.inner, payload)? < len || crc32fast::hash(payload) != crc {
             self.torn = true;
-            return Ok(None);
+            return Ok(false);
         }
         self.offset += (FRAME_HEADER + len) as u64;
-        Ok(Some(payload))
+        Ok(true)
     }
 }
 

@@ -109,6 +109,9 @@ def sweep(set_ef, search, queries, gt):
 
 
 class Hnswlib:
+    def prepare(self):
+        import hnswlib  # noqa: F401
+
     def build(self, base, space):
         import hnswlib
         self.idx = hnswlib.Index(space="cosine" if space == "cosine" else "l2", dim=base.shape[1])
@@ -134,9 +137,12 @@ class Faiss:
     def __init__(self, sq8=False):
         self.sq8 = sq8
 
-    def build(self, base, space):
+    def prepare(self):
         import faiss
         faiss.omp_set_num_threads(1)
+
+    def build(self, base, space):
+        import faiss
         d = base.shape[1]
         metric = faiss.METRIC_INNER_PRODUCT if space == "cosine" else faiss.METRIC_L2
         if self.sq8:
@@ -168,6 +174,9 @@ class Faiss:
 class Usearch:
     def __init__(self, dtype="f32"):
         self.dtype = dtype
+
+    def prepare(self):
+        from usearch.index import Index  # noqa: F401
 
     def build(self, base, space):
         from usearch.index import Index
@@ -276,6 +285,7 @@ def one(args):
     base, queries, gt = load_set(args.data)
     lib = PEER_RUNNERS[args.one]()
     if args.mode == "build":
+        lib.prepare()  # imports and thread pools before the memory baseline: not the index's
         r0 = rss_mib()
         t = time.perf_counter()
         lib.build(base, args.space)
