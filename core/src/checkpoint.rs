@@ -77,7 +77,8 @@ enum Stage {
 /// Produces a checkpoint of `index` chunk by chunk.
 pub struct CheckpointEncoder<'a> {
     index: &'a Index,
-    src: &'a mut dyn CheckpointBytes,
+    /// `None`: the index keeps no originals on disk (reads fail as [`NoCheckpoint`]'s).
+    src: Option<&'a mut dyn CheckpointBytes>,
     stage: Stage,
     /// Bytes produced so far.
     written: u64,
@@ -92,8 +93,13 @@ impl<'a> CheckpointEncoder<'a> {
     /// An encoder over a consistent view of `index` (hold it unchanged until done), for an
     /// index with no checkpointed originals (never checkpointed, or not int8).
     pub fn new(index: &'a Index) -> Self {
-        // A zero-sized value: leaking it allocates nothing.
-        Self::with_source(index, Box::leak(Box::new(NoCheckpoint)))
+        Self {
+            index,
+            src: None,
+            stage: Stage::Header,
+            written: 0,
+            layout: None,
+        }
     }
 
     /// An encoder that reads originals the index keeps on disk through `src` (the checkpoint
@@ -101,7 +107,7 @@ impl<'a> CheckpointEncoder<'a> {
     pub fn with_source(index: &'a Index, src: &'a mut dyn CheckpointBytes) -> Self {
         Self {
             index,
-            src,
+            src: Some(src),
             stage: Stage::Header,
             written: 0,
             layout: None,
@@ -188,7 +194,10 @@ impl<'a> CheckpointEncoder<'a> {
                 // Framed in place: header first, then the payload straight into `out`.
                 let at = out.len();
                 out.resize(at + FRAME_HEADER, 0);
-                o.encode_frame(from as u32, to as u32, self.src, out)?;
+                match self.src.as_deref_mut() {
+                    Some(src) => o.encode_frame(from as u32, to as u32, src, out)?,
+                    None => o.encode_frame(from as u32, to as u32, &mut NoCheckpoint, out)?,
+                }
                 let payload = &out[at + FRAME_HEADER..];
                 let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
                 out[at..at + 4].copy_from_slice(&len.to_le_bytes());

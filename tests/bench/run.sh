@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for the peer benchmarks: sets up hnswlib, faiss-cpu and usearch from PyPI in a
 # virtualenv (idempotent), builds CairnDB in release, and prints the tables.
-#   bash tests/bench/run.sh            # every data set (about 20-30 min on 2 cores)
+#   bash tests/bench/run.sh            # every data set (about 45 min on 2 cores; --rounds N sets the interleaved search rounds, default 3)
 #   bash tests/bench/run.sh --quick    # minilm-50k, float32, three peers
 #   bash tests/bench/run.sh --backup   # backup figures (archive vs tar, write latency, restore)
 set -euo pipefail
