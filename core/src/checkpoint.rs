@@ -183,12 +183,11 @@ impl<'a> CheckpointEncoder<'a> {
                     return Ok(true);
                 };
                 if from == 0 {
-                    self.layout = Some(OriginalsLayout {
-                        base: self.written,
-                        slots: ix.slots.len() as u64,
-                        per_frame: SLOTS_PER_FRAME as u64,
-                        dim: ix.params.dim as u64,
-                    });
+                    self.layout = Some(originals_layout(
+                        self.written,
+                        ix.slots.len() as u64,
+                        ix.params.dim,
+                    ));
                 }
                 let to = (from + SLOTS_PER_FRAME).min(ix.slots.len());
                 // Framed in place: header first, then the payload straight into `out`.
@@ -242,6 +241,16 @@ pub struct WrittenCheckpoint<W> {
     /// Where its originals are: pass it to [`Index::checkpointed`] once this checkpoint is the
     /// file searches read.
     pub originals: Option<OriginalsLayout>,
+}
+
+/// Where originals frames of `slots` slots start at byte `base` of a checkpoint.
+fn originals_layout(base: u64, slots: u64, dim: usize) -> OriginalsLayout {
+    OriginalsLayout {
+        base,
+        slots,
+        per_frame: SLOTS_PER_FRAME as u64,
+        dim: dim as u64,
+    }
 }
 
 fn corrupt(m: impl Into<String>) -> CheckpointError {
@@ -367,15 +376,9 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     }
     if h.originals {
         let dim = ix.params.dim;
-        let layout = OriginalsLayout {
-            base: 0,
-            slots: h.slots,
-            per_frame: SLOTS_PER_FRAME as u64,
-            dim: dim as u64,
-        };
-        let mut base = None;
+        // The first originals frame starts where the slot frames ended.
+        let layout = originals_layout(fr.valid_len(), h.slots, dim);
         for from in (0..total).step_by(SLOTS_PER_FRAME) {
-            base.get_or_insert(fr.valid_len());
             let n = (total - from).min(SLOTS_PER_FRAME);
             if next(&mut fr, &mut buf, "originals")?.len() != n * dim * 4 {
                 return Err(corrupt(format!(
@@ -383,13 +386,7 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
                 )));
             }
         }
-        ix.originals = Some(Originals::on_disk(
-            dim,
-            OriginalsLayout {
-                base: base.unwrap_or(0),
-                ..layout
-            },
-        ));
+        ix.originals = Some(Originals::on_disk(dim, layout));
     }
     let end: End = rmp_serde::from_slice(next(&mut fr, &mut buf, "end")?)
         .map_err(|e| corrupt(format!("end: {e}")))?;

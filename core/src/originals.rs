@@ -128,11 +128,6 @@ impl Originals {
         }
     }
 
-    /// True when reading `slot` needs the checkpoint file.
-    pub fn needs_checkpoint(&self, slot: u32) -> bool {
-        !self.pending.contains_key(&slot)
-    }
-
     /// True when some original lives only in the checkpoint file.
     pub fn has_checkpointed(&self) -> bool {
         self.on_disk.is_some_and(|l| l.slots > 0)
