@@ -9,7 +9,7 @@
 
 use crate::filter;
 use crate::hnsw::{Graph, GraphMeta};
-use crate::index::{Index, keeps_originals};
+use crate::index::{Index, keeps_originals, packs_links};
 use crate::originals::{CheckpointBytes, NoCheckpoint, Originals, OriginalsLayout};
 use crate::params::IndexParams;
 use crate::record::{FRAME_HEADER, FrameReader, frame_into};
@@ -349,7 +349,7 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     let total = usize::try_from(h.slots).map_err(|_| corrupt("slot count"))?;
     let mut ix = Index::from_parts(
         VectorStore::new(p.dim, p.space, p.precision),
-        Graph::new(p.m, p.ef_construction, 0),
+        Graph::new(p.m, p.ef_construction, 0, packs_links(p.precision)),
         p,
     );
     // One buffer for every frame: per-frame buffers of up to a few MiB would each be freed

@@ -1,6 +1,7 @@
 //! The HNSW graph over dense slots. It stores links only; distances come from the caller
 //! (the vector store), so the same graph code serves every precision.
 
+use crate::links::{MAX_PACKED_LINKS, PackedLinks};
 use crate::rng::SplitMix64;
 use crate::rows::{Column, Rows};
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,8 @@ pub struct Scratch {
     top: BinaryHeap<Scored>,
     fresh: Vec<u32>,
     dists: Vec<f32>,
+    /// A packed node's decoded links.
+    links: Vec<u32>,
 }
 
 impl Scratch {
@@ -98,6 +101,16 @@ fn first_visit(marks: &mut [u8], epoch: u8, slot: u32) -> bool {
     }
 }
 
+/// How layer-0 links are stored.
+#[derive(Debug, Clone)]
+enum Layer0 {
+    /// `m0 + 1` u32 per slot, the first is the count: read in place, the fastest to search.
+    Rows(Rows<u32>),
+    /// Sorted and bit-packed (see [`crate::links`]): about a quarter of the memory, for
+    /// indexes whose precision was chosen to save memory.
+    Packed(PackedLinks),
+}
+
 /// HNSW links for every slot.
 #[derive(Debug, Clone)]
 pub struct Graph {
@@ -107,8 +120,8 @@ pub struct Graph {
     level_mult: f64,
     /// Level of each slot.
     levels: Column<u8>,
-    /// Layer-0 links: `m0 + 1` u32 per slot, the first is the count.
-    links0: Rows<u32>,
+    /// Layer-0 links.
+    layer0: Layer0,
     /// Where each slot's upper-layer block starts in `upper` (a slot's level never changes,
     /// so blocks are appended once; one flat array instead of a `Vec` per slot saves 24 bytes
     /// and an allocation per vector).
@@ -121,15 +134,20 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// An empty graph with the given `M` and construction beam.
-    pub fn new(m: usize, ef_construction: usize, seed: u64) -> Self {
+    /// An empty graph with the given `M` and construction beam; `packed` stores layer-0
+    /// links packed (when `2 × M` fits the packed layout) instead of in fixed rows.
+    pub fn new(m: usize, ef_construction: usize, seed: u64, packed: bool) -> Self {
         Self {
             m,
             m0: 2 * m,
             ef_construction,
             level_mult: 1.0 / (m.max(2) as f64).ln(),
             levels: Column::default(),
-            links0: Rows::new(2 * m + 1),
+            layer0: if packed && 2 * m <= MAX_PACKED_LINKS {
+                Layer0::Packed(PackedLinks::default())
+            } else {
+                Layer0::Rows(Rows::new(2 * m + 1))
+            },
             upper_off: Column::default(),
             upper: Vec::new(),
             entry: None,
@@ -150,31 +168,51 @@ impl Graph {
 
     /// Bytes used by links (for memory reports).
     pub fn heap_bytes(&self) -> usize {
-        self.levels.heap_bytes()
-            + self.links0.heap_bytes()
-            + self.upper_off.heap_bytes()
-            + self.upper.capacity() * 4
+        let layer0 = match &self.layer0 {
+            Layer0::Rows(r) => r.heap_bytes(),
+            Layer0::Packed(p) => p.heap_bytes(),
+        };
+        self.levels.heap_bytes() + layer0 + self.upper_off.heap_bytes() + self.upper.capacity() * 4
     }
 
+    /// `slot`'s links on `level`: in place, or decoded into `buf` when packed.
     #[inline]
-    fn links(&self, slot: u32, level: u8) -> &[u32] {
-        if level == 0 {
-            let row = self.links0.row(slot as usize);
-            let n = (row[0] as usize).min(row.len() - 1);
-            &row[1..1 + n]
-        } else {
-            let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
-            let n = self.upper[base] as usize;
-            &self.upper[base + 1..base + 1 + n]
+    fn links<'a>(&'a self, slot: u32, level: u8, buf: &'a mut Vec<u32>) -> &'a [u32] {
+        if level > 0 {
+            return self.upper_links(slot, level);
         }
+        match &self.layer0 {
+            Layer0::Rows(rows) => {
+                let row = rows.row(slot as usize);
+                let n = (row[0] as usize).min(row.len() - 1);
+                &row[1..1 + n]
+            }
+            Layer0::Packed(p) => {
+                p.decode_into(slot as usize, buf);
+                buf
+            }
+        }
+    }
+
+    /// `slot`'s links on upper `level` (>= 1).
+    #[inline]
+    fn upper_links(&self, slot: u32, level: u8) -> &[u32] {
+        let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
+        let n = self.upper[base] as usize;
+        &self.upper[base + 1..base + 1 + n]
     }
 
     fn set_links(&mut self, slot: u32, level: u8, ns: &[u32]) {
         if level == 0 {
             let n = ns.len().min(self.m0);
-            let row = self.links0.row_mut(slot as usize);
-            row[0] = n as u32;
-            row[1..1 + n].copy_from_slice(&ns[..n]);
+            match &mut self.layer0 {
+                Layer0::Rows(rows) => {
+                    let row = rows.row_mut(slot as usize);
+                    row[0] = n as u32;
+                    row[1..1 + n].copy_from_slice(&ns[..n]);
+                }
+                Layer0::Packed(p) => p.set(slot as usize, &ns[..n]),
+            }
         } else {
             let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
             let n = ns.len().min(self.m);
@@ -197,11 +235,12 @@ impl Graph {
         ((-r.ln() * self.level_mult) as usize).min(32) as u8
     }
 
+    /// Greedy descent on upper `level` (>= 1).
     fn greedy(&self, mut cur: Scored, level: u8, p: &impl Probe) -> Scored {
         let mut dists = Vec::with_capacity(self.m + 4);
         loop {
             let mut changed = false;
-            let links = self.links(cur.slot, level);
+            let links = self.upper_links(cur.slot, level);
             dists4(p, links, &mut dists);
             for (&n, &d) in links.iter().zip(&dists) {
                 if d < cur.dist {
@@ -218,8 +257,12 @@ impl Graph {
     /// Starts loading `slot`'s link list on `level` (layer 0 only: upper layers are few and hot).
     #[inline(always)]
     fn prefetch_links(&self, slot: u32, level: u8) {
-        if level == 0 {
-            crate::kernels::prefetch(self.links0.row(slot as usize));
+        match &self.layer0 {
+            Layer0::Rows(rows) if level == 0 => crate::kernels::prefetch(rows.row(slot as usize)),
+            Layer0::Packed(p) if level == 0 => {
+                crate::kernels::prefetch(p.entry_bytes(slot as usize))
+            }
+            _ => {}
         }
     }
 
@@ -242,6 +285,7 @@ impl Graph {
             top,
             fresh,
             dists,
+            links,
         } = scratch;
         let epoch = *epoch;
         let mut bound = f32::INFINITY;
@@ -263,7 +307,7 @@ impl Graph {
                 break;
             }
             fresh.clear();
-            for &n in self.links(c.slot, level) {
+            for &n in self.links(c.slot, level, links) {
                 if first_visit(marks, epoch, n) {
                     p.prefetch(n);
                     fresh.push(n);
@@ -321,7 +365,12 @@ impl Graph {
         let level = if s == self.len() {
             let level = self.random_level();
             self.levels.push(level);
-            self.links0.push_default();
+            match &mut self.layer0 {
+                Layer0::Rows(rows) => {
+                    rows.push_default();
+                }
+                Layer0::Packed(p) => p.push(&[]),
+            }
             self.push_upper(&vec![0; level as usize * (self.m + 1)]);
             level
         } else {
@@ -354,7 +403,7 @@ impl Graph {
             let chosen = self.select(&found, self.m.min(self.cap(l)), pair);
             self.set_links(slot, l, &chosen);
             for &n in &chosen {
-                let mut ns: Vec<u32> = self.links(n, l).to_vec();
+                let mut ns: Vec<u32> = self.links(n, l, &mut scratch.links).to_vec();
                 if ns.contains(&slot) {
                     continue;
                 }
@@ -434,7 +483,16 @@ impl Graph {
         let up_len = self.levels[slot] as usize * (self.m + 1);
         let mut out = Vec::with_capacity(1 + self.m0 + 1 + up_len);
         out.push(self.levels[slot] as u32);
-        out.extend_from_slice(self.links0.row(slot));
+        match &self.layer0 {
+            Layer0::Rows(rows) => out.extend_from_slice(rows.row(slot)),
+            Layer0::Packed(p) => {
+                let mut ns = Vec::with_capacity(self.m0);
+                p.decode_into(slot, &mut ns);
+                out.push(ns.len() as u32);
+                out.extend_from_slice(&ns);
+                out.resize(1 + self.m0 + 1, 0);
+            }
+        }
         out.extend_from_slice(&self.upper[up..up + up_len]);
         out
     }
@@ -456,8 +514,110 @@ impl Graph {
             }
         }
         self.levels.push(level as u8);
-        self.links0.push_row(l0);
+        match &mut self.layer0 {
+            Layer0::Rows(rows) => rows.push_row(l0),
+            Layer0::Packed(p) => p.push(&l0[1..1 + l0[0] as usize]),
+        }
         self.push_upper(up);
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct L2<'a> {
+        data: &'a [Vec<f32>],
+        q: &'a [f32],
+    }
+    impl Probe for L2<'_> {
+        fn dist(&self, slot: u32) -> f32 {
+            l2(&self.data[slot as usize], self.q)
+        }
+    }
+    fn l2(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+    }
+
+    fn build(data: &[Vec<f32>], packed: bool) -> Graph {
+        let mut g = Graph::new(8, 64, 1, packed);
+        let mut scratch = Scratch::default();
+        for (s, v) in data.iter().enumerate() {
+            let p = L2 { data, q: v };
+            let pair = |a: u32, b: u32| l2(&data[a as usize], &data[b as usize]);
+            g.insert(s as u32, &p, &pair, &mut scratch);
+        }
+        g
+    }
+
+    fn neighbour_sets(g: &Graph) -> Vec<Vec<u32>> {
+        let mut buf = Vec::new();
+        (0..g.len() as u32)
+            .map(|s| {
+                let mut l = g.links(s, 0, &mut buf).to_vec();
+                l.sort_unstable();
+                l
+            })
+            .collect()
+    }
+
+    fn recall(g: &Graph, data: &[Vec<f32>], queries: &[Vec<f32>]) -> f64 {
+        let mut scratch = Scratch::default();
+        let mut hit = 0;
+        for q in queries {
+            let p = L2 { data, q };
+            let mut exact: Vec<Scored> = (0..data.len() as u32)
+                .map(|s| Scored {
+                    dist: p.dist(s),
+                    slot: s,
+                })
+                .collect();
+            exact.sort();
+            let got = g.search(32, &p, &|_| true, &mut scratch);
+            hit += got[..10]
+                .iter()
+                .filter(|h| exact[..10].iter().any(|e| e.slot == h.slot))
+                .count();
+        }
+        hit as f64 / (10 * queries.len()) as f64
+    }
+
+    #[test]
+    fn packed_links_search_like_rows_and_survive_a_checkpoint() {
+        let mut rng = SplitMix64::new(5);
+        let mut point = || (0..16).map(|_| rng.gaussian()).collect::<Vec<f32>>();
+        let data: Vec<Vec<f32>> = (0..3000).map(|_| point()).collect();
+        let queries: Vec<Vec<f32>> = (0..100).map(|_| point()).collect();
+        let rows = build(&data, false);
+        let packed = build(&data, true);
+        assert!(matches!(rows.layer0, Layer0::Rows(_)));
+        assert!(matches!(packed.layer0, Layer0::Packed(_)));
+        let layer0 = |g: &Graph| match &g.layer0 {
+            Layer0::Rows(r) => r.heap_bytes(),
+            Layer0::Packed(p) => p.heap_bytes(),
+        };
+        // Built in place (moves, garbage and all), packed links take under half the rows.
+        assert!(layer0(&packed) * 2 < layer0(&rows));
+        let (r, p) = (
+            recall(&rows, &data, &queries),
+            recall(&packed, &data, &queries),
+        );
+        assert!(
+            r > 0.9 && p > 0.9 && (r - p).abs() < 0.03,
+            "rows {r} packed {p}"
+        );
+        // Encoded per slot and pushed back, as a checkpoint does, in either layout.
+        for into_packed in [false, true] {
+            let mut loaded = Graph::new(8, 64, 1, into_packed);
+            for s in 0..packed.len() {
+                loaded
+                    .push_encoded(&packed.encode_slot(s), packed.len())
+                    .unwrap();
+            }
+            loaded.set_meta(packed.meta());
+            assert_eq!(neighbour_sets(&loaded), neighbour_sets(&packed));
+            assert_eq!(recall(&loaded, &data, &queries), p);
+        }
     }
 }

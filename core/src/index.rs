@@ -186,6 +186,13 @@ pub fn keeps_originals(p: Precision) -> bool {
     p == Precision::Int8
 }
 
+/// True for precisions whose graphs store layer-0 links packed (see [`crate::links`]): every
+/// precision chosen to save memory. float32 keeps fixed rows, read in place, for the fastest
+/// search.
+pub fn packs_links(p: Precision) -> bool {
+    p != Precision::Float32
+}
+
 /// Seed of the level generator: fixed, so that a replay builds the same graph.
 const GRAPH_SEED: u64 = 100;
 
@@ -195,7 +202,12 @@ impl Index {
         params.validate()?;
         let mut ix = Self::from_parts(
             VectorStore::new(params.dim, params.space, params.precision),
-            Graph::new(params.m, params.ef_construction, GRAPH_SEED),
+            Graph::new(
+                params.m,
+                params.ef_construction,
+                GRAPH_SEED,
+                packs_links(params.precision),
+            ),
             params,
         );
         if keeps_originals(ix.params.precision) {

@@ -2,13 +2,14 @@
 //!
 //! CairnDB's database as pure state machines: no files, sockets, threads or clocks. Hosts
 //! (the native server, the browser Worker, Node) feed it requests, time and entropy, perform
-//! the IO it describes, and report back. See `DESIGN.md` in the repository root.
+//! the IO it describes, and report back. See "How it works" in the repository's `README.md`.
 
 pub mod checkpoint;
 pub mod filter;
 pub mod hnsw;
 pub mod index;
 pub mod kernels;
+mod links;
 pub mod originals;
 pub mod params;
 pub mod record;
