@@ -1,7 +1,7 @@
 //! Checkpoints: the full image of an index as a sequence of CRC-framed chunks.
 //!
 //! Layout: a header frame (format, version, params, slot count, free list, graph state), slot
-//! frames of up to [`SLOTS_PER_FRAME`] slots each, for int8 indexes (version 2) originals
+//! frames of up to [`SLOTS_PER_FRAME`] slots each, for int8 and binary indexes (version 2) originals
 //! frames of [`SLOTS_PER_FRAME`] slots of raw little-endian f32 each (fixed stride, so a search
 //! can read one original at a computed offset: [`OriginalsLayout`]), and an end frame. The encoder is pull-based
 //! ([`CheckpointEncoder::next_chunk`]) so a multi-GB index is never one buffer; the decoder
@@ -91,7 +91,7 @@ fn mp<T: Serialize>(v: &T) -> Vec<u8> {
 
 impl<'a> CheckpointEncoder<'a> {
     /// An encoder over a consistent view of `index` (hold it unchanged until done), for an
-    /// index with no checkpointed originals (never checkpointed, or not int8).
+    /// index with no checkpointed originals (never checkpointed, or neither int8 nor binary).
     pub fn new(index: &'a Index) -> Self {
         Self {
             index,
@@ -323,7 +323,7 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
     Ok(())
 }
 
-/// Loads an index from a checkpoint. An int8 index's originals stay in the file (the frames
+/// Loads an index from a checkpoint. An int8 or binary index's originals stay in the file (the frames
 /// are checked, not kept): search it with that file as the [`CheckpointBytes`].
 pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     let mut fr = FrameReader::new(r);

@@ -433,7 +433,7 @@ impl<S: Storage> Database<S> {
         self.write(name, |ix| ix.prepare_update_filters(updates))
     }
 
-    /// Searches an index (an int8 index reads the originals it re-ranks with from storage).
+    /// Searches an index (an int8 or binary index reads the originals it re-ranks with from storage).
     pub fn search(&mut self, name: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
         let o = self
             .open

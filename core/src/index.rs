@@ -181,9 +181,21 @@ impl crate::hnsw::Probe for StoreProbe<'_> {
 /// Candidates re-ranked per result wanted, for indexes with float32 originals.
 pub const RERANK_OVERSAMPLE: usize = 4;
 
-/// True for precisions whose indexes keep float32 originals to re-rank with.
+/// True for precisions whose indexes keep float32 originals to re-rank with: int8 (codes rank
+/// well, re-ranking makes the last digits exact) and binary (sign bits only shortlist; without
+/// re-ranking a 1-bit index finds a fraction of the true neighbours).
 pub fn keeps_originals(p: Precision) -> bool {
-    p == Precision::Int8
+    matches!(p, Precision::Int8 | Precision::Binary)
+}
+
+/// How many of the search's candidates an index with originals re-ranks for `k` results with
+/// beam `ef`: int8 the best `k × RERANK_OVERSAMPLE`; binary, whose Hamming distances tie in
+/// large groups, the whole beam.
+fn rerank_candidates(p: Precision, k: usize, ef: usize) -> usize {
+    match p {
+        Precision::Binary => (k * RERANK_OVERSAMPLE).max(ef),
+        _ => k * RERANK_OVERSAMPLE,
+    }
 }
 
 /// True for precisions whose graphs store layer-0 links packed (see [`crate::links`]): every
@@ -575,9 +587,10 @@ impl Index {
     }
 
     /// Top-k search. Exact for small or highly filtered sets, HNSW otherwise; with a filter,
-    /// k results come back whenever k vectors match. An int8 index then re-ranks its best
-    /// `k × RERANK_OVERSAMPLE` candidates by float32 distance to their originals, read from
-    /// memory or from the checkpoint through `src` (the file it was loaded from or last wrote).
+    /// k results come back whenever k vectors match. An int8 or binary index then re-ranks its
+    /// best candidates (see [`rerank_candidates`]) by float32 distance to their originals, read
+    /// from memory or from the checkpoint through `src` (the file it was loaded from or last
+    /// wrote).
     pub fn search_with(
         &self,
         req: &SearchRequest,
@@ -606,7 +619,7 @@ impl Index {
             .as_ref()
             .is_some_and(|o| !o.has_checkpointed() || src.available());
         let want = if rerank {
-            req.k * RERANK_OVERSAMPLE
+            rerank_candidates(self.params.precision, req.k, ef)
         } else {
             req.k
         };

@@ -1,6 +1,6 @@
-//! Float32 originals of an int8 index, for re-ranking.
+//! Float32 originals of an int8 or binary index, for re-ranking.
 //!
-//! An int8 index searches its graph on 8-bit codes, then re-ranks the best candidates by their
+//! An int8 (binary) index searches its graph on 8-bit codes (sign bits), then re-ranks the best candidates by their
 //! exact float32 distance. The originals are not kept in memory: a checkpoint stores them in
 //! fixed-stride frames after the slot frames, and a search reads the few it needs from the
 //! checkpoint file through a host-supplied [`CheckpointBytes`] (a `pread` on the native host,
@@ -85,7 +85,7 @@ impl OriginalsLayout {
     }
 }
 
-/// The originals an int8 index knows: those written since its checkpoint (in memory) and
+/// The originals an int8 or binary index knows: those written since its checkpoint (in memory) and
 /// where the rest are in that checkpoint.
 #[derive(Debug, Clone)]
 pub struct Originals {

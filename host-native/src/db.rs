@@ -61,13 +61,13 @@ pub struct IndexHandle {
     /// Serialises writers, checkpoints and backup cuts.
     pub writer: Mutex<Writer>,
     checkpointing: AtomicBool,
-    /// The checkpoint `index` was loaded from or last wrote: int8 searches read originals from
+    /// The checkpoint `index` was loaded from or last wrote: int8 and binary searches read originals from
     /// it. Swapped under `index`'s write lock, so a search sees a matching pair.
     checkpoint_file: RwLock<Arc<File>>,
 }
 
 impl IndexHandle {
-    /// Searches the index (an int8 index re-ranks with originals from its checkpoint file).
+    /// Searches the index (an int8 or binary index re-ranks with originals from its checkpoint file).
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, DbError> {
         let ix = read_lock(&self.index);
         let file = read_lock(&self.checkpoint_file).clone();

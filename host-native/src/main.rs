@@ -50,7 +50,7 @@ struct ServeArgs {
     #[arg(long, env = "CAIRN_PLAYGROUND")]
     playground: Option<PathBuf>,
     /// Write a checkpoint of an index once its log reaches this many MiB. Larger: fewer
-    /// checkpoints, longer restarts, and (int8) more float32 originals held in memory until
+    /// checkpoints, longer restarts, and (int8, binary) more float32 originals held in memory until
     /// the next checkpoint.
     #[arg(long, env = "CAIRN_CHECKPOINT_AFTER_MIB", default_value_t = 64)]
     checkpoint_after_mib: u64,
