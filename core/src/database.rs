@@ -433,8 +433,25 @@ impl<S: Storage> Database<S> {
         self.write(name, |ix| ix.prepare_update_filters(updates))
     }
 
-    /// Searches an index (an int8 or binary index reads the originals it re-ranks with from storage).
+    /// Searches an index (an int8 or binary index reads the originals it re-ranks with from
+    /// storage).
     pub fn search(&mut self, name: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        self.with_checkpoint(name, |ix, src| ix.search_with(req, src))
+    }
+
+    /// One stored vector (an int8 or binary index reads its float32 original from storage).
+    pub fn get(&mut self, name: &str, id: &str) -> Result<VectorRecord> {
+        self.with_checkpoint(name, |ix, src| ix.get_with(id, src))?
+            .ok_or_else(|| IndexError::NotFound(id.into()).into())
+    }
+
+    /// Runs `f` on index `name` with its current checkpoint in storage as the source of
+    /// originals.
+    fn with_checkpoint<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&Index, &mut dyn CheckpointBytes) -> std::result::Result<T, IndexError>,
+    ) -> Result<T> {
         let o = self
             .open
             .get(name)
@@ -444,15 +461,7 @@ impl<S: Storage> Database<S> {
             st: &st,
             path: paths::checkpoint(name, o.generation),
         };
-        Ok(o.index.search_with(req, &mut src)?)
-    }
-
-    /// One stored vector.
-    pub fn get(&self, name: &str, id: &str) -> Result<VectorRecord> {
-        self.get_open(name)?
-            .index
-            .get(id)
-            .ok_or_else(|| IndexError::NotFound(id.into()).into())
+        Ok(f(&o.index, &mut src)?)
     }
 
     /// Writes a new checkpoint generation and starts a new log.

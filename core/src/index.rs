@@ -151,8 +151,8 @@ pub struct Index {
     /// The same set as `live`, as a dense bitset: the per-node check inside graph search.
     live_bits: Vec<u64>,
     pub(crate) filters: FilterIndex,
-    /// Float32 originals for re-ranking (int8 only; `None` for other precisions and for int8
-    /// indexes loaded from a checkpoint written before originals were kept).
+    /// Float32 originals for re-ranking and for reading vectors back (int8 and binary; `None`
+    /// for other precisions and for indexes loaded from a checkpoint written without them).
     pub(crate) originals: Option<Originals>,
     scratch: Mutex<Vec<Scratch>>,
 }
@@ -527,20 +527,58 @@ impl Index {
             .is_some_and(|w| (w >> (slot % 64)) & 1 == 1)
     }
 
-    /// The stored vector for `id`.
+    /// The stored vector for `id`, without a checkpoint file: as [`Index::get_with`], with
+    /// the vector decoded from its codes when its original is only in the file.
     pub fn get(&self, id: &str) -> Option<VectorRecord> {
-        let slot = self.slots.find(id)?;
-        let d = self.slots.get(slot)?;
+        self.get_with(id, &mut NoCheckpoint).ok().flatten()
+    }
+
+    /// The stored vector for `id`. An index with originals returns the float32 original (read
+    /// from memory or through `src`, as [`Index::search_with`]), so an int8 or binary index
+    /// gives back what a float32 one would; other precisions decode their codes.
+    pub fn get_with(
+        &self,
+        id: &str,
+        src: &mut dyn CheckpointBytes,
+    ) -> Result<Option<VectorRecord>, IndexError> {
+        let Some(slot) = self.slots.find(id) else {
+            return Ok(None);
+        };
+        let Some(d) = self.slots.get(slot) else {
+            return Ok(None);
+        };
         let (sparse_indices, sparse_values) = d.sparse();
-        Some(VectorRecord {
+        Ok(Some(VectorRecord {
             id: id.to_string(),
             meta: d.meta.to_vec(),
             filter: d.filter.to_string(),
             norm: d.norm,
-            vector: self.store.get(slot as usize),
+            vector: self.vector_of(slot, src)?,
             sparse_indices,
             sparse_values,
-        })
+        }))
+    }
+
+    /// Slot `slot`'s vector: its float32 original where the index keeps them and can read
+    /// them (see [`Index::can_read_originals`]), else decoded from its codes.
+    fn vector_of(&self, slot: u32, src: &mut dyn CheckpointBytes) -> Result<Vec<f32>, IndexError> {
+        match &self.originals {
+            Some(o) if self.can_read_originals(src) => {
+                let (mut v, mut buf) = (vec![0f32; self.params.dim], Vec::new());
+                o.read(slot, src, &mut v, &mut buf)
+                    .map_err(|e| IndexError::Io(e.to_string()))?;
+                Ok(v)
+            }
+            _ => Ok(self.store.get(slot as usize)),
+        }
+    }
+
+    /// True when every original this index keeps is readable: all still in memory (never
+    /// checkpointed) or `src` is the checkpoint file.
+    fn can_read_originals(&self, src: &dyn CheckpointBytes) -> bool {
+        self.originals
+            .as_ref()
+            .is_some_and(|o| !o.has_checkpointed() || src.available())
     }
 
     /// Live slots matching `f`; `None` for an empty filter (everything matches).
@@ -614,10 +652,7 @@ impl Index {
         .max(req.k);
         let nq = self.normalise(&req.vector);
         let q = self.store.prepare(&nq);
-        let rerank = self
-            .originals
-            .as_ref()
-            .is_some_and(|o| !o.has_checkpointed() || src.available());
+        let rerank = self.can_read_originals(src);
         let want = if rerank {
             rerank_candidates(self.params.precision, req.k, ef)
         } else {
@@ -675,29 +710,29 @@ impl Index {
             (Some(o), true) => (self.rerank(o, &nq, found, want, src)?, true),
             _ => (found, false),
         };
-        Ok(found
-            .into_iter()
-            .take(req.k)
-            .filter_map(|s| {
-                let d = self.slots.get(s.slot)?;
-                Some(SearchHit {
-                    similarity: if exact {
-                        self.exact_similarity(s.dist)
-                    } else {
-                        self.store.similarity(s.dist)
-                    },
-                    id: d.id.to_string(),
-                    meta: d.meta.to_vec(),
-                    filter: d.filter.to_string(),
-                    norm: d.norm,
-                    vector: if req.include_vectors {
-                        self.store.get(s.slot as usize)
-                    } else {
-                        Vec::new()
-                    },
-                })
-            })
-            .collect())
+        let mut hits = Vec::with_capacity(req.k.min(found.len()));
+        for s in found.into_iter().take(req.k) {
+            let Some(d) = self.slots.get(s.slot) else {
+                continue;
+            };
+            hits.push(SearchHit {
+                similarity: if exact {
+                    self.exact_similarity(s.dist)
+                } else {
+                    self.store.similarity(s.dist)
+                },
+                id: d.id.to_string(),
+                meta: d.meta.to_vec(),
+                filter: d.filter.to_string(),
+                norm: d.norm,
+                vector: if req.include_vectors {
+                    self.vector_of(s.slot, src)?
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(hits)
     }
 
     /// The best `want` of `found` (best first), re-scored by float32 distance and re-sorted.

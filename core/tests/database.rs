@@ -123,7 +123,7 @@ fn crash_in_the_middle_of_a_write_loses_only_the_unacknowledged() {
     st.append("indexes/a/log-0000000000000001.bin", &rec[..rec.len() / 2])
         .unwrap();
     st.crash();
-    let db = Database::open(st, 2, "test").unwrap();
+    let mut db = Database::open(st, 2, "test").unwrap();
     assert_eq!(db.index("a").unwrap().len(), 20);
     assert!(db.get("a", "v99").is_err());
 }

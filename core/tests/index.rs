@@ -446,6 +446,20 @@ fn int8_and_binary_rerank_with_checkpointed_originals() {
             let hits = loaded.search_with(&req, &mut &bytes[..]).unwrap();
             assert_eq!(hits[0].id, "7");
             assert!((hits[0].similarity - 1.0).abs() < 1e-5, "{:?}", hits[0]);
+            // Read back, a vector is its float32 original (as a float32 index stores it), in
+            // a search hit too; without the file, its codes decoded.
+            let want = f32ix.get("7").unwrap().vector;
+            let got = loaded.get_with("7", &mut &bytes[..]).unwrap().unwrap();
+            assert_eq!(got.vector, want);
+            assert_eq!(
+                ix.get("7").unwrap().vector,
+                want,
+                "never checkpointed: in memory"
+            );
+            assert_ne!(loaded.get("7").unwrap().vector, want, "codes only");
+            req.include_vectors = true;
+            let hits = loaded.search_with(&req, &mut &bytes[..]).unwrap();
+            assert_eq!(hits[0].vector, want);
             // A checkpoint file cut short fails the search with an error, never a wrong answer.
             let short = &bytes[..bytes.len() / 2];
             assert!(matches!(

@@ -13,6 +13,7 @@ use cairn_core::originals::{CheckpointBytes, NoCheckpoint, OriginalsLayout};
 use cairn_core::record::read_log;
 use cairn_core::{
     Engine, Index, IndexError, IndexParams, JobRegistry, Record, SearchHit, SearchRequest,
+    VectorRecord,
 };
 pub use cairn_native::pread::PreadFile;
 use std::collections::HashMap;
@@ -61,17 +62,27 @@ pub struct IndexHandle {
     /// Serialises writers, checkpoints and backup cuts.
     pub writer: Mutex<Writer>,
     checkpointing: AtomicBool,
-    /// The checkpoint `index` was loaded from or last wrote: int8 and binary searches read originals from
-    /// it. Swapped under `index`'s write lock, so a search sees a matching pair.
+    /// The checkpoint `index` was loaded from or last wrote: int8 and binary indexes read
+    /// originals from it. Swapped under `index`'s write lock, so a reader sees a matching pair.
     checkpoint_file: RwLock<Arc<File>>,
 }
 
 impl IndexHandle {
-    /// Searches the index (an int8 or binary index re-ranks with originals from its checkpoint file).
+    /// Searches the index (an int8 or binary index re-ranks with originals from its
+    /// checkpoint file).
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, DbError> {
         let ix = read_lock(&self.index);
         let file = read_lock(&self.checkpoint_file).clone();
         Ok(ix.search_with(req, &mut PreadFile(&file))?)
+    }
+
+    /// One stored vector, or `None` (an int8 or binary index returns its float32 original,
+    /// read from its checkpoint file) with whether the index is hybrid (has a sparse part).
+    pub fn get(&self, id: &str) -> Result<Option<(VectorRecord, bool)>, DbError> {
+        let ix = read_lock(&self.index);
+        let file = read_lock(&self.checkpoint_file).clone();
+        let hybrid = ix.params().sparse_dim > 0;
+        Ok(ix.get_with(id, &mut PreadFile(&file))?.map(|r| (r, hybrid)))
     }
 }
 

@@ -418,13 +418,9 @@ async fn get_vector(
     };
     let db = s.db.clone();
     let (rec, hybrid) = blocking(move || {
-        let h = db.handle(&name)?;
-        let ix = h
-            .index
-            .read()
-            .map_err(|_| DbError::Internal("lock".into()))?;
-        let r = ix.get(&id).ok_or(IndexError::NotFound(id))?;
-        Ok((r, ix.params().sparse_dim > 0))
+        db.handle(&name)?
+            .get(&id)?
+            .ok_or_else(|| IndexError::NotFound(id).into())
     })
     .await?;
     Ok(msgpack(wire::encode_vector(&rec, hybrid)))

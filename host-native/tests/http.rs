@@ -936,6 +936,20 @@ fn int8_reranks_with_float32_originals_across_checkpoints_restarts_and_restores(
                 let d: f32 = q.iter().zip(&v).map(|(a, b)| (a - b) * (a - b)).sum();
                 assert!((sim - (1.0 - d as f64)).abs() < 1e-3, "{id}: {sim} vs {d}");
             }
+            // Reading a vector back returns the float32 original, bit for bit, not its codes.
+            let r = c
+                .post(s.url(&format!("/index/{index}/vector/get")))
+                .json(&json!({"id": format!("v{i}")}))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let got: Vec<f32> = msgpack(&r.bytes().unwrap())[4]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(got, q, "{index} v{i} read back");
         }
     };
     check(&s, "q8");

@@ -260,7 +260,7 @@ impl CairnDb {
     }
 
     /// One vector: `{id, vector, meta, filter, norm}`.
-    pub fn get(&self, name: &str, id: &str) -> Result<JsValue, JsValue> {
+    pub fn get(&mut self, name: &str, id: &str) -> Result<JsValue, JsValue> {
         let r = self.db.get(name, id).map_err(db_err)?;
         to_js(
             &json!({"id": r.id, "vector": r.vector, "meta": meta_value(&r.meta), "filter": serde_json::from_str::<Value>(&r.filter).unwrap_or(Value::Null), "norm": r.norm}),
