@@ -323,6 +323,9 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
     Ok(())
 }
 
+/// Most ids a load reserves table room for before reading them.
+const MAX_RESERVED_IDS: usize = 1 << 20;
+
 /// Loads an index from a checkpoint. An int8 or binary index's originals stay in the file (the frames
 /// are checked, not kept): search it with that file as the [`CheckpointBytes`].
 pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
@@ -366,6 +369,8 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
             Err(corrupt(format!("truncated: no {what} frame")))
         }
     }
+    // The id table sized once (bounded: the count comes from the file, which may lie).
+    ix.slots.reserve_ids(total.min(MAX_RESERVED_IDS));
     while ix.slots.len() < total {
         let payload = next(&mut fr, &mut buf, "slot")?;
         let blobs: Vec<SlotBlob> =
@@ -401,6 +406,7 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     }
     ix.free = h.free;
     ix.graph.set_meta(h.graph);
+    ix.slots.shrink_to_fit();
     Ok(ix)
 }
 

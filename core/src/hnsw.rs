@@ -122,10 +122,12 @@ pub struct Graph {
     levels: Column<u8>,
     /// Layer-0 links.
     layer0: Layer0,
-    /// Where each slot's upper-layer block starts in `upper` (a slot's level never changes,
+    /// Where each upper-layer slot's block starts in `upper` (a slot's level never changes,
     /// so blocks are appended once; one flat array instead of a `Vec` per slot saves 24 bytes
-    /// and an allocation per vector).
-    upper_off: Column<u32>,
+    /// and an allocation per vector). Keyed by slot for the ~1/M of slots above layer 0: a
+    /// column would spend 4 bytes on every slot; searches look up only the few upper-layer
+    /// nodes they pass on the way down.
+    upper_at: hashbrown::HashMap<u32, u32>,
     /// Upper layers: per slot, `(m + 1)` u32 per level 1..=level.
     upper: Vec<u32>,
     entry: Option<u32>,
@@ -148,7 +150,7 @@ impl Graph {
             } else {
                 Layer0::Rows(Rows::new(2 * m + 1))
             },
-            upper_off: Column::default(),
+            upper_at: hashbrown::HashMap::new(),
             upper: Vec::new(),
             entry: None,
             max_level: 0,
@@ -172,7 +174,10 @@ impl Graph {
             Layer0::Rows(r) => r.heap_bytes(),
             Layer0::Packed(p) => p.heap_bytes(),
         };
-        self.levels.heap_bytes() + layer0 + self.upper_off.heap_bytes() + self.upper.capacity() * 4
+        self.levels.heap_bytes()
+            + layer0
+            + self.upper_at.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
+            + self.upper.capacity() * 4
     }
 
     /// `slot`'s links on `level`: in place, or decoded into `buf` when packed.
@@ -197,7 +202,7 @@ impl Graph {
     /// `slot`'s links on upper `level` (>= 1).
     #[inline]
     fn upper_links(&self, slot: u32, level: u8) -> &[u32] {
-        let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
+        let base = self.upper_base(slot, level);
         let n = self.upper[base] as usize;
         &self.upper[base + 1..base + 1 + n]
     }
@@ -214,16 +219,26 @@ impl Graph {
                 Layer0::Packed(p) => p.set(slot as usize, &ns[..n]),
             }
         } else {
-            let base = self.upper_off[slot as usize] as usize + (level as usize - 1) * (self.m + 1);
+            let base = self.upper_base(slot, level);
             let n = ns.len().min(self.m);
             self.upper[base] = n as u32;
             self.upper[base + 1..base + 1 + n].copy_from_slice(&ns[..n]);
         }
     }
 
-    fn push_upper(&mut self, block: &[u32]) {
-        self.upper_off.push(self.upper.len() as u32);
-        self.upper.extend_from_slice(block);
+    /// Appends slot `slot`'s upper-layer block (nothing for a layer-0-only slot).
+    fn push_upper(&mut self, slot: u32, block: &[u32]) {
+        if !block.is_empty() {
+            self.upper_at.insert(slot, self.upper.len() as u32);
+            self.upper.extend_from_slice(block);
+        }
+    }
+
+    /// Where slot `slot`'s block for upper `level` (>= 1, at most the slot's level) starts.
+    #[inline]
+    fn upper_base(&self, slot: u32, level: u8) -> usize {
+        let start = self.upper_at.get(&slot).copied().unwrap_or(0) as usize;
+        start + (level as usize - 1) * (self.m + 1)
     }
 
     fn cap(&self, level: u8) -> usize {
@@ -371,7 +386,7 @@ impl Graph {
                 }
                 Layer0::Packed(p) => p.push(&[]),
             }
-            self.push_upper(&vec![0; level as usize * (self.m + 1)]);
+            self.push_upper(slot, &vec![0; level as usize * (self.m + 1)]);
             level
         } else {
             self.levels[s]
@@ -479,7 +494,7 @@ impl Graph {
     }
     /// Slot `slot`'s level and links as one u32 list: `[level, links0 block, upper block]`.
     pub(crate) fn encode_slot(&self, slot: usize) -> Vec<u32> {
-        let up = self.upper_off[slot] as usize;
+        let up = self.upper_at.get(&(slot as u32)).copied().unwrap_or(0) as usize;
         let up_len = self.levels[slot] as usize * (self.m + 1);
         let mut out = Vec::with_capacity(1 + self.m0 + 1 + up_len);
         out.push(self.levels[slot] as u32);
@@ -513,12 +528,13 @@ impl Graph {
                 return None;
             }
         }
+        let slot = self.levels.len() as u32;
         self.levels.push(level as u8);
         match &mut self.layer0 {
             Layer0::Rows(rows) => rows.push_row(l0),
             Layer0::Packed(p) => p.push(&l0[1..1 + l0[0] as usize]),
         }
-        self.push_upper(up);
+        self.push_upper(slot, up);
         Some(())
     }
 }

@@ -304,6 +304,20 @@ impl SlotTable {
         self.garbage = 0;
     }
 
+    /// Makes room for `ids` more ids in the id table at once (a loader that knows the count
+    /// avoids rehashing through every doubling).
+    pub fn reserve_ids(&mut self, ids: usize) {
+        let (offs, arena, hasher) = (&self.offs, &self.arena, &self.hasher);
+        self.by_id
+            .reserve(ids, |&x| hasher.hash_one(id_at(offs, arena, x)));
+    }
+
+    /// Gives back the arena's spare capacity (after a load: growth by doubling left up to
+    /// half of it unused).
+    pub fn shrink_to_fit(&mut self) {
+        self.arena.shrink_to_fit();
+    }
+
     /// Heap bytes held (for memory reports).
     pub fn heap_bytes(&self) -> usize {
         self.offs.heap_bytes()
