@@ -111,6 +111,62 @@ enum Layer0 {
     Packed(PackedLinks),
 }
 
+impl Layer0 {
+    /// Appends a slot whose links are `ns`.
+    fn push(&mut self, ns: &[u32]) {
+        match self {
+            Layer0::Rows(rows) => {
+                rows.push_iter(std::iter::once(ns.len() as u32).chain(ns.iter().copied()))
+            }
+            Layer0::Packed(p) => p.push(ns),
+        }
+    }
+
+    /// Replaces slot `slot`'s links with `ns` (at most the row width).
+    fn set(&mut self, slot: u32, ns: &[u32]) {
+        match self {
+            Layer0::Rows(rows) => {
+                let row = rows.row_mut(slot as usize);
+                row[0] = ns.len() as u32;
+                row[1..1 + ns.len()].copy_from_slice(ns);
+            }
+            Layer0::Packed(p) => p.set(slot as usize, ns),
+        }
+    }
+
+    /// Slot `slot`'s links: in place, or decoded into `buf` when packed.
+    #[inline(always)]
+    fn get<'a>(&'a self, slot: u32, buf: &'a mut Vec<u32>) -> &'a [u32] {
+        match self {
+            Layer0::Rows(rows) => {
+                let row = rows.row(slot as usize);
+                let n = (row[0] as usize).min(row.len() - 1);
+                &row[1..1 + n]
+            }
+            Layer0::Packed(p) => {
+                p.decode_into(slot as usize, buf);
+                buf
+            }
+        }
+    }
+
+    /// Starts loading slot `slot`'s links.
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        match self {
+            Layer0::Rows(rows) => crate::kernels::prefetch(rows.row(slot as usize)),
+            Layer0::Packed(p) => crate::kernels::prefetch(p.entry_bytes(slot as usize)),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Layer0::Rows(r) => r.heap_bytes(),
+            Layer0::Packed(p) => p.heap_bytes(),
+        }
+    }
+}
+
 /// HNSW links for every slot.
 #[derive(Debug, Clone)]
 pub struct Graph {
@@ -170,12 +226,8 @@ impl Graph {
 
     /// Bytes used by links (for memory reports).
     pub fn heap_bytes(&self) -> usize {
-        let layer0 = match &self.layer0 {
-            Layer0::Rows(r) => r.heap_bytes(),
-            Layer0::Packed(p) => p.heap_bytes(),
-        };
         self.levels.heap_bytes()
-            + layer0
+            + self.layer0.heap_bytes()
             + self.upper_at.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
             + self.upper.capacity() * 4
     }
@@ -186,17 +238,7 @@ impl Graph {
         if level > 0 {
             return self.upper_links(slot, level);
         }
-        match &self.layer0 {
-            Layer0::Rows(rows) => {
-                let row = rows.row(slot as usize);
-                let n = (row[0] as usize).min(row.len() - 1);
-                &row[1..1 + n]
-            }
-            Layer0::Packed(p) => {
-                p.decode_into(slot as usize, buf);
-                buf
-            }
-        }
+        self.layer0.get(slot, buf)
     }
 
     /// `slot`'s links on upper `level` (>= 1).
@@ -210,14 +252,7 @@ impl Graph {
     fn set_links(&mut self, slot: u32, level: u8, ns: &[u32]) {
         if level == 0 {
             let n = ns.len().min(self.m0);
-            match &mut self.layer0 {
-                Layer0::Rows(rows) => {
-                    let row = rows.row_mut(slot as usize);
-                    row[0] = n as u32;
-                    row[1..1 + n].copy_from_slice(&ns[..n]);
-                }
-                Layer0::Packed(p) => p.set(slot as usize, &ns[..n]),
-            }
+            self.layer0.set(slot, &ns[..n]);
         } else {
             let base = self.upper_base(slot, level);
             let n = ns.len().min(self.m);
@@ -234,11 +269,17 @@ impl Graph {
         }
     }
 
+    /// Where slot `slot`'s upper-layer block starts in `upper` (0 for a layer-0-only slot,
+    /// whose block is empty).
+    #[inline]
+    fn upper_start(&self, slot: u32) -> usize {
+        self.upper_at.get(&slot).copied().unwrap_or(0) as usize
+    }
+
     /// Where slot `slot`'s block for upper `level` (>= 1, at most the slot's level) starts.
     #[inline]
     fn upper_base(&self, slot: u32, level: u8) -> usize {
-        let start = self.upper_at.get(&slot).copied().unwrap_or(0) as usize;
-        start + (level as usize - 1) * (self.m + 1)
+        self.upper_start(slot) + (level as usize - 1) * (self.m + 1)
     }
 
     fn cap(&self, level: u8) -> usize {
@@ -272,12 +313,8 @@ impl Graph {
     /// Starts loading `slot`'s link list on `level` (layer 0 only: upper layers are few and hot).
     #[inline(always)]
     fn prefetch_links(&self, slot: u32, level: u8) {
-        match &self.layer0 {
-            Layer0::Rows(rows) if level == 0 => crate::kernels::prefetch(rows.row(slot as usize)),
-            Layer0::Packed(p) if level == 0 => {
-                crate::kernels::prefetch(p.entry_bytes(slot as usize))
-            }
-            _ => {}
+        if level == 0 {
+            self.layer0.prefetch(slot);
         }
     }
 
@@ -380,12 +417,7 @@ impl Graph {
         let level = if s == self.len() {
             let level = self.random_level();
             self.levels.push(level);
-            match &mut self.layer0 {
-                Layer0::Rows(rows) => {
-                    rows.push_default();
-                }
-                Layer0::Packed(p) => p.push(&[]),
-            }
+            self.layer0.push(&[]);
             self.push_upper(slot, &vec![0; level as usize * (self.m + 1)]);
             level
         } else {
@@ -494,20 +526,15 @@ impl Graph {
     }
     /// Slot `slot`'s level and links as one u32 list: `[level, links0 block, upper block]`.
     pub(crate) fn encode_slot(&self, slot: usize) -> Vec<u32> {
-        let up = self.upper_at.get(&(slot as u32)).copied().unwrap_or(0) as usize;
+        let up = self.upper_start(slot as u32);
         let up_len = self.levels[slot] as usize * (self.m + 1);
         let mut out = Vec::with_capacity(1 + self.m0 + 1 + up_len);
         out.push(self.levels[slot] as u32);
-        match &self.layer0 {
-            Layer0::Rows(rows) => out.extend_from_slice(rows.row(slot)),
-            Layer0::Packed(p) => {
-                let mut ns = Vec::with_capacity(self.m0);
-                p.decode_into(slot, &mut ns);
-                out.push(ns.len() as u32);
-                out.extend_from_slice(&ns);
-                out.resize(1 + self.m0 + 1, 0);
-            }
-        }
+        let mut buf = Vec::new();
+        let ns = self.layer0.get(slot as u32, &mut buf);
+        out.push(ns.len() as u32);
+        out.extend_from_slice(ns);
+        out.resize(1 + self.m0 + 1, 0);
         out.extend_from_slice(&self.upper[up..up + up_len]);
         out
     }
@@ -530,10 +557,7 @@ impl Graph {
         }
         let slot = self.levels.len() as u32;
         self.levels.push(level as u8);
-        match &mut self.layer0 {
-            Layer0::Rows(rows) => rows.push_row(l0),
-            Layer0::Packed(p) => p.push(&l0[1..1 + l0[0] as usize]),
-        }
+        self.layer0.push(&l0[1..1 + l0[0] as usize]);
         self.push_upper(slot, up);
         Some(())
     }

@@ -71,18 +71,27 @@ impl IndexHandle {
     /// Searches the index (an int8 or binary index re-ranks with originals from its
     /// checkpoint file).
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, DbError> {
-        let ix = read_lock(&self.index);
-        let file = read_lock(&self.checkpoint_file).clone();
-        Ok(ix.search_with(req, &mut PreadFile(&file))?)
+        self.with_checkpoint(|ix, src| ix.search_with(req, src))
     }
 
     /// One stored vector, or `None` (an int8 or binary index returns its float32 original,
     /// read from its checkpoint file) with whether the index is hybrid (has a sparse part).
     pub fn get(&self, id: &str) -> Result<Option<(VectorRecord, bool)>, DbError> {
+        self.with_checkpoint(|ix, src| {
+            let hybrid = ix.params().sparse_dim > 0;
+            Ok(ix.get_with(id, src)?.map(|r| (r, hybrid)))
+        })
+    }
+
+    /// Runs `f` on the index with its current checkpoint file as the source of originals
+    /// (both read under their locks, so they match).
+    fn with_checkpoint<T>(
+        &self,
+        f: impl FnOnce(&Index, &mut dyn CheckpointBytes) -> Result<T, IndexError>,
+    ) -> Result<T, DbError> {
         let ix = read_lock(&self.index);
         let file = read_lock(&self.checkpoint_file).clone();
-        let hybrid = ix.params().sparse_dim > 0;
-        Ok(ix.get_with(id, &mut PreadFile(&file))?.map(|r| (r, hybrid)))
+        Ok(f(&ix, &mut PreadFile(&file))?)
     }
 }
 
