@@ -14,7 +14,7 @@ use crate::checkpoint::{CheckpointError, read_checkpoint};
 use crate::index::Index;
 use crate::jobs::CutPoint;
 use crate::params::IndexParams;
-use crate::record::{FrameError, read_log};
+use crate::record::FrameError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -482,7 +482,10 @@ impl Manifest {
 /// Reads and validates a whole archive, streaming each data entry to `sink`.
 pub fn read_archive<R: Read>(r: R, sink: &mut dyn EntrySink) -> Result<Manifest, ArchiveError> {
     let mut ar = tar::Archive::new(r);
-    let mut entries = ar.entries()?;
+    // Raw: PAX and GNU long-name/long-link entries come through as entries of their own
+    // (refused below as not regular) instead of being read into memory whole by the tar
+    // crate — a 192 MiB "long name" must cost nothing. Our writer never emits them.
+    let mut entries = ar.entries()?.raw(true);
     let mut first = entries.next().ok_or(ArchiveError::MissingManifest)??;
     let path = String::from_utf8_lossy(&first.path_bytes()).into_owned();
     if path != MANIFEST_PATH || first.header().entry_type() != tar::EntryType::Regular {
@@ -569,21 +572,34 @@ pub fn restore_index<C: Read, L: Read>(
     log: L,
 ) -> Result<Index, ArchiveError> {
     let mut ix = read_checkpoint(checkpoint)?;
+    check_params(manifest, &ix)?;
+    replay_prefix(&mut ix, log)?;
+    check_count(manifest, &ix)?;
+    Ok(ix)
+}
+
+fn check_params(manifest: &Manifest, ix: &Index) -> Result<(), ArchiveError> {
     if ix.params() != &manifest.params {
         return Err(ArchiveError::Content(
-            "checkpoint params differ from the manifest".into(),
+            "checkpoint params (dimension, precision, ...) differ from the manifest".into(),
         ));
     }
-    let (records, _, torn) =
-        read_log(log).map_err(|e: FrameError| ArchiveError::Content(e.to_string()))?;
-    if torn {
+    Ok(())
+}
+
+fn replay_prefix<L: Read>(ix: &mut Index, log: L) -> Result<(), ArchiveError> {
+    let scan = ix
+        .replay(log)
+        .map_err(|e: FrameError| ArchiveError::Content(format!("log: {e}")))?;
+    if scan.torn {
         return Err(ArchiveError::Content(
             "log prefix ends inside a record".into(),
         ));
     }
-    for r in &records {
-        ix.apply(r);
-    }
+    Ok(())
+}
+
+fn check_count(manifest: &Manifest, ix: &Index) -> Result<(), ArchiveError> {
     if ix.len() as u64 != manifest.vector_count {
         return Err(ArchiveError::Content(format!(
             "rebuilt {} vectors, manifest says {}",
@@ -591,5 +607,56 @@ pub fn restore_index<C: Read, L: Read>(
             manifest.vector_count
         )));
     }
-    Ok(ix)
+    Ok(())
+}
+
+/// Rebuilds the index from entries as they stream (checkpoint, then log), keeping the first
+/// content error so [`verify_archive`] can report it rather than the io error that stopped
+/// the read.
+#[derive(Default)]
+struct IndexSink {
+    index: Option<Index>,
+    err: Option<ArchiveError>,
+}
+
+impl IndexSink {
+    fn take(&mut self, path: &str, data: &mut dyn Read) -> Result<(), ArchiveError> {
+        match (path, &mut self.index) {
+            (CHECKPOINT_PATH, None) => {
+                self.index = Some(read_checkpoint(data)?);
+                Ok(())
+            }
+            (LOG_PATH, Some(ix)) => replay_prefix(ix, data),
+            _ => Err(ArchiveError::Content(format!("unexpected entry {path:?}"))),
+        }
+    }
+}
+
+impl EntrySink for IndexSink {
+    fn entry(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
+        self.take(path, data).map_err(|e| {
+            let msg = e.to_string();
+            self.err = Some(e);
+            io::Error::other(msg)
+        })
+    }
+}
+
+/// Validates a whole archive without writing anything: the tar structure, every digest, and
+/// the contents as an index (the checkpoint loads with every structural check, the log
+/// replays with every record checked, params and vector count match the manifest). Costs
+/// the memory of the index it describes; returns the manifest.
+pub fn verify_archive<R: Read>(r: R) -> Result<Manifest, ArchiveError> {
+    let mut sink = IndexSink::default();
+    let manifest = match read_archive(r, &mut sink) {
+        Ok(m) => m,
+        Err(e) => return Err(sink.err.take().unwrap_or(e)),
+    };
+    let ix = sink
+        .index
+        .as_ref()
+        .ok_or_else(|| ArchiveError::Missing(vec![CHECKPOINT_PATH.into()]))?;
+    check_params(&manifest, ix)?;
+    check_count(&manifest, ix)?;
+    Ok(manifest)
 }

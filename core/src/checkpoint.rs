@@ -295,7 +295,7 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
     }
     ix.store
         .push_encoded(&b.code)
-        .ok_or_else(|| corrupt(format!("slot {slot} vector")))?;
+        .ok_or_else(|| corrupt(format!("slot {slot} vector: wrong size or not finite")))?;
     ix.graph
         .push_encoded(&b.links, total)
         .ok_or_else(|| corrupt(format!("slot {slot} links")))?;
@@ -305,6 +305,15 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
             if id.is_empty() || ix.slots.contains(id) {
                 return Err(corrupt(format!("duplicate or empty id {id:?}")));
             }
+            ix.check_payload(
+                id,
+                &d.meta,
+                &d.filter,
+                d.norm,
+                &d.sparse_indices,
+                &d.sparse_values,
+            )
+            .map_err(|e| corrupt(format!("slot {slot}: {e}")))?;
             ix.slots.put(
                 slot,
                 id,
@@ -315,8 +324,8 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
                 &d.sparse_values,
             );
             ix.set_live(slot, true);
-            ix.filters
-                .add(slot, &filter::parse_stored(&d.filter).unwrap_or_default());
+            let stored = filter::parse_stored(&d.filter).map_err(|e| corrupt(e.to_string()))?;
+            ix.filters.add(slot, &stored);
         }
         None => ix.slots.push_empty(),
     }
@@ -385,9 +394,18 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
         let layout = originals_layout(fr.valid_len(), h.slots, dim);
         for from in (0..total).step_by(SLOTS_PER_FRAME) {
             let n = (total - from).min(SLOTS_PER_FRAME);
-            if next(&mut fr, &mut buf, "originals")?.len() != n * dim * 4 {
+            let frame = next(&mut fr, &mut buf, "originals")?;
+            if frame.len() != n * dim * 4 {
                 return Err(corrupt(format!(
                     "originals frame at slot {from}: wrong size"
+                )));
+            }
+            if !frame
+                .chunks_exact(4)
+                .all(|x| f32::from_le_bytes([x[0], x[1], x[2], x[3]]).is_finite())
+            {
+                return Err(corrupt(format!(
+                    "originals frame at slot {from}: NaN or infinity"
                 )));
             }
         }
@@ -404,8 +422,15 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     {
         return Err(corrupt("free list names a live or unknown slot"));
     }
+    let mut seen = roaring::RoaringBitmap::new();
+    if !h.free.iter().all(|&s| seen.insert(s)) {
+        return Err(corrupt("free list names a slot twice"));
+    }
     ix.free = h.free;
     ix.graph.set_meta(h.graph);
+    ix.graph
+        .validate()
+        .map_err(|e| corrupt(format!("graph: {e}")))?;
     ix.slots.shrink_to_fit();
     Ok(ix)
 }

@@ -13,7 +13,7 @@ use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
 use crate::jobs::{CutPoint, DEFAULT_RETENTION, Job, JobRegistry};
 use crate::originals::{CheckpointBytes, OriginalsLayout};
 use crate::params::IndexParams;
-use crate::record::{Record, read_log};
+use crate::record::Record;
 use crate::storage::{Storage, StorageReader};
 use crate::{Engine, Filter, UpsertItem};
 use std::cell::RefCell;
@@ -271,12 +271,11 @@ impl<S: Storage> Database<S> {
             read_checkpoint(&ck[..]).map_err(|e| DatabaseError::Corrupt(format!("{name}: {e}")))?;
         let log_path = paths::log(name, g);
         let log = self.st.read_all(&log_path)?.unwrap_or_default();
-        let (records, valid, torn) =
-            read_log(&log[..]).map_err(|e| DatabaseError::Corrupt(format!("{name}: {e}")))?;
-        for r in &records {
-            ix.apply(r);
-        }
-        if torn {
+        let scan = ix
+            .replay(&log[..])
+            .map_err(|e| DatabaseError::Corrupt(format!("{name}: log: {e}")))?;
+        let valid = scan.valid_len;
+        if scan.torn {
             self.st.truncate(&log_path, valid)?;
             self.st.sync(&log_path)?;
         }

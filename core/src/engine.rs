@@ -105,6 +105,15 @@ pub enum EngineError {
     /// A job error (not found, finished, bad transition).
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The index's files are on storage but did not load; they are kept untouched for a
+    /// human (hosts answer 503). Deleting the index is the one operation it allows.
+    #[error("index {name:?} failed to load and is unavailable: {reason}")]
+    IndexBroken {
+        /// The index.
+        name: String,
+        /// Why it did not load.
+        reason: String,
+    },
 }
 
 /// Checks a backup name: `^[A-Za-z0-9_-]{1,200}$`, with Endee's messages.
@@ -206,6 +215,8 @@ pub struct Engine {
     uploads: BTreeSet<String>,
     /// Restore targets reserved by active restore jobs: index name → job id.
     reserved: BTreeMap<String, String>,
+    /// Indexes whose files did not load: name → reason. The name stays taken.
+    broken: BTreeMap<String, String>,
     /// All jobs.
     pub registry: JobRegistry,
 }
@@ -241,6 +252,29 @@ impl Engine {
         );
     }
 
+    /// Records an index whose files are on storage but did not load (corrupt checkpoint,
+    /// undecodable or corrupt log, unreadable manifest, a stray file): the name stays taken,
+    /// every operation but delete answers [`EngineError::IndexBroken`].
+    pub fn mark_broken(&mut self, name: &str, reason: &str) {
+        self.indexes.remove(name);
+        self.broken.insert(name.into(), reason.into());
+    }
+
+    /// Indexes that failed to load, with the reason, sorted by name.
+    pub fn broken(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.broken.iter().map(|(n, r)| (n.as_str(), r.as_str()))
+    }
+
+    fn check_not_broken(&self, name: &str) -> Result<(), EngineError> {
+        match self.broken.get(name) {
+            Some(reason) => Err(EngineError::IndexBroken {
+                name: name.into(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Registers an archive found on storage at startup.
     pub fn load_backup(&mut self, name: &str) {
         self.backups.insert(name.into());
@@ -248,6 +282,7 @@ impl Engine {
 
     /// One index's entry.
     pub fn index(&self, name: &str) -> Result<&IndexEntry, EngineError> {
+        self.check_not_broken(name)?;
         self.indexes
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))
@@ -277,6 +312,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         params::validate_index_name(name)?;
         params.validate()?;
+        self.check_not_broken(name)?;
         if self.indexes.contains_key(name) {
             return Err(EngineError::IndexExists(name.into()));
         }
@@ -295,8 +331,12 @@ impl Engine {
         self.index(name).map(|_| ())
     }
 
-    /// Removes an index unless a job uses it; returns its generations to delete.
+    /// Removes an index unless a job uses it; returns its generations to delete. A broken
+    /// index is forgotten (the host removes its directory: the operator asked for it).
     pub fn delete_index(&mut self, name: &str) -> Result<Deletable, EngineError> {
+        if self.broken.remove(name).is_some() {
+            return Ok(Deletable::default());
+        }
         let e = self.index(name)?;
         if let Some(job) = e.users.iter().next() {
             return Err(EngineError::IndexBusy {
@@ -403,6 +443,7 @@ impl Engine {
         if !self.backups.contains(backup) {
             return Err(EngineError::BackupNotFound(backup.into()));
         }
+        self.check_not_broken(target)?;
         if self.indexes.contains_key(target) {
             return Err(EngineError::IndexExists(target.into()));
         }

@@ -182,16 +182,23 @@ pub fn parse_stored(s: &str) -> Result<Map<String, Value>, FilterError> {
     match serde_json::from_str::<Value>(s) {
         Ok(Value::Object(m)) => {
             for (k, v) in &m {
-                if let Value::String(x) = v
-                    && x.len() > MAX_CATEGORY_LEN
-                {
-                    return Err(FilterError::Value {
-                        op: "filter",
-                        detail: format!(
-                            "value of {k} too long ({} > {MAX_CATEGORY_LEN} bytes)",
-                            x.len()
-                        ),
-                    });
+                // Arrays are indexed value by value (see `FilterIndex::edit`): check each.
+                let values = match v {
+                    Value::Array(a) => a.as_slice(),
+                    one => std::slice::from_ref(one),
+                };
+                for x in values {
+                    if let Value::String(x) = x
+                        && x.len() > MAX_CATEGORY_LEN
+                    {
+                        return Err(FilterError::Value {
+                            op: "filter",
+                            detail: format!(
+                                "value of {k} too long ({} > {MAX_CATEGORY_LEN} bytes)",
+                                x.len()
+                            ),
+                        });
+                    }
                 }
             }
             Ok(m)

@@ -524,6 +524,43 @@ impl Graph {
         self.max_level = m.max_level;
         self.rng = m.rng;
     }
+    /// Checks what a checkpoint's graph-wide state claims against its nodes, so a crafted file
+    /// can't send a search or an insert out of bounds: the entry point exists and sits on the
+    /// top level, no node is above it, and every upper-layer link leads to a node that has that
+    /// layer (layer-0 links and levels were range-checked as each node was pushed).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let n = self.levels.len();
+        match self.entry {
+            None if n > 0 => return Err(format!("no entry point for {n} nodes")),
+            None => return Ok(()),
+            Some(e) if e as usize >= n => {
+                return Err(format!("entry point {e} of {n} nodes"));
+            }
+            Some(e) if self.levels[e as usize] != self.max_level => {
+                return Err(format!(
+                    "entry point {e} has level {}, the graph {}",
+                    self.levels[e as usize], self.max_level
+                ));
+            }
+            Some(_) => {}
+        }
+        for (s, level) in self.levels.iter().enumerate() {
+            if level > self.max_level {
+                return Err(format!("node {s} above the top level"));
+            }
+            for lv in 1..=level {
+                if let Some(&t) = self
+                    .upper_links(s as u32, lv)
+                    .iter()
+                    .find(|&&t| self.levels.get(t as usize).is_none_or(|l| l < lv))
+                {
+                    return Err(format!("node {s} links to {t} on layer {lv} it lacks"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Slot `slot`'s level and links as one u32 list: `[level, links0 block, upper block]`.
     pub(crate) fn encode_slot(&self, slot: usize) -> Vec<u32> {
         let up = self.upper_start(slot as u32);

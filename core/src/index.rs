@@ -8,7 +8,7 @@ use crate::filter::{self, Filter, FilterError, FilterIndex};
 use crate::hnsw::{Graph, Scored, Scratch};
 use crate::originals::{CheckpointBytes, NoCheckpoint, Originals, OriginalsLayout};
 use crate::params::{self, IndexParams, ParamError, Precision, SpaceType};
-use crate::record::{Record, UpsertItem};
+use crate::record::{FrameError, LogScan, Record, UpsertItem, scan_log};
 use crate::slots::SlotTable;
 use crate::store::VectorStore;
 use roaring::RoaringBitmap;
@@ -20,6 +20,12 @@ use thiserror::Error;
 pub const EXACT_BELOW: u64 = 2048;
 /// Endee's default: filters matching fewer vectors than this are searched exactly.
 pub const DEFAULT_PREFILTER_THRESHOLD: u64 = 10_000;
+/// Longest vector id, in bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+/// Largest meta of one vector, in bytes.
+pub const MAX_META_BYTES: usize = 256 << 10;
+/// Largest filter object of one vector, as JSON text.
+pub const MAX_FILTER_BYTES: usize = 64 << 10;
 /// Largest search beam accepted.
 pub const MAX_EF: usize = 4096;
 
@@ -62,6 +68,21 @@ pub enum IndexError {
     /// Unknown id.
     #[error("vector {0:?} not found")]
     NotFound(String),
+    /// A delete by filter whose filter has no condition.
+    #[error(
+        "filter must contain at least one condition: an empty filter would delete every vector"
+    )]
+    EmptyDeleteFilter,
+    /// An id, meta or filter larger than its limit.
+    #[error("{what} too large: {got} bytes (max {max})")]
+    TooLarge {
+        /// Which part.
+        what: &'static str,
+        /// Its size.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Reading float32 originals from the checkpoint failed.
     #[error("reading originals failed: {0}")]
     Io(String),
@@ -313,44 +334,116 @@ impl Index {
         if items.is_empty() {
             return Err(IndexError::EmptyBatch);
         }
-        for it in &items {
-            if it.id.is_empty() {
-                return Err(IndexError::EmptyId);
-            }
+        self.check_items(&items)?;
+        Ok(Record::Upsert(items))
+    }
+
+    fn check_id(id: &str) -> Result<(), IndexError> {
+        if id.is_empty() {
+            return Err(IndexError::EmptyId);
+        }
+        if id.len() > MAX_ID_BYTES {
+            return Err(IndexError::TooLarge {
+                what: "id",
+                got: id.len(),
+                max: MAX_ID_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_filter_text(f: &str) -> Result<(), IndexError> {
+        if f.len() > MAX_FILTER_BYTES {
+            return Err(IndexError::TooLarge {
+                what: "filter",
+                got: f.len(),
+                max: MAX_FILTER_BYTES,
+            });
+        }
+        filter::parse_stored(f)?;
+        Ok(())
+    }
+
+    /// Every rule an upserted vector must keep (what `prepare` checks and replay re-checks).
+    fn check_items(&self, items: &[UpsertItem]) -> Result<(), IndexError> {
+        for it in items {
+            Self::check_id(&it.id)?;
             self.check_vector(&it.id, &it.vector)?;
-            filter::parse_stored(&it.filter)?;
-            if !it.norm.is_finite() {
-                return Err(IndexError::NotFinite(it.id.clone()));
+            self.check_payload(
+                &it.id,
+                &it.meta,
+                &it.filter,
+                it.norm,
+                &it.sparse_indices,
+                &it.sparse_values,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The rules for what a vector carries besides its values: id, meta, filter, norm, sparse
+    /// part. Shared by writes, replay and checkpoint loading.
+    pub(crate) fn check_payload(
+        &self,
+        id: &str,
+        meta: &[u8],
+        filter: &str,
+        norm: f32,
+        sparse_indices: &[u32],
+        sparse_values: &[f32],
+    ) -> Result<(), IndexError> {
+        Self::check_id(id)?;
+        if meta.len() > MAX_META_BYTES {
+            return Err(IndexError::TooLarge {
+                what: "meta",
+                got: meta.len(),
+                max: MAX_META_BYTES,
+            });
+        }
+        Self::check_filter_text(filter)?;
+        if !norm.is_finite() {
+            return Err(IndexError::NotFinite(id.into()));
+        }
+        let sparse_err = |detail: String| IndexError::Sparse {
+            id: id.into(),
+            detail,
+        };
+        if sparse_indices.len() != sparse_values.len() {
+            return Err(sparse_err(
+                "sparse_indices and sparse_values differ in length".into(),
+            ));
+        }
+        if !sparse_indices.is_empty() {
+            if self.params.sparse_dim == 0 {
+                return Err(sparse_err("this index is dense-only".into()));
             }
-            let sparse_err = |detail: String| IndexError::Sparse {
-                id: it.id.clone(),
-                detail,
-            };
-            if it.sparse_indices.len() != it.sparse_values.len() {
-                return Err(sparse_err(
-                    "sparse_indices and sparse_values differ in length".into(),
-                ));
+            if let Some(bad) = sparse_indices
+                .iter()
+                .find(|&&i| i as u64 >= self.params.sparse_dim)
+            {
+                return Err(sparse_err(format!(
+                    "index {bad} >= sparse_dim {}",
+                    self.params.sparse_dim
+                )));
             }
-            if !it.sparse_indices.is_empty() {
-                if self.params.sparse_dim == 0 {
-                    return Err(sparse_err("this index is dense-only".into()));
-                }
-                if let Some(bad) = it
-                    .sparse_indices
-                    .iter()
-                    .find(|&&i| i as u64 >= self.params.sparse_dim)
-                {
-                    return Err(sparse_err(format!(
-                        "index {bad} >= sparse_dim {}",
-                        self.params.sparse_dim
-                    )));
-                }
-                if !it.sparse_values.iter().all(|x| x.is_finite()) {
-                    return Err(sparse_err("NaN or infinity in sparse_values".into()));
-                }
+            if !sparse_values.iter().all(|x| x.is_finite()) {
+                return Err(sparse_err("NaN or infinity in sparse_values".into()));
             }
         }
-        Ok(Record::Upsert(items))
+        Ok(())
+    }
+
+    /// Checks a record read back from a log or an archive: it must be one a valid `prepare`
+    /// could have produced for this index. Replay refuses anything else instead of applying it.
+    pub fn check_record(&self, rec: &Record) -> Result<(), IndexError> {
+        match rec {
+            Record::Upsert(items) => self.check_items(items),
+            Record::Delete(ids) => ids.iter().try_for_each(|id| Self::check_id(id)),
+            Record::UpdateFilters(ups) => ups.iter().try_for_each(|(id, f)| {
+                Self::check_id(id)?;
+                Self::check_filter_text(f)
+            }),
+        }
     }
 
     /// Validates a delete by ids; unknown ids are an error only when none is known.
@@ -367,8 +460,13 @@ impl Index {
         ))
     }
 
-    /// Resolves a filter to the ids it matches now; the record deletes exactly those.
+    /// Resolves a filter to the ids it matches now; the record deletes exactly those. An empty
+    /// filter (which would match every vector) is refused: deleting everything takes deleting
+    /// the index, never a filter that happens to be `[]`.
     pub fn prepare_delete_by_filter(&self, f: &Filter) -> Result<Record, IndexError> {
+        if f.is_empty() {
+            return Err(IndexError::EmptyDeleteFilter);
+        }
         let ids = match self.matching(f) {
             Some(bm) => bm
                 .iter()
@@ -384,8 +482,9 @@ impl Index {
         &self,
         updates: Vec<(String, String)>,
     ) -> Result<Record, IndexError> {
-        for (_, f) in &updates {
-            filter::parse_stored(f)?;
+        for (id, f) in &updates {
+            Self::check_id(id)?;
+            Self::check_filter_text(f)?;
         }
         Ok(Record::UpdateFilters(
             updates
@@ -460,6 +559,18 @@ impl Index {
                 n
             }
         }
+    }
+
+    /// Replays a log into the index: every whole record is checked ([`Index::check_record`])
+    /// and applied, in order. A torn tail is reported (the host cuts it); corruption in the
+    /// middle, an undecodable record or one no valid write could have produced is an error,
+    /// with the records before it applied.
+    pub fn replay<R: std::io::Read>(&mut self, log: R) -> Result<LogScan, FrameError> {
+        scan_log(log, |_, rec| {
+            self.check_record(&rec).map_err(|e| e.to_string())?;
+            self.apply(&rec);
+            Ok(())
+        })
     }
 
     fn upsert_one(&mut self, it: &UpsertItem, scratch: &mut Scratch) {

@@ -137,6 +137,20 @@ pub enum JobsFileError {
     },
 }
 
+/// True for ids of the form [`JobRegistry::new_id`] makes: `<digits>_<6 of [0-9a-z]>`.
+pub fn valid_job_id(id: &str) -> bool {
+    match id.split_once('_') {
+        Some((ms, tail)) => {
+            !ms.is_empty()
+                && ms.len() <= 20
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && tail.len() == 6
+                && tail.bytes().all(|b| ID_CHARS.contains(&b))
+        }
+        None => false,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct JobsFile {
     format: String,
@@ -168,7 +182,7 @@ impl JobRegistry {
         }
     }
 
-    /// A fresh job id from host time and entropy, unique in this registry.
+    /// A fresh job id from host time and entropy, unique in this registry (see [`valid_job_id`]).
     pub fn new_id(&self, now_ms: u64, entropy: [u8; 6]) -> String {
         let mut bump = 0u8;
         loop {
@@ -306,6 +320,15 @@ impl JobRegistry {
             serde_json::from_slice(bytes).map_err(|e| JobsFileError::Unreadable(e.to_string()))?;
         let mut r = Self::new(retention);
         for j in f.jobs {
+            // Ids and names become file paths (temp files, archives, index directories): a
+            // tampered file must not name `../` anything.
+            let safe_name = |n: &str| crate::params::validate_index_name(n).is_ok();
+            if !valid_job_id(&j.job_id) || !safe_name(&j.index_name) || !safe_name(&j.backup_name) {
+                return Err(JobsFileError::Unreadable(format!(
+                    "job {:?}: invalid id or name",
+                    j.job_id
+                )));
+            }
             r.jobs.insert(j.job_id.clone(), j);
         }
         Ok(r)
@@ -391,9 +414,23 @@ mod tests {
     #[test]
     fn jobs_file_round_trips_and_refuses_garbage() {
         let mut r = JobRegistry::default();
-        r.insert(job("1_a", JobStatus::Running));
+        r.insert(job("1_abc123", JobStatus::Running));
         let bytes = r.encode();
         assert_eq!(JobRegistry::decode(&bytes, DEFAULT_RETENTION).unwrap(), r);
+        // Ids and names become paths: a tampered file naming `../` anything is refused.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for (from, to) in [
+            ("\"job_id\": \"1_abc123\"", "\"job_id\": \"../../etc\""),
+            ("\"b1_abc123\"", "\"../x\""),
+            ("\"i\"", "\"a/b\""),
+        ] {
+            let bad = text.replace(from, to);
+            assert_ne!(bad, text, "{from}");
+            assert!(matches!(
+                JobRegistry::decode(bad.as_bytes(), 5),
+                Err(JobsFileError::Unreadable(_))
+            ));
+        }
         assert!(matches!(
             JobRegistry::decode(b"{not json", 5),
             Err(JobsFileError::Unreadable(_))

@@ -17,6 +17,7 @@ pub mod rng;
 mod rows;
 mod slots;
 pub mod store;
+pub mod wire;
 
 pub use filter::{Filter, FilterError};
 pub use index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};

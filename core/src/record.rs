@@ -47,12 +47,27 @@ pub enum Record {
 /// Framing errors.
 #[derive(Debug, Error)]
 pub enum FrameError {
-    /// The stream ended inside a frame or a CRC failed.
-    #[error("torn or corrupt frame at byte {0}")]
-    Torn(u64),
+    /// A frame failed its CRC (or declared an impossible length) and non-zero bytes follow it:
+    /// not a crash mid-append (which leaves only the one frame being written, or zeros) but
+    /// damage in the middle of the log. Nothing after it can be trusted to be complete.
+    #[error("corrupt log frame at byte {offset} with {trailing} bytes after it")]
+    Corrupt {
+        /// Where the bad frame starts.
+        offset: u64,
+        /// Bytes that follow the bad frame's header.
+        trailing: u64,
+    },
     /// Reading failed.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
+    /// A record decoded but is not one a valid write could have produced.
+    #[error("invalid record at byte {offset}: {msg}")]
+    Invalid {
+        /// Where the frame starts.
+        offset: u64,
+        /// What is wrong.
+        msg: String,
+    },
     /// A frame's payload did not decode.
     #[error("undecodable record at byte {offset}: {msg}")]
     Decode {
@@ -85,10 +100,18 @@ impl Record {
 }
 
 /// Reads frames from a caller-supplied reader, tracking the end of the last whole frame.
+///
+/// A frame that is incomplete at the end of the stream, or whose CRC fails with nothing but
+/// zeros after it, is a *torn tail* (a crash mid-append): the reader stops and
+/// [`FrameReader::was_torn`] says so. A bad frame followed by other bytes is *corruption*:
+/// [`FrameReader::corrupt_at`] names it, so a caller can refuse the file instead of silently
+/// dropping everything after it. Payload buffers grow as bytes arrive, never to a length the
+/// file merely declares.
 pub struct FrameReader<R> {
     inner: R,
     offset: u64,
     torn: bool,
+    corrupt: Option<(u64, u64)>,
 }
 
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -104,6 +127,9 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// First allocation for a payload; it grows as bytes arrive (a lying length costs nothing).
+const FIRST_ALLOC: usize = 64 << 10;
+
 impl<R: Read> FrameReader<R> {
     /// Wraps a reader positioned at the first frame.
     pub fn new(inner: R) -> Self {
@@ -111,27 +137,32 @@ impl<R: Read> FrameReader<R> {
             inner,
             offset: 0,
             torn: false,
+            corrupt: None,
         }
     }
     /// Byte length of the whole frames read so far: where a torn tail must be cut.
     pub fn valid_len(&self) -> u64 {
         self.offset
     }
-    /// True once a torn or corrupt frame ended the stream.
+    /// True once a torn tail ended the stream.
     pub fn was_torn(&self) -> bool {
         self.torn
     }
-    /// The next whole frame's payload; `Ok(None)` at a clean end or a torn tail.
+    /// `(offset, trailing bytes)` of a bad frame with data after it, once one ended the stream.
+    pub fn corrupt_at(&self) -> Option<(u64, u64)> {
+        self.corrupt
+    }
+    /// The next whole frame's payload; `Ok(None)` at a clean end, a torn tail or corruption.
     pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, std::io::Error> {
         let mut payload = Vec::new();
         Ok(self.next_payload_into(&mut payload)?.then_some(payload))
     }
 
     /// Reads the next whole frame's payload into `payload` (replacing its contents, reusing its
-    /// allocation: a multi-GB checkpoint loads through one buffer); false at a clean end or a
-    /// torn tail.
+    /// allocation: a multi-GB checkpoint loads through one buffer); false at a clean end, a
+    /// torn tail or corruption.
     pub fn next_payload_into(&mut self, payload: &mut Vec<u8>) -> Result<bool, std::io::Error> {
-        if self.torn {
+        if self.torn || self.corrupt.is_some() {
             return Ok(false);
         }
         let mut head = [0u8; FRAME_HEADER];
@@ -145,33 +176,93 @@ impl<R: Read> FrameReader<R> {
         }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len > MAX_FRAME {
+        // Writers never frame an empty payload: a zero length is zero-filled space after a crash.
+        if len == 0 || len > MAX_FRAME {
+            return self.bad_frame(0);
+        }
+        payload.clear();
+        payload.reserve(len.min(FIRST_ALLOC));
+        let got = (&mut self.inner).take(len as u64).read_to_end(payload)?;
+        if got < len {
             self.torn = true;
             return Ok(false);
         }
-        payload.clear();
-        payload.resize(len, 0);
-        if read_full(&mut self.inner, payload)? < len || crc32fast::hash(payload) != crc {
-            self.torn = true;
-            return Ok(false);
+        if crc32fast::hash(payload) != crc {
+            return self.bad_frame(len as u64);
         }
         self.offset += (FRAME_HEADER + len) as u64;
         Ok(true)
     }
+
+    /// A complete frame that is wrong: torn if only zeros follow it, corrupt otherwise.
+    fn bad_frame(&mut self, consumed: u64) -> Result<bool, std::io::Error> {
+        let mut buf = [0u8; 8192];
+        let mut trailing = 0u64;
+        let mut nonzero = false;
+        loop {
+            let n = read_full(&mut self.inner, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            trailing += n as u64;
+            nonzero |= buf[..n].iter().any(|&b| b != 0);
+        }
+        if nonzero {
+            self.corrupt = Some((self.offset, consumed + trailing));
+        } else {
+            self.torn = true;
+        }
+        Ok(false)
+    }
 }
 
-/// Decodes every whole record of a log; returns them with the valid byte length.
-/// A frame that passes its CRC but does not decode is an error, not a torn tail.
-pub fn read_log<R: Read>(r: R) -> Result<(Vec<Record>, u64, bool), FrameError> {
+/// What replaying a log found: whole records, where they end, and whether a torn tail followed.
+#[derive(Debug, Default)]
+pub struct LogScan {
+    /// Byte length of the whole frames (where a torn tail must be cut).
+    pub valid_len: u64,
+    /// True when an incomplete or zero-filled last frame followed them.
+    pub torn: bool,
+    /// Records read.
+    pub records: u64,
+}
+
+/// Reads a log frame by frame, handing each decoded record to `each` with its offset; `each`
+/// may refuse a record (it fails as [`FrameError::Invalid`]). Corruption in the middle of the
+/// log is an error, never a silent cut.
+pub fn scan_log<R: Read>(
+    r: R,
+    mut each: impl FnMut(u64, Record) -> Result<(), String>,
+) -> Result<LogScan, FrameError> {
     let mut fr = FrameReader::new(r);
-    let mut out = Vec::new();
+    let mut payload = Vec::new();
+    let mut records = 0;
     loop {
         let at = fr.valid_len();
-        match fr.next_payload()? {
-            Some(p) => {
-                out.push(Record::decode(&p).map_err(|msg| FrameError::Decode { offset: at, msg })?)
+        if !fr.next_payload_into(&mut payload)? {
+            if let Some((offset, trailing)) = fr.corrupt_at() {
+                return Err(FrameError::Corrupt { offset, trailing });
             }
-            None => return Ok((out, fr.valid_len(), fr.was_torn())),
+            return Ok(LogScan {
+                valid_len: fr.valid_len(),
+                torn: fr.was_torn(),
+                records,
+            });
         }
+        let rec = Record::decode(&payload).map_err(|msg| FrameError::Decode { offset: at, msg })?;
+        records += 1;
+        each(at, rec).map_err(|msg| FrameError::Invalid { offset: at, msg })?;
     }
+}
+
+/// Decodes every whole record of a log; returns them with the valid byte length and whether a
+/// torn tail was cut. A frame that passes its CRC but does not decode, or a bad frame with data
+/// after it, is an error, not a torn tail.
+pub fn read_log<R: Read>(r: R) -> Result<(Vec<Record>, u64, bool), FrameError> {
+    let mut out = Vec::new();
+    let scan = scan_log(r, |_, rec| {
+        out.push(rec);
+        Ok(())
+    })?;
+    Ok((out, scan.valid_len, scan.torn))
 }

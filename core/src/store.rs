@@ -413,6 +413,20 @@ impl VectorStore {
             return None;
         }
         let f4 = |x: &[u8]| f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+        // Every value a distance reads must be finite: a NaN makes the graph's orderings lie.
+        let finite = f4(&b[want - 4..]).is_finite()
+            && match &self.codes {
+                Codes::F32(_) => b[..d * 4].chunks_exact(4).all(|x| f4(x).is_finite()),
+                Codes::F16(_) => b[..d * 2]
+                    .chunks_exact(2)
+                    .all(|x| half::f16::from_le_bytes([x[0], x[1]]).is_finite()),
+                Codes::I16 { .. } => f4(&b[d * 2..d * 2 + 4]).is_finite(),
+                Codes::I8 { .. } => f4(&b[d..d + 4]).is_finite(),
+                Codes::Bin(_) => true,
+            };
+        if !finite {
+            return None;
+        }
         match &mut self.codes {
             Codes::F32(c) => c.push_iter(b[..d * 4].chunks_exact(4).map(f4)),
             Codes::F16(c) => c.push_iter(

@@ -10,7 +10,6 @@ use cairn_core::archive::encode_digest;
 use cairn_core::checkpoint::{self, read_checkpoint};
 use cairn_core::engine::{Deletable, EngineError, IndexManifest, paths};
 use cairn_core::originals::{CheckpointBytes, NoCheckpoint, OriginalsLayout};
-use cairn_core::record::read_log;
 use cairn_core::{
     Engine, Index, IndexError, IndexParams, JobRegistry, Record, SearchHit, SearchRequest,
     VectorRecord,
@@ -42,6 +41,15 @@ pub enum DbError {
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A request over a configured size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Not enough free disk space.
+    #[error("{0}")]
+    NoSpace(String),
+    /// The index exists but can't serve this now (storage failure).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The writer side of one index: the open log and where it stands.
@@ -51,6 +59,60 @@ pub struct Writer {
     pub generation: u64,
     /// Bytes in the current log.
     pub log_len: u64,
+    /// Set (under this lock) when the index is deleted: a write or checkpoint that still
+    /// holds this handle must not touch the files of a new index of the same name.
+    pub closed: bool,
+    /// Set when a failed append could not be rolled back: the log's end is unknown, so the
+    /// index refuses writes until a restart replays (and cuts) it.
+    pub failed: Option<String>,
+}
+
+impl Writer {
+    fn new(log: File, generation: u64, log_len: u64) -> Self {
+        Self {
+            log,
+            generation,
+            log_len,
+            closed: false,
+            failed: None,
+        }
+    }
+
+    /// Refuses a write or checkpoint through a handle of a deleted or failed index.
+    fn check_open(&self, name: &str) -> Result<(), DbError> {
+        if self.closed {
+            return Err(EngineError::IndexNotFound(name.into()).into());
+        }
+        if let Some(why) = &self.failed {
+            return Err(DbError::Unavailable(format!(
+                "index {name:?} is read-only after a storage failure ({why}); restart the server once storage is healthy"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Appends one framed record and syncs it. On failure the log is cut back to its last
+    /// good length (and that cut synced) before the error is returned, so a record the client
+    /// was told failed never replays and the next record starts on a frame boundary. If even
+    /// the cut fails, the writer is marked failed.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let res = self
+            .log
+            .write_all(bytes)
+            .and_then(|()| self.log.sync_data());
+        if let Err(e) = res {
+            let undo = self
+                .log
+                .set_len(self.log_len)
+                .and_then(|()| self.log.sync_data());
+            if let Err(u) = undo {
+                self.failed = Some(format!("append failed: {e}; rollback failed: {u}"));
+            }
+            return Err(e);
+        }
+        self.log_len += bytes.len() as u64;
+        Ok(())
+    }
 }
 
 /// One open index.
@@ -167,7 +229,16 @@ impl Db {
             if name.starts_with('.') {
                 continue;
             }
-            db.load_index(&name)?;
+            if cairn_core::params::validate_index_name(&name).is_err() {
+                tracing::warn!(entry = %name, "ignoring an entry under indexes/ that is not an index name");
+                continue;
+            }
+            // One bad index must not keep the others from serving: it is reported (503 with
+            // the reason) and its files are left untouched for a human to look at.
+            if let Err(e) = db.load_index(&name) {
+                tracing::error!(index = %name, error = %e, "index failed to load; its files are kept untouched, the other indexes serve");
+                lock(&db.engine).mark_broken(&name, &e.to_string());
+            }
         }
         {
             let mut eng = lock(&db.engine);
@@ -188,37 +259,31 @@ impl Db {
     }
 
     fn load_index(&self, name: &str) -> Result<(), DbError> {
-        let man_path = self.path(&paths::index_manifest(name));
-        let man = match fs::read(&man_path) {
-            Ok(b) => IndexManifest::decode(&b)
-                .map_err(|e| DbError::Internal(format!("index {name}: {e}")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(
-                    index = name,
-                    "index directory without manifest (crash during create); removing"
-                );
-                fsutil::remove_any(&self.path(&paths::index_dir(name)))?;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let broken = |what: String| DbError::Internal(what);
+        let dir = self.path(&paths::index_dir(name));
+        if !fs::metadata(&dir)?.is_dir() {
+            return Err(broken("not a directory".into()));
+        }
+        let man = IndexManifest::decode(&fs::read(self.path(&paths::index_manifest(name)))?)
+            .map_err(|e| broken(format!("manifest.json: {e}")))?;
         let g = man.generation;
         let ck = File::open(self.path(&paths::checkpoint(name, g)))?;
         let mut ix = read_checkpoint(std::io::BufReader::new(&ck))
-            .map_err(|e| DbError::Internal(format!("index {name}: {e}")))?;
-        let log_path = self.path(&paths::log(name, g));
-        let log_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(&log_path)?;
-        let (records, valid, torn) = read_log(std::io::BufReader::new(&log_file))
-            .map_err(|e| DbError::Internal(format!("index {name} log: {e}")))?;
-        for r in &records {
-            ix.apply(r);
+            .map_err(|e| broken(format!("checkpoint {g}: {e}")))?;
+        if ix.params() != &man.params {
+            return Err(broken(format!(
+                "checkpoint {g} params differ from manifest.json"
+            )));
         }
-        if torn {
+        let log_path = self.path(&paths::log(name, g));
+        let log_file = OpenOptions::new().read(true).append(true).open(&log_path)?;
+        // Every record is checked before it is applied; corruption in the middle of the log
+        // (a bad frame with data after it) fails the index instead of dropping what follows.
+        let scan = ix
+            .replay(std::io::BufReader::new(&log_file))
+            .map_err(|e| broken(format!("log {g}: {e}")))?;
+        let valid = scan.valid_len;
+        if scan.torn {
             tracing::warn!(index = name, valid_bytes = valid, "cut torn log tail");
             log_file.set_len(valid)?;
             log_file.sync_all()?;
@@ -240,18 +305,14 @@ impl Db {
             index = name,
             generation = g,
             vectors = ix.len(),
-            replayed = records.len(),
+            replayed = scan.records,
             "index loaded"
         );
         lock(&self.engine).load_index(name, man.params.clone(), g, man.created_at);
         let h = IndexHandle {
             name: name.into(),
             index: RwLock::new(ix),
-            writer: Mutex::new(Writer {
-                log: log_file,
-                generation: g,
-                log_len: valid,
-            }),
+            writer: Mutex::new(Writer::new(log_file, g, valid)),
             checkpointing: AtomicBool::new(false),
             checkpoint_file: RwLock::new(Arc::new(ck)),
         };
@@ -269,10 +330,12 @@ impl Db {
 
     /// An open index.
     pub fn handle(&self, name: &str) -> Result<Arc<IndexHandle>, DbError> {
-        read_lock(&self.indexes)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| EngineError::IndexNotFound(name.into()).into())
+        if let Some(h) = read_lock(&self.indexes).get(name) {
+            return Ok(h.clone());
+        }
+        // Not open: broken (503 with the reason) or unknown (404).
+        lock(&self.engine).index(name)?;
+        Err(EngineError::IndexNotFound(name.into()).into())
     }
 
     /// Every open index.
@@ -287,20 +350,24 @@ impl Db {
         let now = now_ms();
         let ix = Index::new(params.clone())?;
         lock(&self.engine).create_index(name, params.clone(), now)?;
+        // Laid out in a staging directory and published with one rename, so a directory under
+        // indexes/ always has its manifest (one without is damage, reported, never deleted).
+        let stage = self.path(&format!("indexes/.tmp/create-{name}-{now}"));
         let res = (|| -> Result<(File, File), DbError> {
-            let dir = self.path(&paths::index_dir(name));
-            fs::create_dir_all(&dir)?;
+            fs::create_dir_all(&stage)?;
+            let staged = |p: String| stage.join(file_name(&p));
             let (ck, _) = write_checkpoint(
-                &self.path(&paths::checkpoint(name, 1)),
-                &self.path(&paths::checkpoint_digest(name, 1)),
+                &staged(paths::checkpoint(name, 1)),
+                &staged(paths::checkpoint_digest(name, 1)),
                 &ix,
                 &mut NoCheckpoint,
             )?;
-            let log = fsutil::create_synced(&self.path(&paths::log(name, 1)))?;
+            let log = fsutil::create_synced(&staged(paths::log(name, 1)))?;
             fsutil::replace_atomic(
-                &self.path(&paths::index_manifest(name)),
+                &staged(paths::index_manifest(name)),
                 &IndexManifest::new(name, params, 1, now).encode(),
             )?;
+            fs::rename(&stage, self.path(&paths::index_dir(name)))?;
             fsutil::sync_dir(&self.path("indexes"))?;
             Ok((log, ck))
         })();
@@ -309,11 +376,7 @@ impl Db {
                 let h = IndexHandle {
                     name: name.into(),
                     index: RwLock::new(ix),
-                    writer: Mutex::new(Writer {
-                        log,
-                        generation: 1,
-                        log_len: 0,
-                    }),
+                    writer: Mutex::new(Writer::new(log, 1, 0)),
                     checkpointing: AtomicBool::new(false),
                     checkpoint_file: RwLock::new(Arc::new(ck)),
                 };
@@ -322,17 +385,26 @@ impl Db {
             }
             Err(e) => {
                 let _ = lock(&self.engine).delete_index(name);
-                let _ = fsutil::remove_any(&self.path(&paths::index_dir(name)));
+                let _ = fsutil::remove_any(&stage);
                 Err(e)
             }
         }
     }
 
-    /// Deletes an index unless a job uses it.
+    /// Deletes an index unless a job uses it. A broken index (one that failed to load) is
+    /// deleted too: that is the operator's way to clear it.
     pub fn delete_index(&self, name: &str) -> Result<(), DbError> {
-        let h = self.handle(name)?;
-        let _w = lock(&h.writer);
+        let h = match self.handle(name) {
+            Ok(h) => Some(h),
+            Err(DbError::Engine(EngineError::IndexBroken { .. })) => None,
+            Err(e) => return Err(e),
+        };
+        let mut w = h.as_ref().map(|h| lock(&h.writer));
         lock(&self.engine).delete_index(name)?;
+        if let Some(w) = w.as_mut() {
+            // Writers and checkpoints still holding this handle see it closed.
+            w.closed = true;
+        }
         write_lock(&self.indexes).remove(name);
         // The manifest goes first: without it the directory is garbage at the next start.
         fsutil::remove_any(&self.path(&paths::index_manifest(name)))?;
@@ -349,12 +421,10 @@ impl Db {
     ) -> Result<usize, DbError> {
         let h = self.handle(name)?;
         let mut w = lock(&h.writer);
+        w.check_open(name)?;
         lock(&self.engine).check_write(name)?;
         let rec = prepare(&read_lock(&h.index))?;
-        let bytes = rec.encode();
-        w.log.write_all(&bytes)?;
-        w.log.sync_data()?;
-        w.log_len += bytes.len() as u64;
+        w.append(&rec.encode())?;
         let n = write_lock(&h.index).apply(&rec);
         let big = w.log_len >= self.checkpoint_after;
         drop(w);
@@ -374,6 +444,7 @@ impl Db {
     /// (writes wait; searches continue) while it encodes.
     pub fn checkpoint(&self, h: &IndexHandle) -> Result<(), DbError> {
         let mut w = lock(&h.writer);
+        w.check_open(&h.name)?;
         let g = w.generation + 1;
         let name = &h.name;
         let old = read_lock(&h.checkpoint_file).clone();

@@ -12,12 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cairn_core::engine::{EngineError, paths};
-use cairn_core::{
-    Filter, IndexError, IndexParams, Job, JobKind, JobStatus, Precision, SearchRequest, SpaceType,
-};
+use cairn_core::{IndexError, IndexParams, Job, JobKind, JobStatus, Precision, SpaceType};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Digest;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -26,12 +25,25 @@ use tokio::io::AsyncWriteExt;
 /// Endee's fixed `lib_token` in index info.
 const LIB_TOKEN: &str = "3a5f08c7d9e1b2a43a5f08c7d9e1b2a4";
 
+/// Limits on what one request may bring.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body but uploads, in bytes.
+    pub max_body: usize,
+    /// Largest backup upload, in bytes.
+    pub max_upload: u64,
+    /// Free space an upload must leave on the data directory's file system, in bytes.
+    pub upload_reserve: u64,
+}
+
 /// Shared server state.
 pub struct AppState {
     /// The database.
     pub db: Arc<Db>,
-    /// Auth token (None: auth off).
-    pub token: Option<String>,
+    /// SHA-256 of the auth token (None: auth off). Requests compare digests in constant time,
+    /// so neither the token's bytes nor its length show in the timing.
+    token_digest: Option<[u8; 32]>,
+    limits: Limits,
     started: Instant,
     requests: AtomicU64,
 }
@@ -60,6 +72,9 @@ impl From<DbError> for ApiError {
             DbError::Engine(EngineError::IndexNotFound(_) | EngineError::BackupNotFound(_)) => {
                 StatusCode::NOT_FOUND
             }
+            DbError::Engine(EngineError::IndexBroken { .. }) | DbError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             DbError::Engine(EngineError::Job(cairn_core::jobs::JobError::NotFound(_))) => {
                 StatusCode::NOT_FOUND
             }
@@ -70,6 +85,8 @@ impl From<DbError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             DbError::Index(_) | DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DbError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            DbError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
         };
         ApiError(status, e.to_string())
     }
@@ -78,6 +95,12 @@ impl From<DbError> for ApiError {
 impl From<IndexError> for ApiError {
     fn from(e: IndexError) -> Self {
         DbError::Index(e).into()
+    }
+}
+
+impl From<cairn_core::wire::WireError> for ApiError {
+    fn from(e: cairn_core::wire::WireError) -> Self {
+        bad(e.0)
     }
 }
 
@@ -115,10 +138,12 @@ pub fn router(
     db: Arc<Db>,
     token: Option<String>,
     playground: Option<std::path::PathBuf>,
+    limits: Limits,
 ) -> Router {
     let state = Arc::new(AppState {
         db,
-        token,
+        token_digest: token.map(|t| sha2::Sha256::digest(t.as_bytes()).into()),
+        limits,
         started: Instant::now(),
         requests: AtomicU64::new(0),
     });
@@ -152,12 +177,48 @@ pub fn router(
     if let Some(dir) = playground {
         app = app.fallback(tower_http_serve(dir));
     }
-    app.layer(middleware::from_fn_with_state(
-        state.clone(),
-        count_requests,
-    ))
-    .layer(DefaultBodyLimit::max(1 << 30))
-    .with_state(state)
+    app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .with_state(state)
+}
+
+/// Largest error body rewritten as JSON (rejections' texts are short).
+const MAX_ERROR_TEXT: usize = 16 << 10;
+
+/// Every error is `{"error": ...}` JSON: axum's own rejections (a path segment that is not
+/// UTF-8, a body over the limit, a wrong method) answer plain text, rewritten here.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_ERROR_TEXT).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_string(),
+    };
+    let mut out = ApiError(parts.status, text).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 fn tower_http_serve(dir: std::path::PathBuf) -> axum::routing::MethodRouter<Arc<AppState>> {
@@ -192,14 +253,20 @@ async fn count_requests(State(s): St, req: Request, next: Next) -> Response {
 }
 
 async fn auth(State(s): St, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
+    if let Some(want) = &s.token_digest {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let given = given.strip_prefix("Bearer ").unwrap_or(given);
-        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into();
+            .unwrap_or("")
+            .trim();
+        // The scheme is case-insensitive (RFC 7235); a bare token is accepted too (Endee).
+        let given = match given.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
+            _ => given,
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(given.as_bytes()).into();
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(&digest[..], &want[..]).into();
         if !ok {
             let msg = if given.is_empty() {
                 "Authorization header required"
@@ -305,10 +372,23 @@ fn index_json(db: &Db, name: &str) -> Result<Value, DbError> {
 async fn list_indexes(State(s): St) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let list = blocking(move || {
-        db.handles()
+        let mut list = db
+            .handles()
             .iter()
-            .map(|h| index_json(&db, &h.name))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|h| {
+                index_json(&db, &h.name).map(|mut v| {
+                    v["state"] = json!("ready");
+                    v
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Indexes that failed to load are listed with why, so an operator sees them.
+        for (name, reason) in lock(&db.engine).broken() {
+            list.push(
+                json!({"name": name, "index_name": name, "state": "failed", "error": reason}),
+            );
+        }
+        Ok(list)
     })
     .await?;
     Ok(Json(json!({ "indexes": list })))
@@ -325,54 +405,12 @@ async fn delete_index(State(s): St, Path(name): Path<String>) -> ApiResult<Respo
     Ok(text(StatusCode::OK, "Index deleted successfully"))
 }
 
-fn parse_filter(v: Option<&Value>) -> ApiResult<Option<Filter>> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Filter::parse_str(s)
-            .map(Some)
-            .map_err(|e| bad(e.to_string())),
-        Some(other) => Filter::parse(other)
-            .map(Some)
-            .map_err(|e| bad(e.to_string())),
-    }
-}
-
 async fn search(
     State(s): St,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
-    let k = v
-        .get("k")
-        .and_then(|x| x.as_u64())
-        .ok_or_else(|| bad("Missing required parameter 'k'"))? as usize;
-    let vector: Vec<f32> = match v.get("vector") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| {
-                x.as_f64()
-                    .map(|f| f as f32)
-                    .ok_or_else(|| bad("vector values must be numbers"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ if v.get("sparse_indices").is_some() => {
-            return Err(bad("sparse-only search is not supported; send 'vector'"));
-        }
-        _ => return Err(bad("Missing required parameter 'vector'")),
-    };
-    let mut req = SearchRequest::new(vector, k);
-    req.ef = field_usize(&v, "ef", 0)?;
-    req.include_vectors = v
-        .get("include_vectors")
-        .and_then(|x| x.as_bool())
-        .unwrap_or(false);
-    req.filter = parse_filter(v.get("filter"))?;
-    req.prefilter_threshold = v
-        .get("filter_params")
-        .and_then(|p| p.get("prefilter_threshold"))
-        .and_then(|x| x.as_u64());
+    let req = cairn_core::wire::decode_search(&body)?;
     let db = s.db.clone();
     let hits = blocking(move || db.handle(&name)?.search(&req)).await?;
     Ok(msgpack(wire::encode_hits(&hits)))
@@ -391,15 +429,16 @@ async fn insert(
     let ct = ct.split(';').next().unwrap_or("").trim();
     let items = match ct {
         "application/msgpack" | "application/x-msgpack" => {
-            wire::decode_msgpack_insert(&body).map_err(bad)?
+            cairn_core::wire::decode_msgpack_insert(&body)?
         }
-        "application/json" => wire::decode_json_insert(&body).map_err(bad)?,
+        "application/json" => cairn_core::wire::decode_json_insert(&body)?,
         _ => {
             return Err(bad(
                 "Content-Type must be application/msgpack or application/json",
             ));
         }
     };
+    drop(body);
     let db = s.db.clone();
     blocking(move || db.write(&name, |ix| ix.prepare_upsert(items))).await?;
     Ok(StatusCode::OK.into_response())
@@ -410,12 +449,7 @@ async fn get_vector(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
-    let id = match v.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad("Missing required parameter 'id'")),
-    };
+    let id = cairn_core::wire::decode_id(&body)?;
     let db = s.db.clone();
     let (rec, hybrid) = blocking(move || {
         db.handle(&name)?
@@ -440,11 +474,7 @@ async fn delete_by_filter(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON body"))?;
-    let f = v
-        .get("filter")
-        .ok_or_else(|| bad("Invalid request body - missing filter"))?;
-    let filter = parse_filter(Some(f))?.ok_or_else(|| bad("filter must not be empty"))?;
+    let filter = cairn_core::wire::decode_delete_by_filter(&body)?;
     let db = s.db.clone();
     let n = blocking(move || db.write(&name, |ix| ix.prepare_delete_by_filter(&filter))).await?;
     Ok(text(StatusCode::OK, format!("{n} vectors deleted")))
@@ -455,26 +485,7 @@ async fn update_filters(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
-    let msg = "Missing or invalid 'updates' field. Must be a list of {id, filter} objects.";
-    let ups = v
-        .get("updates")
-        .and_then(|x| x.as_array())
-        .ok_or_else(|| bad(msg))?;
-    let mut updates = Vec::new();
-    for u in ups {
-        let id = match u.get("id") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => continue,
-        };
-        let f = match u.get("filter") {
-            Some(o @ Value::Object(_)) => o.to_string(),
-            Some(Value::String(s)) => s.clone(),
-            _ => continue,
-        };
-        updates.push((id, f));
-    }
+    let updates = cairn_core::wire::decode_filter_updates(&body)?;
     let db = s.db.clone();
     let n = blocking(move || db.write(&name, |ix| ix.prepare_update_filters(updates))).await?;
     Ok(text(StatusCode::OK, format!("{n} filters updated")))
@@ -595,21 +606,8 @@ async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<V
     let v = blocking(move || {
         let p = check_backup(&db, &name)?;
         let size = std::fs::metadata(&p)?.len();
-        let m = jobs::validate_into(
-            &p,
-            &db.path(&format!("backups/.tmp/info-{name}-{}", now_ms())),
-        );
-        let _ = std::fs::read_dir(db.path("backups/.tmp")).map(|rd| {
-            for e in rd.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("info-{name}-"))
-                {
-                    let _ = fsutil::remove_any(&e.path());
-                }
-            }
-        });
-        let m = m?;
+        // Verified by streaming every entry through its digest: nothing is written.
+        let m = jobs::verify_digests(&p)?;
         let mut v = serde_json::to_value(&m).map_err(|e| DbError::Internal(e.to_string()))?;
         v["archive_size"] = json!(size);
         v["verified"] = json!(true);
@@ -693,12 +691,22 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let limits = s.limits;
     let db = s.db.clone();
+    // A declared length is checked before a byte is stored; the count is checked again as
+    // bytes arrive (a body may lie or come chunked).
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        check_upload_room(&db, len, limits)?;
+    }
     if ct.starts_with("multipart/form-data") {
         let mut mp = Multipart::from_request_parts_and_body(req)
             .await
             .map_err(|e| bad(e.to_string()))?;
-        while let Some(mut field) = mp.next_field().await.map_err(|e| bad(e.to_string()))? {
+        while let Some(field) = mp.next_field().await.map_err(|e| bad(e.to_string()))? {
             if field.name() != Some("backup") {
                 continue;
             }
@@ -712,19 +720,7 @@ async fn upload(
                 .to_string();
             let name = q.name.clone().unwrap_or(name);
             let tmp = begin_upload(&db, &name)?;
-            let res = async {
-                let mut f = tokio::fs::File::create(&tmp).await.map_err(DbError::Io)?;
-                while let Some(chunk) = field
-                    .chunk()
-                    .await
-                    .map_err(|e| DbError::BadRequest(format!("upload aborted: {e}")))?
-                {
-                    f.write_all(&chunk).await.map_err(DbError::Io)?;
-                }
-                f.flush().await.map_err(DbError::Io)?;
-                Ok::<_, DbError>(())
-            }
-            .await;
+            let res = receive(&db, &tmp, field, limits).await;
             return finish_upload(db, name, tmp, res).await;
         }
         return Err(bad(
@@ -736,23 +732,73 @@ async fn upload(
             .name
             .ok_or_else(|| bad("Missing backup name (query parameter 'name')"))?;
         let tmp = begin_upload(&db, &name)?;
-        let res = async {
-            let mut f = tokio::fs::File::create(&tmp).await.map_err(DbError::Io)?;
-            let mut body = req.into_body().into_data_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| DbError::BadRequest(format!("upload aborted: {e}")))?;
-                f.write_all(&chunk).await.map_err(DbError::Io)?;
-            }
-            f.flush().await.map_err(DbError::Io)?;
-            Ok::<_, DbError>(())
-        }
-        .await;
+        let res = receive(&db, &tmp, req.into_body().into_data_stream(), limits).await;
         return finish_upload(db, name, tmp, res).await;
     }
     Err(bad(
         "Content-Type must be multipart/form-data (field 'backup') or application/x-tar",
     ))
+}
+
+/// Refuses an upload of `len` bytes that is over the limit (413) or would leave less than the
+/// reserve free on the data directory's file system (507).
+fn check_upload_room(db: &Db, len: u64, limits: Limits) -> Result<(), DbError> {
+    if len > limits.max_upload {
+        return Err(DbError::TooLarge(format!(
+            "backup upload of {len} bytes is over the limit of {} bytes (--max-upload-mib)",
+            limits.max_upload
+        )));
+    }
+    check_free(db, len, limits.upload_reserve)
+}
+
+/// 507 unless `need` bytes fit on the data directory's file system with `reserve` left over.
+fn check_free(db: &Db, need: u64, reserve: u64) -> Result<(), DbError> {
+    let avail = fs2::available_space(db.path("backups"))?;
+    if avail < need.saturating_add(reserve) {
+        return Err(DbError::NoSpace(format!(
+            "not enough disk space for the upload: {need} more bytes needed, {avail} free, {reserve} kept in reserve (--upload-reserve-mib)"
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes between free-space checks while an upload streams.
+const SPACE_CHECK_EVERY: u64 = 16 << 20;
+
+/// Writes a body stream to `tmp`, refusing it once it passes the upload limit or the free
+/// space left would drop under the reserve.
+async fn receive<S, E>(
+    db: &Db,
+    tmp: &std::path::Path,
+    body: S,
+    limits: Limits,
+) -> Result<(), DbError>
+where
+    S: futures_util::Stream<Item = Result<axum::body::Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body);
+    let mut f = tokio::fs::File::create(tmp).await?;
+    let (mut n, mut checked) = (0u64, 0u64);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| DbError::BadRequest(format!("upload aborted: {e}")))?;
+        n += chunk.len() as u64;
+        if n > limits.max_upload {
+            return Err(DbError::TooLarge(format!(
+                "backup upload is over the limit of {} bytes (--max-upload-mib)",
+                limits.max_upload
+            )));
+        }
+        if n - checked >= SPACE_CHECK_EVERY {
+            // Room for the next window beyond the reserve, or stop before the disk fills.
+            check_free(db, SPACE_CHECK_EVERY, limits.upload_reserve)?;
+            checked = n;
+        }
+        f.write_all(&chunk).await?;
+    }
+    f.flush().await?;
+    Ok(())
 }
 
 fn begin_upload(db: &Db, name: &str) -> ApiResult<std::path::PathBuf> {

@@ -283,6 +283,13 @@ impl EntrySink for NullSink {
     }
 }
 
+/// Checks an archive file's structure and every digest by streaming it; writes nothing.
+pub fn verify_digests(archive_path: &Path) -> Result<Manifest, DbError> {
+    let f = BufReader::new(File::open(archive_path)?);
+    archive::read_archive(f, &mut NullSink)
+        .map_err(|e| DbError::BadRequest(format!("invalid backup archive: {e}")))
+}
+
 /// Validates an archive file completely, extracting its entries into `dir`.
 pub fn validate_into(archive_path: &Path, dir: &Path) -> Result<Manifest, DbError> {
     fs::create_dir_all(dir)?;
@@ -406,7 +413,9 @@ fn restore_inner(db: &Arc<Db>, job: &str, cancel: &AtomicBool, tmp: &Path) -> Re
 pub fn publish_upload(db: &Db, name: &str, tmp: &Path) -> Result<(), DbError> {
     let res = (|| -> Result<(), DbError> {
         fs::File::open(tmp)?.sync_all()?;
-        archive::read_archive(BufReader::new(File::open(tmp)?), &mut NullSink)
+        // Contents validated as an index (not only as a tar): an archive that would load
+        // into something a search or insert could trip over is refused here.
+        archive::verify_archive(BufReader::new(File::open(tmp)?))
             .map_err(|e| DbError::BadRequest(format!("invalid backup archive: {e}")))?;
         fs::rename(tmp, db.path(&paths::backup(name)))?;
         fsutil::sync_dir(&db.path("backups"))?;

@@ -54,9 +54,25 @@ struct ServeArgs {
     /// the next checkpoint.
     #[arg(long, env = "CAIRN_CHECKPOINT_AFTER_MIB", default_value_t = 64)]
     checkpoint_after_mib: u64,
+    /// Largest request body (inserts, searches; not uploads), in MiB. The default fits the
+    /// official clients' largest batch: 1,000 vectors of 16,384 float32 as msgpack (~80 MiB).
+    #[arg(long, env = "CAIRN_MAX_BODY_MIB", default_value_t = 128)]
+    max_body_mib: usize,
+    /// Largest backup upload, in MiB (413 beyond it).
+    #[arg(long, env = "CAIRN_MAX_UPLOAD_MIB", default_value_t = 65536)]
+    max_upload_mib: u64,
+    /// Free disk space an upload must leave, in MiB (507 when it would not).
+    #[arg(long, env = "CAIRN_UPLOAD_RESERVE_MIB", default_value_t = 256)]
+    upload_reserve_mib: u64,
 }
 
 fn main() -> std::process::ExitCode {
+    // A write past a file-size limit must fail with EFBIG (and be rolled back like any failed
+    // append), not kill the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     cairn_core::set_sealed_block_hook(cairn_native::hugepage_alloc::collapse_into_huge_pages);
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -100,7 +116,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let p = PathBuf::from("web");
         p.join("index.html").exists().then_some(p)
     });
-    let app = http::router(db.clone(), token.clone(), playground);
+    let limits = http::Limits {
+        max_body: args.max_body_mib.max(1).saturating_mul(1 << 20),
+        max_upload: args.max_upload_mib.max(1).saturating_mul(1 << 20),
+        upload_reserve: args.upload_reserve_mib.saturating_mul(1 << 20),
+    };
+    let app = http::router(db.clone(), token.clone(), playground, limits);
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|e| format!("bad address {}:{}: {e}", args.host, args.port))?;

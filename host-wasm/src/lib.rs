@@ -155,11 +155,7 @@ fn meta_value(bytes: &[u8]) -> Value {
 }
 
 fn parse_filter(v: Option<Value>) -> Result<Option<Filter>, JsValue> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Filter::parse_str(&s).map(Some).map_err(|e| err(400, e)),
-        Some(v) => Filter::parse(&v).map(Some).map_err(|e| err(400, e)),
-    }
+    cairn_core::wire::filter_from_json(v.as_ref()).map_err(|e| err(400, e))
 }
 
 /// The database handle JS holds. Every method is synchronous; run it in a Worker in browsers.
