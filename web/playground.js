@@ -59,9 +59,21 @@ async function refresh() {
   $('indexes').textContent = list.map((i) => `${i.name} (${i.total_elements}, ${i.precision})`).join(', ') || 'none';
   const bks = await db.backups();
   const jobs = await db.jobs();
-  $('bk-list').innerHTML = bks.map((b) => `<div>${b} <a href="#" data-dl="${b}">download .tar</a></div>`).join('')
-    + `<div style="font-size:12px;color:#666">${jobs.slice(-5).map((j) => `${j.kind} ${j.backup_name}: ${j.status}`).join(' · ')}</div>`;
-  for (const a of $('bk-list').querySelectorAll('a[data-dl]')) a.onclick = (e) => { e.preventDefault(); download(a.dataset.dl); };
+  // Names, ids, meta and filters come from data (a restored archive, a pasted file): they are
+  // rendered as text nodes, never through innerHTML, so nothing in them can run as script.
+  const list = $('bk-list');
+  list.replaceChildren(...bks.map((b) => el('div', {}, [b + ' ', el('a', { href: '#', onclick: (e) => { e.preventDefault(); download(b); } }, ['download .tar'])])));
+  list.append(el('div', { style: 'font-size:12px;color:#666' }, [jobs.slice(-5).map((j) => `${j.kind} ${j.backup_name}: ${j.status}`).join(' · ')]));
+}
+
+/** An element with properties and children (strings become text nodes). */
+function el(tag, props, children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'style') e.style.cssText = v; else e[k] = v;
+  }
+  e.append(...children);
+  return e;
 }
 
 async function loadPoints(name) {
@@ -128,7 +140,7 @@ function wire() {
     const filter = ftext ? JSON.parse(ftext) : undefined;
     lastQuery = vector;
     lastHits = await db.search(ixName(), { vector, k: Number($('q-k').value), filter });
-    $('results').querySelector('tbody').innerHTML = lastHits.map((h, i) => `<tr><td>${i + 1}</td><td>${h.id}</td><td>${h.similarity.toFixed(4)}</td><td>${JSON.stringify(h.filter)}</td></tr>`).join('');
+    $('results').querySelector('tbody').replaceChildren(...lastHits.map((h, i) => el('tr', {}, [i + 1, h.id, h.similarity.toFixed(4), JSON.stringify(h.filter)].map((c) => el('td', {}, [String(c)])))));
     if (!points.length) await loadPoints(ixName());
     draw();
     return `${lastHits.length} results`;

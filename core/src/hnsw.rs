@@ -532,6 +532,7 @@ impl Graph {
         let n = self.levels.len();
         match self.entry {
             None if n > 0 => return Err(format!("no entry point for {n} nodes")),
+            None if self.max_level > 0 => return Err("a top level without an entry point".into()),
             None => return Ok(()),
             Some(e) if e as usize >= n => {
                 return Err(format!("entry point {e} of {n} nodes"));

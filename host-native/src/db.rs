@@ -17,7 +17,7 @@ use cairn_core::{
 pub use cairn_native::pread::PreadFile;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -101,10 +101,13 @@ impl Writer {
             .write_all(bytes)
             .and_then(|()| self.log.sync_data());
         if let Err(e) = res {
+            // Cut and move the write position back too: a log created by this process is not
+            // in append mode, and a write at the old position would leave a hole of zeros.
             let undo = self
                 .log
                 .set_len(self.log_len)
-                .and_then(|()| self.log.sync_data());
+                .and_then(|()| self.log.seek(std::io::SeekFrom::Start(self.log_len)))
+                .and_then(|_| self.log.sync_data());
             if let Err(u) = undo {
                 self.failed = Some(format!("append failed: {e}; rollback failed: {u}"));
             }

@@ -49,11 +49,49 @@ impl Server {
     }
 
     pub fn start_with_env(data: &Path, token: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Self::start_full(data, token, env, &[], None)
+    }
+
+    /// Starts with extra `serve` flags.
+    pub fn start_args(data: &Path, args: &[&str]) -> Server {
+        Self::start_full(data, None, &[], args, None)
+    }
+
+    /// Starts with a file-size limit (RLIMIT_FSIZE) on the server process: writes past it fail
+    /// with EFBIG, as a full disk fails them with ENOSPC.
+    pub fn start_fsize_limited(data: &Path, fsize: u64) -> Server {
+        Self::start_full(data, None, &[], &[], Some(fsize))
+    }
+
+    pub fn start_full(
+        data: &Path,
+        token: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+        fsize: Option<u64>,
+    ) -> Server {
         let port = free_port();
         let mut cmd = Command::new(bin());
+        if let Some(limit) = fsize {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let r = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.args(["serve", "--data-dir"])
             .arg(data)
-            .args(["--port", &port.to_string()]);
+            .args(["--port", &port.to_string()])
+            .args(args);
         cmd.env_remove("NDD_AUTH_TOKEN")
             .env_remove("NDD_DATA_DIR")
             .env_remove("NDD_SERVER_PORT");
