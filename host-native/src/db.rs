@@ -423,6 +423,18 @@ impl Db {
         prepare: impl FnOnce(&Index) -> Result<Record, IndexError>,
     ) -> Result<usize, DbError> {
         let h = self.handle(name)?;
+        self.write_to(h, prepare)
+    }
+
+    /// [`Db::write`] through a handle taken earlier. The handle may be of an index deleted
+    /// (and even re-created under its name) since: its writer is then closed and the write
+    /// fails as not found, touching nothing.
+    fn write_to(
+        self: &Arc<Self>,
+        h: Arc<IndexHandle>,
+        prepare: impl FnOnce(&Index) -> Result<Record, IndexError>,
+    ) -> Result<usize, DbError> {
+        let name = h.name.as_str();
         let mut w = lock(&h.writer);
         w.check_open(name)?;
         lock(&self.engine).check_write(name)?;
@@ -531,4 +543,57 @@ pub fn write_checkpoint(
     file.sync_all()?;
     fsutil::replace_atomic(digest_path, encode_digest(&(w.size, w.sha256)).as_bytes())?;
     Ok((file, w.originals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::{SpaceType, UpsertItem};
+
+    fn item(id: &str) -> UpsertItem {
+        UpsertItem {
+            id: id.into(),
+            vector: vec![1.0, 2.0],
+            meta: vec![],
+            filter: "{}".into(),
+            norm: 1.0,
+            sparse_indices: vec![],
+            sparse_values: vec![],
+        }
+    }
+
+    #[test]
+    fn a_handle_of_a_deleted_index_touches_nothing_of_its_successor() {
+        let dir = std::env::temp_dir().join(format!("cairn-db-gen-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let db = Db::open(&dir, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
+        let p = IndexParams::new(2, SpaceType::L2);
+        db.create_index("x", p.clone()).unwrap_or_else(|e| panic!("{e}"));
+        db.write("x", |ix| ix.prepare_upsert(vec![item("old")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A request took the handle, then the index was deleted and created again.
+        let old = db.handle("x").unwrap_or_else(|e| panic!("{e}"));
+        db.delete_index("x").unwrap_or_else(|e| panic!("{e}"));
+        db.create_index("x", p).unwrap_or_else(|e| panic!("{e}"));
+        // Its write is refused (it would have landed in the deleted log and answered 200) ...
+        let w = db.write_to(old.clone(), |ix| ix.prepare_upsert(vec![item("late")]));
+        assert!(
+            matches!(w, Err(DbError::Engine(EngineError::IndexNotFound(_)))),
+            "{w:?}"
+        );
+        // ... and a checkpoint pending on it writes nothing into the new index's directory.
+        assert!(db.checkpoint(&old).is_err());
+        let new = db.handle("x").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_lock(&new.index).len(), 0);
+        let files: Vec<String> = fs::read_dir(dir.join("indexes/x"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(files.iter().all(|f| !f.contains("0002")), "{files:?}");
+        assert_eq!(lock(&new.writer).log_len, 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
