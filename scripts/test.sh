@@ -17,6 +17,10 @@ fi
 WBG=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$WBG" ] || cargo install wasm-bindgen-cli --version "$WBG"
 
+step "fuzzing tools (nightly toolchain, cargo-fuzz from crates.io)"
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+
 step "python venv for client conformance (endee==0.1.27)"
 [ -x tests/.venv/bin/python ] || python3 -m venv tests/.venv
 tests/.venv/bin/python -c 'import endee, pytest' 2>/dev/null || tests/.venv/bin/pip install -q endee==0.1.27 pytest
@@ -41,6 +45,9 @@ cargo build --release -p cairn-native
 CAIRN_BIN="$ROOT/target/release/cairn" cargo test --workspace --release -- --nocapture 2>&1 | tee target/cargo-test.log | grep -E '^(test |running|test result)|simulation:|recall@' || true
 grep -q 'test result: FAILED' target/cargo-test.log && { echo "cargo tests failed"; grep -E 'panicked|FAILED' target/cargo-test.log | head -40; exit 1; }
 grep -q 'test result: ok' target/cargo-test.log || { echo "no cargo test ran"; tail -50 target/cargo-test.log; exit 1; }
+
+step "fuzz every decoder of untrusted bytes (bounded run; FUZZ_SECONDS=3600 bash scripts/fuzz.sh for a long one)"
+bash scripts/fuzz.sh
 
 step "wasm: kernels and database in headless Chromium (page and dedicated Worker with OPFS)"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120 cargo test -p cairn-wasm --target wasm32-unknown-unknown

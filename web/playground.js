@@ -62,7 +62,7 @@ async function refresh() {
   // Names, ids, meta and filters come from data (a restored archive, a pasted file): they are
   // rendered as text nodes, never through innerHTML, so nothing in them can run as script.
   const list = $('bk-list');
-  list.replaceChildren(...bks.map((b) => el('div', {}, [b + ' ', el('a', { href: '#', onclick: (e) => { e.preventDefault(); download(b); } }, ['download .tar'])])));
+  list.replaceChildren(...bks.map((b) => el('div', {}, [b + ' ', el('a', { href: '#', 'data-dl': b, onclick: (e) => { e.preventDefault(); download(b); } }, ['download .tar'])])));
   list.append(el('div', { style: 'font-size:12px;color:#666' }, [jobs.slice(-5).map((j) => `${j.kind} ${j.backup_name}: ${j.status}`).join(' · ')]));
 }
 
@@ -70,7 +70,9 @@ async function refresh() {
 function el(tag, props, children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
-    if (k === 'style') e.style.cssText = v; else e[k] = v;
+    if (k === 'style') e.style.cssText = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
   }
   e.append(...children);
   return e;

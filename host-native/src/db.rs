@@ -568,7 +568,8 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let db = Db::open(&dir, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
         let p = IndexParams::new(2, SpaceType::L2);
-        db.create_index("x", p.clone()).unwrap_or_else(|e| panic!("{e}"));
+        db.create_index("x", p.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
         db.write("x", |ix| ix.prepare_upsert(vec![item("old")]))
             .unwrap_or_else(|e| panic!("{e}"));
         // A request took the handle, then the index was deleted and created again.

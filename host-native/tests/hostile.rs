@@ -780,6 +780,12 @@ fn every_error_is_json_and_small_inputs_are_checked() {
         .send()
         .unwrap();
     assert!(json_error(r, 400).contains("updates[1]"));
+    // A category value in a search's `$in` list is held to the same length as a stored one.
+    let r = auth(c.post(s.url("/index/ix/search")))
+        .json(&json!({"k": 1, "vector": [1, 2, 3, 4], "filter": [{"tag": {"$in": ["a", "t".repeat(300)]}}]}))
+        .send()
+        .unwrap();
+    assert!(json_error(r, 400).contains("too long"));
     // Ids, meta and filters have size limits; category values are checked inside arrays.
     let post = |items: Value| {
         auth(c.post(s.url("/index/ix/vector/insert")))

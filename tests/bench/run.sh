@@ -4,6 +4,7 @@
 #   bash tests/bench/run.sh            # every data set (about 45 min on 2 cores; --rounds N sets the interleaved search rounds, default 3)
 #   bash tests/bench/run.sh --quick    # minilm-50k, float32, three peers
 #   bash tests/bench/run.sh --backup   # backup figures (archive vs tar, write latency, restore)
+#   bash tests/bench/run.sh --request-memory   # peak RSS growth per request ÷ body size (JSON, msgpack, upload)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=tests/bench/.venv
@@ -12,6 +13,10 @@ $VENV/bin/python -c 'import hnswlib, faiss, usearch, numpy, msgpack, requests' 2
   || $VENV/bin/pip install -q hnswlib faiss-cpu usearch numpy msgpack requests
 cargo build --release -p cairn-native -p cairn-bench
 # numpy/faiss run at full speed with OpenBLAS's own kernel choice (see the machine notes).
+if [ "${1:-}" = "--request-memory" ]; then
+  shift
+  exec $VENV/bin/python tests/bench/request_memory.py --bin target/release/cairn "$@"
+fi
 if [ "${1:-}" = "--backup" ]; then
   shift
   exec env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $VENV/bin/python tests/bench/backup_bench.py "$@"

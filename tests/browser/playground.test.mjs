@@ -120,6 +120,23 @@ test('playground: create, load, search, back up, reload, restore', async () => {
   assert.equal(info.total_elements, 800);
   const manifest = await (await fetch(`${api}/backups/from_browser/info`)).json();
   assert.equal(manifest.source.host, 'wasm');
+  // ids and filters from data are shown as text: markup in them never runs
+  await page.fill('#ix-name', 'xss');
+  await page.fill('#ix-dim', '32');
+  await page.click('#create');
+  await waitStatus(page, /created xss/);
+  const hostile = '<img src=x onerror="window.__xss=1">';
+  await page.fill('#paste', JSON.stringify([{ id: hostile, vector: Array.from({ length: 32 }, (_, d) => d % 3), filter: { cluster: '<b onmouseover=x>c9</b>' } }]));
+  await page.click('#insert-paste');
+  await waitStatus(page, /inserted 1 vector/);
+  await page.fill('#q-id', hostile);
+  await page.fill('#q-filter', '');
+  await page.click('#search');
+  await waitStatus(page, /1 results/);
+  const first = await page.locator('#results tbody tr').first().textContent();
+  assert.ok(first.includes(hostile), first);
+  assert.equal(await page.locator('#results img, #results b').count(), 0);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
   assert.deepEqual(errors, []);
 });
 
