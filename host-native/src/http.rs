@@ -177,14 +177,14 @@ pub fn router(
     if let Some(dir) = playground {
         app = app.fallback(tower_http_serve(dir));
     }
-    app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .layer(middleware::from_fn(json_errors))
-        .layer(DefaultBodyLimit::max(limits.max_body))
-        .with_state(state)
+    // Unknown routes answer axum's empty 404, which `json_errors` turns into JSON.
+    app.layer(middleware::from_fn_with_state(
+        state.clone(),
+        count_requests,
+    ))
+    .layer(middleware::from_fn(json_errors))
+    .layer(DefaultBodyLimit::max(limits.max_body))
+    .with_state(state)
 }
 
 /// Largest error body rewritten as JSON (rejections' texts are short).

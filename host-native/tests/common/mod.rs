@@ -26,14 +26,38 @@ fn free_port() -> u16 {
         .port()
 }
 
-pub fn tempdir(tag: &str) -> PathBuf {
+/// A directory under the system temp dir, removed (with everything in it) when dropped, so a
+/// test run leaves nothing behind. Declare it before the `Server` that uses it: locals drop in
+/// reverse order, so the server stops first.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tempdir(tag: &str) -> TempDir {
     let p = std::env::temp_dir().join(format!(
         "cairn-{tag}-{}-{}",
         std::process::id(),
         rand_suffix()
     ));
     std::fs::create_dir_all(&p).unwrap();
-    p
+    TempDir(p)
 }
 
 fn rand_suffix() -> u128 {
