@@ -61,9 +61,9 @@ async function refresh() {
   const jobs = await db.jobs();
   // Names, ids, meta and filters come from data (a restored archive, a pasted file): they are
   // rendered as text nodes, never through innerHTML, so nothing in them can run as script.
-  const list = $('bk-list');
-  list.replaceChildren(...bks.map((b) => el('div', {}, [b + ' ', el('a', { href: '#', 'data-dl': b, onclick: (e) => { e.preventDefault(); download(b); } }, ['download .tar'])])));
-  list.append(el('div', { style: 'font-size:12px;color:#666' }, [jobs.slice(-5).map((j) => `${j.kind} ${j.backup_name}: ${j.status}`).join(' · ')]));
+  const bkList = $('bk-list');
+  bkList.replaceChildren(...bks.map((b) => el('div', {}, [b + ' ', el('a', { href: '#', 'data-dl': b, onclick: (e) => { e.preventDefault(); download(b); } }, ['download .tar'])])));
+  bkList.append(el('div', { style: 'font-size:12px;color:#666' }, [jobs.slice(-5).map((j) => `${j.kind} ${j.backup_name}: ${j.status}`).join(' · ')]));
 }
 
 /** An element with properties and children (strings become text nodes). */
