@@ -13,7 +13,7 @@ use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
 use crate::jobs::{CutPoint, DEFAULT_RETENTION, Job, JobRegistry};
 use crate::originals::{CheckpointBytes, OriginalsLayout};
 use crate::params::IndexParams;
-use crate::record::Record;
+use crate::record::{Record, checkpoint_due};
 use crate::storage::{Storage, StorageReader};
 use crate::{Engine, Filter, UpsertItem};
 use std::cell::RefCell;
@@ -66,6 +66,8 @@ struct Open {
     index: Index,
     generation: u64,
     log_len: u64,
+    /// Vectors the current log upserts (its replay cost).
+    log_vectors: u64,
 }
 
 /// The database over storage `S`.
@@ -298,6 +300,7 @@ impl<S: Storage> Database<S> {
                 index: ix,
                 generation: g,
                 log_len: valid,
+                log_vectors: scan.upserted,
             },
         );
         Ok(())
@@ -348,6 +351,7 @@ impl<S: Storage> Database<S> {
                 index: ix,
                 generation: 1,
                 log_len: 0,
+                log_vectors: 0,
             },
         );
         Ok(())
@@ -398,15 +402,29 @@ impl<S: Storage> Database<S> {
         let rec = prepare(&o.index)?;
         let bytes = rec.encode();
         let log = paths::log(name, o.generation);
-        self.st.append(&log, &bytes)?;
-        self.st.sync(&log)?;
+        let good_len = o.log_len;
+        let appended = self
+            .st
+            .append(&log, &bytes)
+            .and_then(|()| self.st.sync(&log));
+        if let Err(e) = appended {
+            // Cut back to the last whole record before answering: the write the caller is told
+            // failed must never replay, and the next record must start on a frame boundary.
+            let _ = self
+                .st
+                .truncate(&log, good_len)
+                .and_then(|()| self.st.sync(&log));
+            return Err(e.into());
+        }
         let o = self
             .open
             .get_mut(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
         o.log_len += bytes.len() as u64;
+        o.log_vectors += rec.upserted();
         let n = o.index.apply(&rec);
-        if o.log_len >= CHECKPOINT_AFTER_BYTES {
+        let live = o.index.len() as u64;
+        if checkpoint_due(o.log_len, o.log_vectors, live, CHECKPOINT_AFTER_BYTES) {
             self.checkpoint(name)?;
         }
         Ok(n)
@@ -483,6 +501,7 @@ impl<S: Storage> Database<S> {
         if let Some(o) = self.open.get_mut(name) {
             o.generation = g;
             o.log_len = 0;
+            o.log_vectors = 0;
             o.index.checkpointed(layout);
         }
         let d = self.engine.checkpoint_done(name, g)?;
@@ -753,6 +772,7 @@ impl<S: Storage> Database<S> {
                 index: ix,
                 generation: 1,
                 log_len: 0,
+                log_vectors: 0,
             },
         );
         Ok(params)

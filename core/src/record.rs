@@ -93,6 +93,13 @@ impl Record {
         frame_into(&payload, &mut out);
         out
     }
+    /// Vectors this record inserts or replaces (each costs a graph insert when replayed).
+    pub fn upserted(&self) -> u64 {
+        match self {
+            Record::Upsert(items) => items.len() as u64,
+            _ => 0,
+        }
+    }
     /// Decodes a payload (without its frame header).
     pub fn decode(payload: &[u8]) -> Result<Self, String> {
         rmp_serde::from_slice(payload).map_err(|e| e.to_string())
@@ -225,6 +232,8 @@ pub struct LogScan {
     pub torn: bool,
     /// Records read.
     pub records: u64,
+    /// Vectors those records upsert: what replaying them costs (each is a graph insert).
+    pub upserted: u64,
 }
 
 /// Reads a log frame by frame, handing each decoded record to `each` with its offset; `each`
@@ -236,7 +245,7 @@ pub fn scan_log<R: Read>(
 ) -> Result<LogScan, FrameError> {
     let mut fr = FrameReader::new(r);
     let mut payload = Vec::new();
-    let mut records = 0;
+    let (mut records, mut upserted) = (0, 0);
     loop {
         let at = fr.valid_len();
         if !fr.next_payload_into(&mut payload)? {
@@ -247,10 +256,12 @@ pub fn scan_log<R: Read>(
                 valid_len: fr.valid_len(),
                 torn: fr.was_torn(),
                 records,
+                upserted,
             });
         }
         let rec = Record::decode(&payload).map_err(|msg| FrameError::Decode { offset: at, msg })?;
         records += 1;
+        upserted += rec.upserted();
         each(at, rec).map_err(|msg| FrameError::Invalid { offset: at, msg })?;
     }
 }
@@ -265,4 +276,16 @@ pub fn read_log<R: Read>(r: R) -> Result<(Vec<Record>, u64, bool), FrameError> {
         Ok(())
     })?;
     Ok((out, scan.valid_len, scan.torn))
+}
+
+/// Fewest vectors in a log before their replay cost alone calls for a checkpoint.
+pub const MIN_REPLAY_VECTORS: u64 = 4096;
+
+/// Whether an index should write a checkpoint now: its log has reached `max_log_bytes`, or
+/// replaying it would insert at least a quarter as many vectors as the index holds (and at
+/// least [`MIN_REPLAY_VECTORS`]). The second rule bounds a restart after a crash by the
+/// index's size — replay rebuilds graph links, loading a checkpoint does not — while every
+/// checkpoint rewrites the whole index at most once per 25 % growth or turnover.
+pub fn checkpoint_due(log_bytes: u64, replay_vectors: u64, live: u64, max_log_bytes: u64) -> bool {
+    log_bytes >= max_log_bytes || replay_vectors >= (live / 4).max(MIN_REPLAY_VECTORS)
 }

@@ -217,3 +217,42 @@ fn int8_reads_originals_from_storage_across_checkpoints_crashes_and_restores() {
     let mut other = Database::open(other.into_storage(), 30, "test").unwrap();
     check(&mut other, "moved");
 }
+
+#[test]
+fn a_log_whose_replay_would_cost_a_quarter_of_the_index_is_checkpointed() {
+    let mut r = SplitMix64::new(9);
+    let mut db = Database::open(MemStorage::new(), 1, "test").unwrap();
+    db.create_index("a", params(), 1).unwrap();
+    let ckpts = |db: &mut Database<MemStorage>| {
+        let st = db.storage_mut();
+        st.list("indexes/a/ckpt-")
+            .unwrap()
+            .iter()
+            .filter(|p| p.ends_with(".bin"))
+            .count()
+    };
+    // Below the floor (4,096 vectors to replay) nothing is written, however small the index.
+    for c in 0..4 {
+        db.upsert(
+            "a",
+            (c * 1000..(c + 1) * 1000)
+                .map(|i| item(i, &mut r))
+                .collect(),
+        )
+        .unwrap();
+    }
+    let logs = |db: &mut Database<MemStorage>| db.storage_mut().list("indexes/a/log-").unwrap();
+    assert_eq!(
+        logs(&mut db),
+        vec!["indexes/a/log-0000000000000001.bin".to_string()]
+    );
+    // The 4,096th vector makes the log's replay cost due: a new generation, an empty log.
+    db.upsert("a", (4000..4096).map(|i| item(i, &mut r)).collect())
+        .unwrap();
+    assert_eq!(
+        logs(&mut db),
+        vec!["indexes/a/log-0000000000000002.bin".to_string()]
+    );
+    assert_eq!(ckpts(&mut db), 1);
+    assert_eq!(db.index("a").unwrap().len(), 4096);
+}

@@ -10,6 +10,7 @@ use cairn_core::archive::encode_digest;
 use cairn_core::checkpoint::{self, read_checkpoint};
 use cairn_core::engine::{Deletable, EngineError, IndexManifest, paths};
 use cairn_core::originals::{CheckpointBytes, NoCheckpoint, OriginalsLayout};
+use cairn_core::record::checkpoint_due;
 use cairn_core::{
     Engine, Index, IndexError, IndexParams, JobRegistry, Record, SearchHit, SearchRequest,
     VectorRecord,
@@ -59,6 +60,8 @@ pub struct Writer {
     pub generation: u64,
     /// Bytes in the current log.
     pub log_len: u64,
+    /// Vectors the current log upserts (its replay cost).
+    pub log_vectors: u64,
     /// Set (under this lock) when the index is deleted: a write or checkpoint that still
     /// holds this handle must not touch the files of a new index of the same name.
     pub closed: bool,
@@ -68,11 +71,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    fn new(log: File, generation: u64, log_len: u64) -> Self {
+    fn new(log: File, generation: u64, log_len: u64, log_vectors: u64) -> Self {
         Self {
             log,
             generation,
             log_len,
+            log_vectors,
             closed: false,
             failed: None,
         }
@@ -195,7 +199,8 @@ impl Db {
 
     /// Opens (creating if needed) the data directory and recovers: replays logs, cuts torn
     /// tails, fails interrupted jobs, deletes partial files, keeps an unreadable jobs file aside.
-    /// A write that leaves a log of `checkpoint_after` bytes or more starts a checkpoint.
+    /// A write that leaves a log of `checkpoint_after` bytes or more, or whose replay would
+    /// cost a quarter of the index ([`checkpoint_due`]), starts a checkpoint.
     pub fn open(root: &Path, checkpoint_after: u64) -> Result<Arc<Db>, DbError> {
         for d in ["indexes", "indexes/.tmp", "backups", "backups/.tmp"] {
             fs::create_dir_all(root.join(d))?;
@@ -315,7 +320,7 @@ impl Db {
         let h = IndexHandle {
             name: name.into(),
             index: RwLock::new(ix),
-            writer: Mutex::new(Writer::new(log_file, g, valid)),
+            writer: Mutex::new(Writer::new(log_file, g, valid, scan.upserted)),
             checkpointing: AtomicBool::new(false),
             checkpoint_file: RwLock::new(Arc::new(ck)),
         };
@@ -379,7 +384,7 @@ impl Db {
                 let h = IndexHandle {
                     name: name.into(),
                     index: RwLock::new(ix),
-                    writer: Mutex::new(Writer::new(log, 1, 0)),
+                    writer: Mutex::new(Writer::new(log, 1, 0, 0)),
                     checkpointing: AtomicBool::new(false),
                     checkpoint_file: RwLock::new(Arc::new(ck)),
                 };
@@ -440,8 +445,12 @@ impl Db {
         lock(&self.engine).check_write(name)?;
         let rec = prepare(&read_lock(&h.index))?;
         w.append(&rec.encode())?;
-        let n = write_lock(&h.index).apply(&rec);
-        let big = w.log_len >= self.checkpoint_after;
+        w.log_vectors += rec.upserted();
+        let (n, live) = {
+            let mut ix = write_lock(&h.index);
+            (ix.apply(&rec), ix.len() as u64)
+        };
+        let big = checkpoint_due(w.log_len, w.log_vectors, live, self.checkpoint_after);
         drop(w);
         if big && !h.checkpointing.swap(true, Ordering::SeqCst) {
             let db = self.clone();
@@ -487,11 +496,31 @@ impl Db {
         w.log = log;
         w.generation = g;
         w.log_len = 0;
+        w.log_vectors = 0;
         let freed = lock(&self.engine).checkpoint_done(name, g)?;
         drop(w);
         self.delete_generations(&freed);
         tracing::info!(index = %name, generation = g, "checkpoint written");
         Ok(())
+    }
+
+    /// Checkpoints every index whose log holds records (at a clean shutdown): the next start
+    /// then loads checkpoints as written and replays nothing. Failures are logged, not fatal —
+    /// the log still holds every acknowledged write.
+    pub fn checkpoint_all(&self) {
+        for h in self.handles() {
+            let dirty = {
+                let w = lock(&h.writer);
+                w.log_len > 0 && !w.closed && w.failed.is_none()
+            };
+            if !dirty || h.checkpointing.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            if let Err(e) = self.checkpoint(&h) {
+                tracing::warn!(index = %h.name, error = %e, "checkpoint at shutdown failed; the log replays at the next start");
+            }
+            h.checkpointing.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Deletes files of generations no one needs any more.

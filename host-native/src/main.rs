@@ -144,6 +144,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     for id in active {
         let _ = jobs::cancel(&db, &id);
     }
+    // A checkpoint of every index with a log to replay, so the next start loads and goes.
+    let t0 = std::time::Instant::now();
+    let db2 = db.clone();
+    let _ = tokio::task::spawn_blocking(move || db2.checkpoint_all()).await;
+    tracing::info!(
+        ms = t0.elapsed().as_millis() as u64,
+        "checkpoints written at shutdown"
+    );
     tracing::info!("cairn stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@
 #   bash tests/bench/run.sh --quick    # minilm-50k, float32, three peers
 #   bash tests/bench/run.sh --backup   # backup figures (archive vs tar, write latency, restore)
 #   bash tests/bench/run.sh --request-memory   # peak RSS growth per request ÷ body size (JSON, msgpack, upload)
+#   bash tests/bench/run.sh --restart          # minilm-50k: start to first query after SIGTERM and after kill -9
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=tests/bench/.venv
@@ -16,6 +17,10 @@ cargo build --release -p cairn-native -p cairn-bench
 if [ "${1:-}" = "--request-memory" ]; then
   shift
   exec $VENV/bin/python tests/bench/request_memory.py --bin target/release/cairn "$@"
+fi
+if [ "${1:-}" = "--restart" ]; then
+  shift
+  exec $VENV/bin/python tests/bench/restart.py --bin target/release/cairn "$@"
 fi
 if [ "${1:-}" = "--backup" ]; then
   shift
