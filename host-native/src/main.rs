@@ -55,8 +55,10 @@ struct ServeArgs {
     #[arg(long, env = "CAIRN_CHECKPOINT_AFTER_MIB", default_value_t = 64)]
     checkpoint_after_mib: u64,
     /// Largest request body (inserts, searches; not uploads), in MiB. The default fits the
-    /// official clients' largest batch: 1,000 vectors of 16,384 float32 as msgpack (~80 MiB).
-    #[arg(long, env = "CAIRN_MAX_BODY_MIB", default_value_t = 128)]
+    /// official Python client's largest batch: 10,000 vectors of 8,000 float32 as msgpack
+    /// (~381 MiB), with room for ids, meta and filters. A request's peak memory is about three
+    /// times its body.
+    #[arg(long, env = "CAIRN_MAX_BODY_MIB", default_value_t = 512)]
     max_body_mib: usize,
     /// Largest backup upload, in MiB (413 beyond it).
     #[arg(long, env = "CAIRN_MAX_UPLOAD_MIB", default_value_t = 65536)]

@@ -89,7 +89,7 @@ before(async () => {
 
 after(async () => {
   await ctx?.close();
-  server?.stop();
+  await server?.stop();
   for (const d of [app, profile]) if (d) rmSync(d, { recursive: true, force: true });
 });
 

@@ -5,20 +5,21 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { root, startServer } from '../lib/server.mjs';
 
 const artifacts = join(root, 'target', 'artifacts');
-let server; let base; let ctx;
+let server; let base; let ctx; let profile;
 
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
   server = await startServer({ playground: join(root, 'web') });
   base = server.origin;
-  ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'cairn-profile-')), {
+  profile = mkdtempSync(join(tmpdir(), 'cairn-profile-'));
+  ctx = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
     acceptDownloads: true,
@@ -26,7 +27,11 @@ before(async () => {
   });
 });
 
-after(async () => { await ctx?.close(); server?.stop(); });
+after(async () => {
+  await ctx?.close();
+  await server?.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
 
 const statusText = (page) => page.getByTestId('status').textContent();
 async function waitStatus(page, re) {
@@ -166,5 +171,8 @@ try {
     assert.deepEqual({ top: r.top, status: r.status }, { top: 'x', status: 'completed' }, JSON.stringify(r));
     assert.ok(r.size > 1024);
     await page.close();
-  } finally { srv.stop(); }
+  } finally {
+    await srv.stop();
+    rmSync(app, { recursive: true, force: true });
+  }
 });

@@ -6,6 +6,7 @@ delete, delete by filter, update filters, delete index.
 """
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +47,7 @@ def server():
     yield base
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 // Starts the real `cairn serve` on a free port on 127.0.0.1 for the JS tests, and stops it.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createServer } from 'node:net';
@@ -21,19 +21,29 @@ export function freePort() {
 
 /**
  * Starts a server on a fresh data directory and waits for /health.
- * Returns `{ origin, api, stop }`; `stop()` sends SIGTERM.
+ * Returns `{ origin, api, stop }`; `stop()` sends SIGTERM and resolves once the server has
+ * exited and its data directory is removed.
  */
 export async function startServer({ playground } = {}) {
   const port = await freePort();
-  const args = ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-js-')), '--port', String(port)];
+  const data = mkdtempSync(join(tmpdir(), 'cairn-js-'));
+  const args = ['serve', '--data-dir', data, '--port', String(port)];
   if (playground) args.push('--playground', playground);
   const proc = spawn(bin, args, { stdio: 'ignore' });
+  const exited = new Promise((res) => proc.once('exit', res));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    await exited;
+    rmSync(data, { recursive: true, force: true });
+  };
   const origin = `http://127.0.0.1:${port}`;
   const api = `${origin}/api/v1`;
   for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(api + '/health')).ok) return { origin, api, stop: () => proc.kill('SIGTERM') }; } catch { /* starting */ }
+    try { if ((await fetch(api + '/health')).ok) return { origin, api, stop }; } catch { /* starting */ }
     await new Promise((r) => setTimeout(r, 50));
   }
   proc.kill('SIGKILL');
+  await exited;
+  rmSync(data, { recursive: true, force: true });
   throw new Error('server did not start');
 }

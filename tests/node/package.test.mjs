@@ -1,9 +1,9 @@
 // The packed npm package `cairndb`, installed into a clean folder, in Node 20: memory storage,
 // directory storage (data survives a reopen), backups with progress, bad input errors.
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,8 @@ before(() => {
   execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent', join(app, tgz)], { cwd: app });
   assert.ok(readdirSync(join(app, 'node_modules', 'cairndb', 'wasm')).includes('cairn_wasm_bg.wasm'));
 });
+
+after(() => { if (app) rmSync(app, { recursive: true, force: true }); });
 
 function run(script) {
   const file = join(app, `t${Math.random().toString(36).slice(2)}.mjs`);
@@ -84,4 +86,5 @@ console.log(JSON.stringify({ names, backups, jobs, v7: (await db.get('docs', 'v7
   // same file layout as the native server
   assert.ok(readdirSync(join(dir, 'indexes', 'docs')).includes('manifest.json'));
   assert.ok(readdirSync(join(dir, 'backups')).includes('snap.tar'));
+  rmSync(dir, { recursive: true, force: true });
 });
