@@ -310,8 +310,8 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
                 &d.meta,
                 &d.filter,
                 d.norm,
-                &d.sparse_indices,
-                &d.sparse_values,
+                (&d.sparse_indices, &d.sparse_values),
+                crate::index::Checks::Stored,
             )
             .map_err(|e| corrupt(format!("slot {slot}: {e}")))?;
             ix.slots.put(
@@ -324,7 +324,7 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
                 &d.sparse_values,
             );
             ix.set_live(slot, true);
-            let stored = filter::parse_stored(&d.filter).map_err(|e| corrupt(e.to_string()))?;
+            let stored = filter::parse_object(&d.filter).map_err(|e| corrupt(e.to_string()))?;
             ix.filters.add(slot, &stored);
         }
         None => ix.slots.push_empty(),

@@ -174,6 +174,21 @@ pub struct FilterIndex {
     nums: HashMap<String, BTreeMap<u64, RoaringBitmap>>,
 }
 
+/// A stored filter read back: a JSON object (or nothing), without the limits new writes keep.
+pub fn parse_object(s: &str) -> Result<Map<String, Value>, FilterError> {
+    if s.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(FilterError::Value {
+            op: "filter",
+            detail: format!("a vector's filter must be a JSON object, got {other}"),
+        }),
+        Err(e) => Err(FilterError::Json(e.to_string())),
+    }
+}
+
 /// Stored filter values are JSON objects; anything else is rejected at write time.
 pub fn parse_stored(s: &str) -> Result<Map<String, Value>, FilterError> {
     if s.trim().is_empty() {

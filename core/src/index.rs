@@ -88,6 +88,16 @@ pub enum IndexError {
     Io(String),
 }
 
+/// Which rules a vector's payload is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checks {
+    /// A new write: structure and every size limit.
+    Write,
+    /// Read back (log, checkpoint, archive), possibly written by an earlier version with other
+    /// limits: structure only — what a search or insert could trip over.
+    Stored,
+}
+
 /// Input to an upsert, before validation.
 pub type UpsertInput = UpsertItem;
 
@@ -334,15 +344,15 @@ impl Index {
         if items.is_empty() {
             return Err(IndexError::EmptyBatch);
         }
-        self.check_items(&items)?;
+        self.check_items(&items, Checks::Write)?;
         Ok(Record::Upsert(items))
     }
 
-    fn check_id(id: &str) -> Result<(), IndexError> {
+    fn check_id(id: &str, checks: Checks) -> Result<(), IndexError> {
         if id.is_empty() {
             return Err(IndexError::EmptyId);
         }
-        if id.len() > MAX_ID_BYTES {
+        if checks == Checks::Write && id.len() > MAX_ID_BYTES {
             return Err(IndexError::TooLarge {
                 what: "id",
                 got: id.len(),
@@ -352,7 +362,11 @@ impl Index {
         Ok(())
     }
 
-    fn check_filter_text(f: &str) -> Result<(), IndexError> {
+    fn check_filter_text(f: &str, checks: Checks) -> Result<(), IndexError> {
+        if checks == Checks::Stored {
+            filter::parse_object(f)?;
+            return Ok(());
+        }
         if f.len() > MAX_FILTER_BYTES {
             return Err(IndexError::TooLarge {
                 what: "filter",
@@ -364,43 +378,42 @@ impl Index {
         Ok(())
     }
 
-    /// Every rule an upserted vector must keep (what `prepare` checks and replay re-checks).
-    fn check_items(&self, items: &[UpsertItem]) -> Result<(), IndexError> {
+    /// Every rule an upserted vector must keep.
+    fn check_items(&self, items: &[UpsertItem], checks: Checks) -> Result<(), IndexError> {
         for it in items {
-            Self::check_id(&it.id)?;
             self.check_vector(&it.id, &it.vector)?;
             self.check_payload(
                 &it.id,
                 &it.meta,
                 &it.filter,
                 it.norm,
-                &it.sparse_indices,
-                &it.sparse_values,
+                (&it.sparse_indices, &it.sparse_values),
+                checks,
             )?;
         }
         Ok(())
     }
 
     /// The rules for what a vector carries besides its values: id, meta, filter, norm, sparse
-    /// part. Shared by writes, replay and checkpoint loading.
+    /// part. Shared by writes, replay and checkpoint loading (`checks` says which).
     pub(crate) fn check_payload(
         &self,
         id: &str,
         meta: &[u8],
         filter: &str,
         norm: f32,
-        sparse_indices: &[u32],
-        sparse_values: &[f32],
+        (sparse_indices, sparse_values): (&[u32], &[f32]),
+        checks: Checks,
     ) -> Result<(), IndexError> {
-        Self::check_id(id)?;
-        if meta.len() > MAX_META_BYTES {
+        Self::check_id(id, checks)?;
+        if checks == Checks::Write && meta.len() > MAX_META_BYTES {
             return Err(IndexError::TooLarge {
                 what: "meta",
                 got: meta.len(),
                 max: MAX_META_BYTES,
             });
         }
-        Self::check_filter_text(filter)?;
+        Self::check_filter_text(filter, checks)?;
         if !norm.is_finite() {
             return Err(IndexError::NotFinite(id.into()));
         }
@@ -433,15 +446,18 @@ impl Index {
         Ok(())
     }
 
-    /// Checks a record read back from a log or an archive: it must be one a valid `prepare`
-    /// could have produced for this index. Replay refuses anything else instead of applying it.
+    /// Checks a record read back from a log or an archive: it must be one a `prepare` could
+    /// have produced for this index — of this or an earlier version, so the size limits new
+    /// writes keep are not applied (they are policy, not structure). Replay refuses anything
+    /// else instead of applying it.
     pub fn check_record(&self, rec: &Record) -> Result<(), IndexError> {
+        let stored = Checks::Stored;
         match rec {
-            Record::Upsert(items) => self.check_items(items),
-            Record::Delete(ids) => ids.iter().try_for_each(|id| Self::check_id(id)),
+            Record::Upsert(items) => self.check_items(items, stored),
+            Record::Delete(ids) => ids.iter().try_for_each(|id| Self::check_id(id, stored)),
             Record::UpdateFilters(ups) => ups.iter().try_for_each(|(id, f)| {
-                Self::check_id(id)?;
-                Self::check_filter_text(f)
+                Self::check_id(id, stored)?;
+                Self::check_filter_text(f, stored)
             }),
         }
     }
@@ -483,8 +499,8 @@ impl Index {
         updates: Vec<(String, String)>,
     ) -> Result<Record, IndexError> {
         for (id, f) in &updates {
-            Self::check_id(id)?;
-            Self::check_filter_text(f)?;
+            Self::check_id(id, Checks::Write)?;
+            Self::check_filter_text(f, Checks::Write)?;
         }
         Ok(Record::UpdateFilters(
             updates

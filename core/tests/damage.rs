@@ -125,3 +125,24 @@ fn a_checkpoint_whose_graph_or_free_list_lies_is_refused() {
         }
     }
 }
+
+#[test]
+fn data_written_under_older_limits_still_loads_but_new_writes_keep_the_limits() {
+    let mut ix = Index::new(IndexParams::new(8, SpaceType::L2)).unwrap();
+    let mut long = item(1);
+    long.id = "i".repeat(5000);
+    long.meta = vec![7; 300 << 10];
+    long.filter = format!("{{\"tags\":[\"{}\"]}}", "t".repeat(400));
+    // An earlier version accepted it: the record applies and replays, the checkpoint loads.
+    let rec = Record::Upsert(vec![long.clone()]);
+    assert!(ix.check_record(&rec).is_ok());
+    ix.apply(&rec);
+    let bytes = CheckpointEncoder::new(&ix).to_vec().unwrap();
+    let loaded = read_checkpoint(&bytes[..]).unwrap();
+    assert_eq!(loaded.len(), 1);
+    let mut replayed = Index::new(IndexParams::new(8, SpaceType::L2)).unwrap();
+    let scan = replayed.replay(&rec.encode()[..]).unwrap();
+    assert_eq!((scan.records, scan.upserted, replayed.len()), (1, 1, 1));
+    // A new write of the same is refused.
+    assert!(ix.prepare_upsert(vec![long]).is_err());
+}
