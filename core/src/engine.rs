@@ -105,6 +105,9 @@ pub enum EngineError {
     /// A job error (not found, finished, bad transition).
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The index is still loading after a start (hosts answer 503 with `Retry-After`).
+    #[error("index {0:?} is loading; retry shortly")]
+    IndexLoading(String),
     /// The index's files are on storage but did not load; they are kept untouched for a
     /// human (hosts answer 503). Deleting the index is the one operation it allows.
     #[error("index {name:?} failed to load and is unavailable: {reason}")]
@@ -217,6 +220,8 @@ pub struct Engine {
     reserved: BTreeMap<String, String>,
     /// Indexes whose files did not load: name → reason. The name stays taken.
     broken: BTreeMap<String, String>,
+    /// Indexes found at start whose load has not finished. The names are taken.
+    loading: BTreeSet<String>,
     /// All jobs.
     pub registry: JobRegistry,
 }
@@ -238,6 +243,7 @@ impl Engine {
         generation: u64,
         created_at: u64,
     ) {
+        self.loading.remove(name);
         self.indexes.insert(
             name.into(),
             IndexEntry {
@@ -257,6 +263,7 @@ impl Engine {
     /// every operation but delete answers [`EngineError::IndexBroken`].
     pub fn mark_broken(&mut self, name: &str, reason: &str) {
         self.indexes.remove(name);
+        self.loading.remove(name);
         self.broken.insert(name.into(), reason.into());
     }
 
@@ -265,7 +272,22 @@ impl Engine {
         self.broken.iter().map(|(n, r)| (n.as_str(), r.as_str()))
     }
 
+    /// Records an index found at start that a host loads in the background: until
+    /// [`Engine::load_index`] or [`Engine::mark_broken`], its name is taken and every operation
+    /// on it answers [`EngineError::IndexLoading`].
+    pub fn mark_loading(&mut self, name: &str) {
+        self.loading.insert(name.into());
+    }
+
+    /// Indexes still loading, sorted by name.
+    pub fn loading(&self) -> impl Iterator<Item = &str> {
+        self.loading.iter().map(|s| s.as_str())
+    }
+
     fn check_not_broken(&self, name: &str) -> Result<(), EngineError> {
+        if self.loading.contains(name) {
+            return Err(EngineError::IndexLoading(name.into()));
+        }
         match self.broken.get(name) {
             Some(reason) => Err(EngineError::IndexBroken {
                 name: name.into(),
@@ -334,6 +356,9 @@ impl Engine {
     /// Removes an index unless a job uses it; returns its generations to delete. A broken
     /// index is forgotten (the host removes its directory: the operator asked for it).
     pub fn delete_index(&mut self, name: &str) -> Result<Deletable, EngineError> {
+        if self.loading.contains(name) {
+            return Err(EngineError::IndexLoading(name.into()));
+        }
         if self.broken.remove(name).is_some() {
             return Ok(Deletable::default());
         }

@@ -231,6 +231,7 @@ impl Db {
         fsutil::remove_any(&root.join("backups/.tmp"))?;
         fs::create_dir_all(root.join("indexes/.tmp"))?;
         fs::create_dir_all(root.join("backups/.tmp"))?;
+        let mut names = Vec::new();
         for entry in fs::read_dir(root.join("indexes"))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -241,12 +242,8 @@ impl Db {
                 tracing::warn!(entry = %name, "ignoring an entry under indexes/ that is not an index name");
                 continue;
             }
-            // One bad index must not keep the others from serving: it is reported (503 with
-            // the reason) and its files are left untouched for a human to look at.
-            if let Err(e) = db.load_index(&name) {
-                tracing::error!(index = %name, error = %e, "index failed to load; its files are kept untouched, the other indexes serve");
-                lock(&db.engine).mark_broken(&name, &e.to_string());
-            }
+            lock(&db.engine).mark_loading(&name);
+            names.push(name);
         }
         {
             let mut eng = lock(&db.engine);
@@ -263,7 +260,43 @@ impl Db {
             }
         }
         db.persist_jobs()?;
+        // Indexes load in the background: the server answers (health, other indexes) at once,
+        // an index still loading answers 503 with Retry-After.
+        let loader = db.clone();
+        std::thread::Builder::new()
+            .name("index-loader".into())
+            .spawn(move || loader.load_all(names))?;
         Ok(db)
+    }
+
+    /// Loads indexes found at start, smallest directory first (the most indexes ready soonest).
+    fn load_all(&self, mut names: Vec<String>) {
+        let t0 = std::time::Instant::now();
+        let size = |n: &String| {
+            fs::read_dir(self.path(&paths::index_dir(n)))
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0u64)
+        };
+        names.sort_by_cached_key(size);
+        for name in names {
+            // One bad index must not keep the others from serving: it is reported (503 with
+            // the reason) and its files are left untouched for a human to look at.
+            if let Err(e) = self.load_index(&name) {
+                tracing::error!(index = %name, error = %e, "index failed to load; its files are kept untouched, the other indexes serve");
+                lock(&self.engine).mark_broken(&name, &e.to_string());
+            }
+        }
+        tracing::info!(ms = t0.elapsed().as_millis() as u64, "every index loaded");
+    }
+
+    /// True once every index found at start has loaded (or failed to).
+    pub fn ready(&self) -> bool {
+        lock(&self.engine).loading().next().is_none()
     }
 
     fn load_index(&self, name: &str) -> Result<(), DbError> {

@@ -55,7 +55,14 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            // A loading index is ready in moments; a broken one needs a human, but a client
+            // that retries once a second costs nothing.
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -72,9 +79,8 @@ impl From<DbError> for ApiError {
             DbError::Engine(EngineError::IndexNotFound(_) | EngineError::BackupNotFound(_)) => {
                 StatusCode::NOT_FOUND
             }
-            DbError::Engine(EngineError::IndexBroken { .. }) | DbError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            DbError::Engine(EngineError::IndexBroken { .. } | EngineError::IndexLoading(_))
+            | DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DbError::Engine(EngineError::Job(cairn_core::jobs::JobError::NotFound(_))) => {
                 StatusCode::NOT_FOUND
             }
@@ -279,8 +285,10 @@ async fn auth(State(s): St, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok", "timestamp": now_ms()}))
+/// Liveness: answers as soon as the server listens, while indexes may still load (`ready`
+/// says whether they all have).
+async fn health(State(s): St) -> Json<Value> {
+    Json(json!({"status": "ok", "timestamp": now_ms(), "ready": s.db.ready()}))
 }
 
 async fn stats(State(s): St) -> Json<Value> {
@@ -383,11 +391,16 @@ async fn list_indexes(State(s): St) -> ApiResult<Json<Value>> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Indexes that failed to load are listed with why, so an operator sees them.
-        for (name, reason) in lock(&db.engine).broken() {
+        let eng = lock(&db.engine);
+        for (name, reason) in eng.broken() {
             list.push(
                 json!({"name": name, "index_name": name, "state": "failed", "error": reason}),
             );
         }
+        for name in eng.loading() {
+            list.push(json!({"name": name, "index_name": name, "state": "loading"}));
+        }
+        drop(eng);
         Ok(list)
     })
     .await?;

@@ -147,3 +147,64 @@ fn kill9_during_backup_fails_the_job_and_leaves_no_partial_file() {
             .all(|j| j["status"] != "in_progress" || j["job_id"] != id)
     );
 }
+
+#[test]
+fn the_server_answers_while_an_index_loads_and_the_index_says_so() {
+    let dir = tempdir("loading");
+    let s = Server::start(&dir, None);
+    let c = client();
+    create_index(&c, &s, "big", 64, "float32");
+    create_index(&c, &s, "small", 4, "float32");
+    insert_range(&c, &s, "small", "s", 0..10, 4);
+    for b in 0..40 {
+        insert_range(&c, &s, "big", "b", b * 1000..(b + 1) * 1000, 64);
+    }
+    // Killed: the next start replays the log written since the last checkpoint.
+    s.kill9();
+    let t0 = std::time::Instant::now();
+    let s = Server::start_unready(&dir);
+    let up = t0.elapsed();
+    let mut saw_loading = false;
+    loop {
+        let h: Value = c.get(s.url("/health")).send().unwrap().json().unwrap();
+        let r = c.get(s.url("/index/big/info")).send().unwrap();
+        if r.status() == 200 {
+            assert_eq!(r.json::<Value>().unwrap()["total_elements"], 40_000);
+            break;
+        }
+        // Not loaded yet: 503, JSON, Retry-After, listed as loading; health says not ready.
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert!(
+            r.json::<Value>().unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .contains("loading")
+        );
+        saw_loading = true;
+        let l: Value = c.get(s.url("/index/list")).send().unwrap().json().unwrap();
+        let big = l["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == "big")
+            .cloned();
+        // (It may have finished between the two calls.)
+        if let Some(big) = big.filter(|b| b["state"] != "ready") {
+            assert_eq!(big["state"], "loading", "{l}");
+            assert_eq!(h["ready"], false);
+        }
+        assert!(t0.elapsed().as_secs() < 60, "index never loaded");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let ready = t0.elapsed();
+    let h: Value = c.get(s.url("/health")).send().unwrap().json().unwrap();
+    assert_eq!(h["ready"], true);
+    assert_eq!(
+        c.get(s.url("/index/small/info")).send().unwrap().status(),
+        200
+    );
+    println!(
+        "restart after kill -9, 40,000 x 64: health answered after {up:?}, index ready after {ready:?} (saw loading: {saw_loading})"
+    );
+}

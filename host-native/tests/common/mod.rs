@@ -87,12 +87,28 @@ impl Server {
         Self::start_full(data, None, &[], &[], Some(fsize))
     }
 
+    /// Starts and returns as soon as /health answers, indexes possibly still loading.
+    pub fn start_unready(data: &Path) -> Server {
+        Self::spawn(data, None, &[], &[], None, false)
+    }
+
     pub fn start_full(
         data: &Path,
         token: Option<&str>,
         env: &[(&str, &str)],
         args: &[&str],
         fsize: Option<u64>,
+    ) -> Server {
+        Self::spawn(data, token, env, args, fsize, true)
+    }
+
+    fn spawn(
+        data: &Path,
+        token: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+        fsize: Option<u64>,
+        wait_ready: bool,
     ) -> Server {
         let port = free_port();
         let mut cmd = Command::new(bin());
@@ -139,9 +155,12 @@ impl Server {
         };
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(20) {
-            if reqwest::blocking::get(format!("{}/health", s.base))
-                .is_ok_and(|r| r.status().is_success())
-            {
+            // Up, and every index found at start loaded (indexes load in the background).
+            let health = reqwest::blocking::get(format!("{}/health", s.base))
+                .ok()
+                .filter(|r| r.status().is_success())
+                .and_then(|r| r.json::<serde_json::Value>().ok());
+            if health.is_some_and(|h| !wait_ready || h["ready"] != false) {
                 return s;
             }
             std::thread::sleep(Duration::from_millis(30));
