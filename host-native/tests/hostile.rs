@@ -10,12 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 fn count(c: &reqwest::blocking::Client, s: &Server, name: &str) -> u64 {
-    let i: Value = c
-        .get(s.url(&format!("/index/{name}/info")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let i = get_json(c, &s.url(&format!("/index/{name}/info")));
     i["total_elements"].as_u64().unwrap()
 }
 
@@ -205,17 +200,7 @@ fn nan_first_vector(v: &mut rmpv::Value) -> bool {
 }
 
 fn backup_bytes(c: &reqwest::blocking::Client, s: &Server, index: &str, name: &str) -> Vec<u8> {
-    let r: Value = c
-        .post(s.url(&format!("/index/{index}/backup")))
-        .json(&json!({ "name": name }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(
-        wait_job(c, s, r["job_id"].as_str().unwrap())["status"],
-        "completed"
-    );
+    assert_eq!(backup_and_wait(c, s, index, name)["status"], "completed");
     c.get(s.url(&format!("/backups/{name}/download")))
         .send()
         .unwrap()
@@ -346,7 +331,7 @@ fn archives_whose_contents_are_not_a_valid_index_are_refused_at_upload_and_at_re
         let msg = json_error(upload(&c, &s, name, bytes.clone()), 400);
         assert!(msg.contains("invalid backup archive"), "{name}: {msg}");
     }
-    let list: Value = c.get(s.url("/backups")).send().unwrap().json().unwrap();
+    let list = get_json(&c, &s.url("/backups"));
     assert_eq!(list, json!(["first", "good"]));
     assert_eq!(
         std::fs::read_dir(dir.join("backups/.tmp")).unwrap().count(),
@@ -381,12 +366,7 @@ fn archives_whose_contents_are_not_a_valid_index_are_refused_at_upload_and_at_re
             404
         );
     }
-    let jobs: Value = c
-        .get(s.url("/backups/jobs"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jobs = get_json(&c, &s.url("/backups/jobs"));
     assert!(
         jobs["jobs"]
             .as_array()
@@ -489,7 +469,7 @@ fn tar_extension_headers_and_oversized_uploads_are_refused_without_being_buffere
         0
     );
     // The names are free again.
-    let list: Value = c.get(s.url("/backups")).send().unwrap().json().unwrap();
+    let list = get_json(&c, &s.url("/backups"));
     assert_eq!(list, json!(["real"]));
     drop(s);
     // Not enough free space left after the upload: 507.
@@ -646,7 +626,7 @@ fn a_damaged_index_is_reported_and_the_others_serve() {
     assert_eq!(count(&c, &s, "torn"), 15);
     insert_range(&c, &s, "torn", "after", 0..3, 4);
     assert_eq!(count(&c, &s, "torn"), 18);
-    let list: Value = c.get(s.url("/index/list")).send().unwrap().json().unwrap();
+    let list = get_json(&c, &s.url("/index/list"));
     let state = |n: &str| {
         list["indexes"]
             .as_array()

@@ -791,17 +791,6 @@ fn rules_while_a_backup_is_running_and_cancel() {
 }
 
 /// Starts a backup of `index` named `name` and waits for the job to end.
-fn backup_and_wait(c: &reqwest::blocking::Client, s: &Server, index: &str, name: &str) -> Value {
-    let r: Value = c
-        .post(s.url(&format!("/index/{index}/backup")))
-        .json(&json!({ "name": name }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    wait_job(c, s, r["job_id"].as_str().unwrap())
-}
-
 #[test]
 fn backups_use_the_recorded_checkpoint_digest_and_refuse_a_wrong_one() {
     let dir = tempdir("digest");

@@ -269,3 +269,25 @@ pub fn insert_range(
         .collect();
     assert_eq!(insert(c, s, name, serde_json::Value::Array(items)), 200);
 }
+
+/// GET `url` and parse its JSON body.
+pub fn get_json(c: &reqwest::blocking::Client, url: &str) -> serde_json::Value {
+    c.get(url).send().unwrap().json().unwrap()
+}
+
+/// Starts a backup of `index` named `name` and waits for its job to end; returns the job.
+pub fn backup_and_wait(
+    c: &reqwest::blocking::Client,
+    s: &Server,
+    index: &str,
+    name: &str,
+) -> serde_json::Value {
+    let r: serde_json::Value = c
+        .post(s.url(&format!("/index/{index}/backup")))
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    wait_job(c, s, r["job_id"].as_str().unwrap())
+}
