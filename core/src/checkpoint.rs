@@ -267,7 +267,7 @@ pub fn write_checkpoint<W: Write>(
     src: &mut dyn CheckpointBytes,
     out: W,
 ) -> io::Result<WrittenCheckpoint<W>> {
-    let mut w = crate::archive::HashingWriter::new(out);
+    let mut w = crate::digest::HashingWriter::new(out);
     let mut enc = CheckpointEncoder::with_source(ix, src);
     let mut buf = Vec::with_capacity(2 << 20);
     while enc.next_chunk(&mut buf)? {

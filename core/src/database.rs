@@ -44,22 +44,6 @@ pub enum DatabaseError {
     Corrupt(String),
 }
 
-impl DatabaseError {
-    /// 400, 404, 409 or 500, as the native server would answer.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Engine(EngineError::InvalidBackupName(_) | EngineError::Invalid(_)) => 400,
-            Self::Engine(EngineError::IndexNotFound(_) | EngineError::BackupNotFound(_)) => 404,
-            Self::Engine(EngineError::Job(crate::jobs::JobError::NotFound(_))) => 404,
-            Self::Engine(_) => 409,
-            Self::Index(IndexError::NotFound(_)) => 404,
-            Self::Index(IndexError::Io(_)) => 500,
-            Self::Index(_) | Self::Archive(_) => 400,
-            Self::Io(_) | Self::Corrupt(_) => 500,
-        }
-    }
-}
-
 type Result<T> = std::result::Result<T, DatabaseError>;
 
 struct Open {

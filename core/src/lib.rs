@@ -5,6 +5,8 @@
 //! the IO it describes, and report back. See "How it works" in the repository's `README.md`.
 
 pub mod checkpoint;
+pub mod digest;
+pub mod fault;
 pub mod filter;
 pub mod hnsw;
 pub mod index;
@@ -29,6 +31,7 @@ pub mod engine;
 pub mod jobs;
 
 pub use engine::{Engine, EngineError, Outcome};
+pub use fault::Fault;
 pub use jobs::{CutPoint, Job, JobKind, JobRegistry, JobStatus};
 pub mod database;
 pub mod storage;

@@ -4,8 +4,8 @@
 
 use cairn_core::rng::SplitMix64;
 use cairn_core::{
-    Database, IndexParams, JobStatus, MemStorage, Precision, SearchRequest, SpaceType, Storage,
-    UpsertItem,
+    Database, Fault, IndexParams, JobStatus, MemStorage, Precision, SearchRequest, SpaceType,
+    Storage, UpsertItem,
 };
 
 fn item(i: usize, r: &mut SplitMix64) -> UpsertItem {
@@ -64,26 +64,26 @@ fn writes_backups_and_restores_survive_crashes() {
     assert!(db.get("copy", "v1").is_ok());
     // rules hold here too
     assert_eq!(
-        db.restore("b1", "copy", 12, [3; 6]).unwrap_err().status(),
-        409
+        db.restore("b1", "copy", 12, [3; 6]).unwrap_err().fault(),
+        Fault::Conflict
     );
     assert_eq!(
         db.backup("a", "b1", 12, [4; 6], &mut |_, _| {})
             .unwrap_err()
-            .status(),
-        409
+            .fault(),
+        Fault::Conflict
     );
     assert_eq!(
         db.backup("nope", "b2", 12, [4; 6], &mut |_, _| {})
             .unwrap_err()
-            .status(),
-        404
+            .fault(),
+        Fault::NotFound
     );
     assert_eq!(
         db.backup("a", "bad name", 12, [4; 6], &mut |_, _| {})
             .unwrap_err()
-            .status(),
-        400
+            .fault(),
+        Fault::BadInput
     );
     // move the archive to another database
     let bytes = db.export_backup("b1").unwrap();
@@ -99,7 +99,10 @@ fn writes_backups_and_restores_survive_crashes() {
     let mut bad = bytes.clone();
     let n = bad.len();
     bad[n - 2000] ^= 1;
-    assert_eq!(other.import_backup("y", &bad).unwrap_err().status(), 400);
+    assert_eq!(
+        other.import_backup("y", &bad).unwrap_err().fault(),
+        Fault::BadInput
+    );
     assert_eq!(other.backups(), vec!["x".to_string()]);
     assert!(
         other

@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use cairn_core::Fault;
 use cairn_core::engine::{EngineError, paths};
 use cairn_core::{IndexError, IndexParams, Job, JobKind, JobStatus, Precision, SpaceType};
 use futures_util::StreamExt;
@@ -70,30 +71,31 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
+/// The HTTP status for a kind of error.
+fn status_of(f: Fault) -> StatusCode {
+    match f {
+        Fault::BadInput => StatusCode::BAD_REQUEST,
+        Fault::NotFound => StatusCode::NOT_FOUND,
+        Fault::Conflict => StatusCode::CONFLICT,
+        Fault::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Fault::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         let status = match &e {
-            DbError::Engine(EngineError::InvalidBackupName(_) | EngineError::Invalid(_)) => {
-                StatusCode::BAD_REQUEST
-            }
-            DbError::Engine(EngineError::IndexNotFound(_) | EngineError::BackupNotFound(_)) => {
-                StatusCode::NOT_FOUND
-            }
-            DbError::Engine(EngineError::IndexBroken { .. } | EngineError::IndexLoading(_))
-            | DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            DbError::Engine(EngineError::Job(cairn_core::jobs::JobError::NotFound(_))) => {
-                StatusCode::NOT_FOUND
-            }
-            DbError::Engine(_) => StatusCode::CONFLICT,
-            DbError::Index(IndexError::NotFound(_)) => StatusCode::NOT_FOUND,
-            DbError::Index(IndexError::Io(_)) | DbError::Io(_) | DbError::Internal(_) => {
-                tracing::error!(error = %e, "request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            DbError::Index(_) | DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DbError::Engine(e) => status_of(e.fault()),
+            DbError::Index(e) => status_of(e.fault()),
+            DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DbError::Io(_) | DbError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DbError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DbError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
         };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "request failed");
+        }
         ApiError(status, e.to_string())
     }
 }

@@ -8,8 +8,8 @@
 mod js_storage;
 
 use cairn_core::{
-    Database, DatabaseError, Filter, IndexParams, MemStorage, Precision, SearchRequest, SpaceType,
-    Storage, UpsertItem,
+    Database, DatabaseError, Fault, Filter, IndexParams, MemStorage, Precision, SearchRequest,
+    SpaceType, Storage, UpsertItem,
 };
 use js_storage::JsStorage;
 use serde::{Deserialize, Serialize};
@@ -80,7 +80,15 @@ fn err(status: u16, msg: impl std::fmt::Display) -> JsValue {
 }
 
 fn db_err(e: DatabaseError) -> JsValue {
-    err(e.status(), e)
+    // The statuses the native server answers for the same kinds.
+    let status = match e.fault() {
+        Fault::BadInput => 400,
+        Fault::NotFound => 404,
+        Fault::Conflict => 409,
+        Fault::Unavailable => 503,
+        Fault::Internal => 500,
+    };
+    err(status, e)
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
