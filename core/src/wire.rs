@@ -454,7 +454,7 @@ pub fn decode_id(body: &[u8]) -> Result<String, WireError> {
         .0)
 }
 
-/// Seeds for fuzzing and tests: every decoder over one input, none may panic.
+/// Runs every body decoder over one input (the fuzz targets call it): none may panic.
 #[doc(hidden)]
 pub fn decode_all(body: &[u8]) {
     let _ = decode_msgpack_insert(body);
