@@ -100,58 +100,37 @@ impl<'de> Deserialize<'de> for BytesLike {
     }
 }
 
-/// A list of numbers as f32, nil as empty (msgpack clients send nil for "no sparse part").
-struct Floats(Vec<f32>);
+/// A list of `T` (numbers), nil as empty: msgpack clients send nil for "no sparse part".
+/// Capacity comes from the declared length, capped: a declared length is not data.
+struct ListOrNil<T>(Vec<T>);
 
-impl<'de> Deserialize<'de> for Floats {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListOrNil<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Floats;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = ListOrNil<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of numbers")
+                f.write_str("an array of numbers or nil")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Floats, A::Error> {
-                // Capacity from the hint, capped: a declared length is not data.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<ListOrNil<T>, A::Error> {
                 let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(x) = a.next_element::<f32>()? {
+                while let Some(x) = a.next_element::<T>()? {
                     v.push(x);
                 }
-                Ok(Floats(v))
+                Ok(ListOrNil(v))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Floats, E> {
-                Ok(Floats(Vec::new()))
+            fn visit_unit<E: de::Error>(self) -> Result<ListOrNil<T>, E> {
+                Ok(ListOrNil(Vec::new()))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
-/// Sparse term ids, nil as empty.
-struct U32s(Vec<u32>);
-
-impl<'de> Deserialize<'de> for U32s {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = U32s;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of sparse indices (u32)")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<U32s, A::Error> {
-                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(x) = a.next_element::<u32>()? {
-                    v.push(x);
-                }
-                Ok(U32s(v))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<U32s, E> {
-                Ok(U32s(Vec::new()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+/// Vector or sparse values as f32.
+type Floats = ListOrNil<f32>;
+/// Sparse term ids.
+type U32s = ListOrNil<u32>;
 
 /// A number, nil as "not given".
 struct OptF32(Option<f32>);

@@ -48,28 +48,10 @@ pub fn reframe(data: &[u8]) -> Vec<u8> {
     while at + 8 <= data.len() {
         let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
         let end = (at + 8).saturating_add(len).min(data.len());
-        let payload = &data[at + 8..end];
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crc32(payload).to_le_bytes());
-        out.extend_from_slice(payload);
+        cairn_core::record::frame_into(&data[at + 8..end], &mut out);
         at = end;
     }
     out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// Exercises a loaded index the way a server would next: search, insert, delete, checkpoint.

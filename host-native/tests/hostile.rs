@@ -72,26 +72,11 @@ fn frames(bytes: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// One log/checkpoint frame, as the core writes it.
 fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-    out.extend_from_slice(&crc32(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    let mut out = Vec::new();
+    cairn_core::record::frame_into(payload, &mut out);
     out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 fn mp_decode(b: &[u8]) -> rmpv::Value {
