@@ -12,10 +12,11 @@
 
 use crate::checkpoint::{CheckpointError, read_checkpoint};
 use crate::index::Index;
-use crate::jobs::CutPoint;
 use crate::params::IndexParams;
 use crate::record::FrameError;
+use crate::registry::CutPoint;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use thiserror::Error;
@@ -168,108 +169,216 @@ impl<C> CheckpointDigest<C> {
     }
 }
 
-fn regular_header(size: u64) -> tar::Header {
+fn regular_header(path: &str, size: u64) -> Result<tar::Header, ArchiveError> {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
     h.set_size(size);
     h.set_mtime(0);
-    h
+    h.set_path(path)?;
+    h.set_cksum();
+    Ok(h)
 }
 
-/// Where an archive's bytes go, and what digests them: [`HashingWriter`] hashes on the
-/// caller's thread; a host may hash elsewhere (the native host hashes and writes on a helper
-/// thread while the caller reads and verifies the entries).
-pub trait ArchiveSink: Write {
-    /// What the sink wrote into (returned when the archive ends).
-    type Inner;
-    /// Ends the stream: the inner writer, the bytes written and their hex SHA-256.
-    fn finish_archive(self) -> io::Result<(Self::Inner, u64, String)>;
+/// Tar block size.
+const BLOCK: u64 = 512;
+
+/// Zero bytes that pad an entry of `size` bytes to a whole block.
+fn padding(size: u64) -> usize {
+    ((BLOCK - size % BLOCK) % BLOCK) as usize
 }
 
-impl<W: Write> ArchiveSink for HashingWriter<W> {
-    type Inner = W;
-    fn finish_archive(self) -> io::Result<(W, u64, String)> {
-        Ok(self.finish())
-    }
+/// One data entry being written: bytes still due and the digest so far.
+struct EncodingEntry {
+    path: String,
+    size: u64,
+    count: u64,
+    hasher: Sha256,
 }
 
-/// Streams an archive: manifest first, then each listed entry in order.
-pub struct ArchiveWriter<S: ArchiveSink> {
-    builder: tar::Builder<S>,
+/// Writes an archive chunk by chunk: the caller feeds each listed entry's bytes as it reads
+/// them ([`ArchiveEncoder::feed`]) and takes the archive bytes from the `out` buffer it
+/// passes — nothing is pulled, so a host can run one read and one write per step, between
+/// other work. Every entry is checked against the manifest's size and SHA-256 as it streams
+/// (a pinned file that changed underneath is an error, not a silently wrong archive), and the
+/// archive's own size and SHA-256 are computed on the bytes as they go out.
+pub struct ArchiveEncoder {
     manifest: Manifest,
     next: usize,
+    entry: Option<EncodingEntry>,
+    sha: Sha256,
+    size: u64,
 }
 
-impl<W: Write> ArchiveWriter<HashingWriter<W>> {
-    /// Starts an archive into `sink` (digested on this thread) by writing the manifest entry.
-    pub fn new(sink: W, manifest: Manifest) -> Result<Self, ArchiveError> {
-        Self::with_sink(HashingWriter::new(sink), manifest)
-    }
-}
-
-impl<S: ArchiveSink> ArchiveWriter<S> {
-    /// Starts an archive into a sink that digests what it is given, by writing the manifest.
-    pub fn with_sink(sink: S, manifest: Manifest) -> Result<Self, ArchiveError> {
-        let mut builder = tar::Builder::new(sink);
+impl ArchiveEncoder {
+    /// Starts an archive: appends the manifest entry to `out`.
+    pub fn new(manifest: Manifest, out: &mut Vec<u8>) -> Result<Self, ArchiveError> {
         let bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| ArchiveError::BadManifest(e.to_string()))?;
-        let mut h = regular_header(bytes.len() as u64);
-        builder.append_data(&mut h, MANIFEST_PATH, &bytes[..])?;
-        Ok(Self {
-            builder,
+        let mut enc = Self {
             manifest,
             next: 0,
-        })
+            entry: None,
+            sha: Sha256::new(),
+            size: 0,
+        };
+        let h = regular_header(MANIFEST_PATH, bytes.len() as u64)?;
+        enc.emit(h.as_bytes(), out);
+        enc.emit(&bytes, out);
+        enc.emit(&[0u8; BLOCK as usize][..padding(bytes.len() as u64)], out);
+        Ok(enc)
     }
 
-    /// Streams the next listed entry from `data`; its size and digest must match the manifest
-    /// (a pinned file that changed underneath is an error, not a silently wrong archive).
-    pub fn append<R: Read>(&mut self, data: R) -> Result<(), ArchiveError> {
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.sha.update(bytes);
+        self.size += bytes.len() as u64;
+        out.extend_from_slice(bytes);
+    }
+
+    /// The manifest being written.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Starts the next listed entry (appends its header); returns its size.
+    pub fn begin_entry(&mut self, out: &mut Vec<u8>) -> Result<u64, ArchiveError> {
+        if self.entry.is_some() {
+            return Err(ArchiveError::BadManifest("entry already open".into()));
+        }
         let e = self
             .manifest
             .entries
             .get(self.next)
             .cloned()
             .ok_or_else(|| ArchiveError::BadManifest("more entries than listed".into()))?;
-        let mut hr = DigestReader::new(data.take(e.size));
-        let mut h = regular_header(e.size);
-        self.builder.append_data(&mut h, &e.path, &mut hr)?;
-        let (count, sha256) = hr.finish();
-        if count != e.size {
+        let h = regular_header(&e.path, e.size)?;
+        self.emit(h.as_bytes(), out);
+        self.entry = Some(EncodingEntry {
+            path: e.path,
+            size: e.size,
+            count: 0,
+            hasher: Sha256::new(),
+        });
+        Ok(e.size)
+    }
+
+    /// Appends the next bytes of the open entry; more than its listed size is an error.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), ArchiveError> {
+        let e = self
+            .entry
+            .as_mut()
+            .ok_or_else(|| ArchiveError::BadManifest("no entry open".into()))?;
+        let got = e.count + data.len() as u64;
+        if got > e.size {
             return Err(ArchiveError::Size {
-                path: e.path,
-                got: count,
+                path: e.path.clone(),
+                got,
                 want: e.size,
             });
         }
-        if sha256 != e.sha256 {
+        e.count = got;
+        e.hasher.update(data);
+        self.emit(data, out);
+        Ok(())
+    }
+
+    /// Ends the open entry: its size and digest must match the manifest; appends padding.
+    pub fn end_entry(&mut self, out: &mut Vec<u8>) -> Result<(), ArchiveError> {
+        let e = self
+            .entry
+            .take()
+            .ok_or_else(|| ArchiveError::BadManifest("no entry open".into()))?;
+        if e.count != e.size {
+            return Err(ArchiveError::Size {
+                path: e.path,
+                got: e.count,
+                want: e.size,
+            });
+        }
+        let want = &self.manifest.entries[self.next].sha256;
+        if &hex::encode(e.hasher.finalize()) != want {
             return Err(ArchiveError::Digest(e.path));
         }
+        self.emit(&[0u8; BLOCK as usize][..padding(e.size)], out);
         self.next += 1;
         Ok(())
     }
 
-    /// Ends the archive; returns the sink's inner writer, the archive size and its SHA-256.
-    pub fn finish(self) -> Result<(S::Inner, u64, String), ArchiveError> {
-        if self.next != self.manifest.entries.len() {
+    /// Ends the archive (two zero blocks); returns its size and hex SHA-256.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(u64, String), ArchiveError> {
+        if self.entry.is_some() || self.next != self.manifest.entries.len() {
             return Err(ArchiveError::BadManifest(
                 "not every listed entry was written".into(),
             ));
         }
-        Ok(self.builder.into_inner()?.finish_archive()?)
+        self.emit(&[0u8; 2 * BLOCK as usize], out);
+        Ok((self.size, hex::encode(self.sha.finalize())))
     }
 }
 
-/// Receives validated-so-far entries while an archive is read. The reader checks size and
-/// digest after the sink has consumed `data`; on any error the caller discards what the sink
-/// wrote. Implementations must not publish anything before [`read_archive`] returns `Ok`.
-pub trait EntrySink {
-    /// Consumes one entry.
-    fn entry(&mut self, path: &str, size: u64, data: &mut dyn Read) -> io::Result<()>;
+/// [`ArchiveEncoder`] over a `Write` and `Read`s (tests and tools that hold whole files).
+pub struct ArchiveWriter<W: Write> {
+    out: W,
+    enc: ArchiveEncoder,
+    buf: Vec<u8>,
 }
 
-/// An [`EntrySink`] that keeps entries in memory (tests, the browser's small archives).
+impl<W: Write> ArchiveWriter<W> {
+    /// Starts an archive into `out` by writing the manifest entry.
+    pub fn new(mut out: W, manifest: Manifest) -> Result<Self, ArchiveError> {
+        let mut buf = Vec::new();
+        let enc = ArchiveEncoder::new(manifest, &mut buf)?;
+        out.write_all(&buf)?;
+        buf.clear();
+        Ok(Self { out, enc, buf })
+    }
+
+    /// Streams the next listed entry from `data` (see [`ArchiveEncoder::feed`]).
+    pub fn append<R: Read>(&mut self, data: R) -> Result<(), ArchiveError> {
+        let size = self.enc.begin_entry(&mut self.buf)?;
+        let mut data = data.take(size);
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            let n = data.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            self.enc.feed(&chunk[..n], &mut self.buf)?;
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        self.enc.end_entry(&mut self.buf)?;
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Ends the archive; returns the writer, the archive size and its SHA-256.
+    pub fn finish(mut self) -> Result<(W, u64, String), ArchiveError> {
+        let (size, sha) = self.enc.finish(&mut self.buf)?;
+        self.out.write_all(&self.buf)?;
+        Ok((self.out, size, sha))
+    }
+}
+
+/// Receives the data of entries while an archive is decoded, chunk by chunk, before the
+/// entry's digest is checked: on any error the caller discards what the sink kept, and must
+/// publish nothing before the archive is fully decoded.
+pub trait EntrySink {
+    /// The next bytes of entry `path`.
+    fn data(&mut self, path: &str, chunk: &[u8]) -> io::Result<()>;
+}
+
+/// An [`EntrySink`] that drops everything (validation only).
+pub struct NullSink;
+
+impl EntrySink for NullSink {
+    fn data(&mut self, _path: &str, _chunk: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An [`EntrySink`] that keeps entries in memory (tests, small archives).
 #[derive(Debug, Default)]
 pub struct MemorySink {
     /// Path → bytes.
@@ -277,12 +386,357 @@ pub struct MemorySink {
 }
 
 impl EntrySink for MemorySink {
-    fn entry(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
-        let mut v = Vec::new();
-        data.read_to_end(&mut v)?;
-        self.files.insert(path.into(), v);
+    fn data(&mut self, path: &str, chunk: &[u8]) -> io::Result<()> {
+        self.files
+            .entry(path.into())
+            .or_default()
+            .extend_from_slice(chunk);
         Ok(())
     }
+}
+
+/// Where a validated data entry lies in its archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRange {
+    /// Path inside the archive.
+    pub path: String,
+    /// Byte offset of its data.
+    pub offset: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// A fully validated archive: its manifest and where each entry's data is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveLayout {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Data entries in archive order.
+    pub entries: Vec<EntryRange>,
+}
+
+impl ArchiveLayout {
+    /// Where entry `path` is.
+    pub fn range(&self, path: &str) -> Option<&EntryRange> {
+        self.entries.iter().find(|e| e.path == path)
+    }
+}
+
+enum DecodeState {
+    /// Collecting a 512-byte header.
+    Header,
+    /// Collecting the manifest's bytes.
+    Manifest { remaining: u64 },
+    /// Streaming a data entry.
+    Data {
+        path: String,
+        remaining: u64,
+        hasher: Sha256,
+    },
+    /// Skipping block padding.
+    Pad { remaining: u64 },
+    /// Past the end-of-archive block: the rest is ignored.
+    End,
+}
+
+/// Decodes and validates an archive pushed to it chunk by chunk ([`ArchiveDecoder::feed`]),
+/// in memory bounded by one header and the manifest: entry types and paths (no links,
+/// devices, absolute paths or `..`), membership in the manifest, sizes, digests, the
+/// manifest's format and version. [`ArchiveDecoder::finish`] checks nothing is missing and
+/// returns where each entry's data is, so a host can read (or copy) it straight from the
+/// archive.
+pub struct ArchiveDecoder {
+    state: DecodeState,
+    pos: u64,
+    block: Vec<u8>,
+    mbytes: Vec<u8>,
+    manifest: Option<Manifest>,
+    entries: Vec<EntryRange>,
+    seen: BTreeSet<String>,
+    failed: bool,
+}
+
+impl Default for ArchiveDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArchiveDecoder {
+    /// A decoder at the start of an archive.
+    pub fn new() -> Self {
+        Self {
+            state: DecodeState::Header,
+            pos: 0,
+            block: Vec::with_capacity(BLOCK as usize),
+            mbytes: Vec::new(),
+            manifest: None,
+            entries: Vec::new(),
+            seen: BTreeSet::new(),
+            failed: false,
+        }
+    }
+
+    /// The manifest, once its entry has been decoded.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Feeds the next bytes, handing entry data to `sink`. After an error every later call
+    /// fails too.
+    pub fn feed(&mut self, input: &[u8], sink: &mut dyn EntrySink) -> Result<(), ArchiveError> {
+        if self.failed {
+            return Err(ArchiveError::Io(io::Error::other("archive already failed")));
+        }
+        let r = self.feed_inner(input, sink);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn feed_inner(
+        &mut self,
+        mut input: &[u8],
+        sink: &mut dyn EntrySink,
+    ) -> Result<(), ArchiveError> {
+        while !input.is_empty() {
+            match &mut self.state {
+                DecodeState::End => {
+                    self.pos += input.len() as u64;
+                    return Ok(());
+                }
+                DecodeState::Header => {
+                    let n = (BLOCK as usize - self.block.len()).min(input.len());
+                    self.block.extend_from_slice(&input[..n]);
+                    input = &input[n..];
+                    self.pos += n as u64;
+                    if self.block.len() == BLOCK as usize {
+                        let block = std::mem::take(&mut self.block);
+                        self.header(&block)?;
+                        self.block = block;
+                        self.block.clear();
+                    }
+                }
+                DecodeState::Manifest { remaining } => {
+                    let n = (*remaining).min(input.len() as u64) as usize;
+                    self.mbytes.extend_from_slice(&input[..n]);
+                    *remaining -= n as u64;
+                    input = &input[n..];
+                    self.pos += n as u64;
+                    if *remaining == 0 {
+                        let bytes = std::mem::take(&mut self.mbytes);
+                        let m = parse_manifest(&bytes)?;
+                        self.manifest = Some(m);
+                        self.state = DecodeState::Pad {
+                            remaining: padding(bytes.len() as u64) as u64,
+                        };
+                    }
+                }
+                DecodeState::Data {
+                    path,
+                    remaining,
+                    hasher,
+                } => {
+                    let n = (*remaining).min(input.len() as u64) as usize;
+                    hasher.update(&input[..n]);
+                    sink.data(path, &input[..n])?;
+                    *remaining -= n as u64;
+                    input = &input[n..];
+                    self.pos += n as u64;
+                    if *remaining == 0 {
+                        let path = std::mem::take(path);
+                        let sha = hex::encode(std::mem::take(hasher).finalize());
+                        let want = self.listed(&path)?;
+                        if sha != want.sha256 {
+                            return Err(ArchiveError::Digest(path));
+                        }
+                        self.state = DecodeState::Pad {
+                            remaining: padding(want.size) as u64,
+                        };
+                    }
+                }
+                DecodeState::Pad { remaining } => {
+                    let n = (*remaining).min(input.len() as u64) as usize;
+                    *remaining -= n as u64;
+                    input = &input[n..];
+                    self.pos += n as u64;
+                    if *remaining == 0 {
+                        self.state = DecodeState::Header;
+                    }
+                }
+            }
+        }
+        // Zero-length entries end at their header.
+        self.settle()
+    }
+
+    /// Moves past states that need no more bytes (a zero-length entry or padding).
+    fn settle(&mut self) -> Result<(), ArchiveError> {
+        loop {
+            match &mut self.state {
+                DecodeState::Data {
+                    path,
+                    remaining: 0,
+                    hasher,
+                } => {
+                    let path = std::mem::take(path);
+                    let sha = hex::encode(std::mem::take(hasher).finalize());
+                    let want = self.listed(&path)?;
+                    if sha != want.sha256 {
+                        return Err(ArchiveError::Digest(path));
+                    }
+                    self.state = DecodeState::Header;
+                }
+                DecodeState::Manifest { remaining: 0 } => {
+                    let m = parse_manifest(&std::mem::take(&mut self.mbytes))?;
+                    self.manifest = Some(m);
+                    self.state = DecodeState::Header;
+                }
+                DecodeState::Pad { remaining: 0 } => self.state = DecodeState::Header,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn listed(&self, path: &str) -> Result<ManifestEntry, ArchiveError> {
+        self.manifest
+            .as_ref()
+            .and_then(|m| m.entries.iter().find(|e| e.path == path))
+            .cloned()
+            .ok_or_else(|| ArchiveError::Unlisted(path.into()))
+    }
+
+    fn header(&mut self, block: &[u8]) -> Result<(), ArchiveError> {
+        if block.iter().all(|&b| b == 0) {
+            if self.manifest.is_none() {
+                return Err(ArchiveError::MissingManifest);
+            }
+            self.state = DecodeState::End;
+            return Ok(());
+        }
+        let h = tar::Header::from_byte_slice(block);
+        let sum: u32 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    b as u32
+                }
+            })
+            .sum();
+        if h.cksum().ok() != Some(sum) {
+            return Err(ArchiveError::Io(io::Error::other(format!(
+                "tar header checksum mismatch at byte {}",
+                self.pos - BLOCK
+            ))));
+        }
+        let path = String::from_utf8_lossy(&h.path_bytes()).into_owned();
+        let size = h.entry_size()?;
+        let t = h.entry_type();
+        if self.manifest.is_none() {
+            if path != MANIFEST_PATH || t != tar::EntryType::Regular {
+                return Err(ArchiveError::MissingManifest);
+            }
+            if size > MAX_MANIFEST {
+                return Err(ArchiveError::BadManifest(format!(
+                    "manifest larger than {MAX_MANIFEST} bytes"
+                )));
+            }
+            self.state = DecodeState::Manifest { remaining: size };
+            return self.settle();
+        }
+        check_path(&path)?;
+        if !(t == tar::EntryType::Regular || t == tar::EntryType::Continuous) {
+            return Err(ArchiveError::NotRegular(path));
+        }
+        let want = self.listed(&path)?;
+        if !self.seen.insert(path.clone()) {
+            return Err(ArchiveError::Duplicate(path));
+        }
+        if size != want.size {
+            return Err(ArchiveError::Size {
+                path,
+                got: size,
+                want: want.size,
+            });
+        }
+        self.entries.push(EntryRange {
+            path: path.clone(),
+            offset: self.pos,
+            size,
+        });
+        self.state = DecodeState::Data {
+            path,
+            remaining: size,
+            hasher: Sha256::new(),
+        };
+        self.settle()
+    }
+
+    /// Ends the archive: it must not stop inside an entry, and every listed entry must have
+    /// been seen.
+    pub fn finish(self) -> Result<ArchiveLayout, ArchiveError> {
+        if self.failed {
+            return Err(ArchiveError::Io(io::Error::other("archive already failed")));
+        }
+        let manifest = self.manifest.ok_or(ArchiveError::MissingManifest)?;
+        match self.state {
+            DecodeState::End => {}
+            DecodeState::Header if self.block.is_empty() => {}
+            DecodeState::Data { path, .. } => {
+                return Err(ArchiveError::Missing(vec![path]));
+            }
+            _ => {
+                return Err(ArchiveError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "archive ends inside a block",
+                )));
+            }
+        }
+        let missing: Vec<String> = manifest
+            .entries
+            .iter()
+            .filter(|e| !self.seen.contains(&e.path))
+            .map(|e| e.path.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ArchiveError::Missing(missing));
+        }
+        Ok(ArchiveLayout {
+            manifest,
+            entries: self.entries,
+        })
+    }
+}
+
+/// Parses and checks the manifest entry's bytes.
+fn parse_manifest(mbytes: &[u8]) -> Result<Manifest, ArchiveError> {
+    let manifest: Manifest = serde_json::from_slice(mbytes).map_err(|e| {
+        // Distinguish "another version" from garbage when the envelope parses.
+        match serde_json::from_slice::<serde_json::Value>(mbytes) {
+            Ok(v) if v.get("version").and_then(|x| x.as_u64()) != Some(VERSION as u64) => {
+                ArchiveError::UnsupportedVersion {
+                    format: v
+                        .get("format")
+                        .and_then(|x| x.as_str())
+                        .unwrap_or("?")
+                        .into(),
+                    version: v.get("version").and_then(|x| x.as_u64()).unwrap_or(0) as u32,
+                }
+            }
+            _ => ArchiveError::BadManifest(e.to_string()),
+        }
+    })?;
+    manifest.validate()?;
+    Ok(manifest)
 }
 
 fn check_path(p: &str) -> Result<(), ArchiveError> {
@@ -394,88 +848,21 @@ impl Manifest {
 }
 
 /// Reads and validates a whole archive, streaming each data entry to `sink`.
-pub fn read_archive<R: Read>(r: R, sink: &mut dyn EntrySink) -> Result<Manifest, ArchiveError> {
-    let mut ar = tar::Archive::new(r);
-    // Raw: PAX and GNU long-name/long-link entries come through as entries of their own
-    // (refused below as not regular) instead of being read into memory whole by the tar
-    // crate — a 192 MiB "long name" must cost nothing. Our writer never emits them.
-    let mut entries = ar.entries()?.raw(true);
-    let mut first = entries.next().ok_or(ArchiveError::MissingManifest)??;
-    let path = String::from_utf8_lossy(&first.path_bytes()).into_owned();
-    if path != MANIFEST_PATH || first.header().entry_type() != tar::EntryType::Regular {
-        return Err(ArchiveError::MissingManifest);
-    }
-    if first.size() > MAX_MANIFEST {
-        return Err(ArchiveError::BadManifest(format!(
-            "manifest larger than {MAX_MANIFEST} bytes"
-        )));
-    }
-    let mut mbytes = Vec::new();
-    first.read_to_end(&mut mbytes)?;
-    let manifest: Manifest = serde_json::from_slice(&mbytes).map_err(|e| {
-        // Distinguish "another version" from garbage when the envelope parses.
-        match serde_json::from_slice::<serde_json::Value>(&mbytes) {
-            Ok(v) if v.get("version").and_then(|x| x.as_u64()) != Some(VERSION as u64) => {
-                ArchiveError::UnsupportedVersion {
-                    format: v
-                        .get("format")
-                        .and_then(|x| x.as_str())
-                        .unwrap_or("?")
-                        .into(),
-                    version: v.get("version").and_then(|x| x.as_u64()).unwrap_or(0) as u32,
-                }
-            }
-            _ => ArchiveError::BadManifest(e.to_string()),
-        }
-    })?;
-    manifest.validate()?;
-    let mut seen = BTreeSet::new();
-    for entry in entries {
-        let entry = entry?;
-        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        check_path(&path)?;
-        let t = entry.header().entry_type();
-        if !(t == tar::EntryType::Regular || t == tar::EntryType::Continuous) {
-            return Err(ArchiveError::NotRegular(path));
-        }
-        let Some(want) = manifest.entries.iter().find(|e| e.path == path) else {
-            return Err(ArchiveError::Unlisted(path));
+pub fn read_archive<R: Read>(mut r: R, sink: &mut dyn EntrySink) -> Result<Manifest, ArchiveError> {
+    let mut dec = ArchiveDecoder::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
         };
-        if !seen.insert(path.clone()) {
-            return Err(ArchiveError::Duplicate(path));
+        if n == 0 {
+            break;
         }
-        if entry.size() != want.size {
-            return Err(ArchiveError::Size {
-                path,
-                got: entry.size(),
-                want: want.size,
-            });
-        }
-        let mut hr = DigestReader::new(entry);
-        sink.entry(&path, want.size, &mut hr)?;
-        io::copy(&mut hr, &mut io::sink())?;
-        let (count, sha256) = hr.finish();
-        if count != want.size {
-            return Err(ArchiveError::Size {
-                path,
-                got: count,
-                want: want.size,
-            });
-        }
-        if sha256 != want.sha256 {
-            return Err(ArchiveError::Digest(path));
-        }
+        dec.feed(&buf[..n], sink)?;
     }
-    let missing: Vec<String> = manifest
-        .entries
-        .iter()
-        .filter(|e| !seen.contains(&e.path))
-        .map(|e| e.path.clone())
-        .collect();
-    if !missing.is_empty() {
-        return Err(ArchiveError::Missing(missing));
-    }
-    Ok(manifest)
+    Ok(dec.finish()?.manifest)
 }
 
 /// Builds the index an archive describes from its (validated) checkpoint and log prefix.
@@ -485,11 +872,33 @@ pub fn restore_index<C: Read, L: Read>(
     checkpoint: C,
     log: L,
 ) -> Result<Index, ArchiveError> {
-    let mut ix = read_checkpoint(checkpoint)?;
-    check_params(manifest, &ix)?;
-    replay_prefix(&mut ix, log)?;
-    check_count(manifest, &ix)?;
+    let mut ix = archived_checkpoint(manifest, checkpoint)?;
+    archived_log(manifest, &mut ix, log)?;
     Ok(ix)
+}
+
+/// Loads an archive's checkpoint entry (every structural check) and checks its params
+/// against the manifest: the first half of [`restore_index`].
+pub fn archived_checkpoint<C: Read>(
+    manifest: &Manifest,
+    checkpoint: C,
+) -> Result<Index, ArchiveError> {
+    let ix = read_checkpoint(checkpoint)?;
+    check_params(manifest, &ix)?;
+    Ok(ix)
+}
+
+/// Replays an archive's log entry into the index its checkpoint loaded (every record
+/// checked; it must end on a record boundary) and checks the vector count: the second half
+/// of [`restore_index`]. Returns what the replay found.
+pub fn archived_log<L: Read>(
+    manifest: &Manifest,
+    ix: &mut Index,
+    log: L,
+) -> Result<crate::record::LogScan, ArchiveError> {
+    let scan = replay_prefix(ix, log)?;
+    check_count(manifest, ix)?;
+    Ok(scan)
 }
 
 fn check_params(manifest: &Manifest, ix: &Index) -> Result<(), ArchiveError> {
@@ -501,7 +910,7 @@ fn check_params(manifest: &Manifest, ix: &Index) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-fn replay_prefix<L: Read>(ix: &mut Index, log: L) -> Result<(), ArchiveError> {
+fn replay_prefix<L: Read>(ix: &mut Index, log: L) -> Result<crate::record::LogScan, ArchiveError> {
     let scan = ix
         .replay(log)
         .map_err(|e: FrameError| ArchiveError::Content(format!("log: {e}")))?;
@@ -510,7 +919,7 @@ fn replay_prefix<L: Read>(ix: &mut Index, log: L) -> Result<(), ArchiveError> {
             "log prefix ends inside a record".into(),
         ));
     }
-    Ok(())
+    Ok(scan)
 }
 
 fn check_count(manifest: &Manifest, ix: &Index) -> Result<(), ArchiveError> {
@@ -524,53 +933,19 @@ fn check_count(manifest: &Manifest, ix: &Index) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-/// Rebuilds the index from entries as they stream (checkpoint, then log), keeping the first
-/// content error so [`verify_archive`] can report it rather than the io error that stopped
-/// the read.
-#[derive(Default)]
-struct IndexSink {
-    index: Option<Index>,
-    err: Option<ArchiveError>,
-}
-
-impl IndexSink {
-    fn take(&mut self, path: &str, data: &mut dyn Read) -> Result<(), ArchiveError> {
-        match (path, &mut self.index) {
-            (CHECKPOINT_PATH, None) => {
-                self.index = Some(read_checkpoint(data)?);
-                Ok(())
-            }
-            (LOG_PATH, Some(ix)) => replay_prefix(ix, data),
-            _ => Err(ArchiveError::Content(format!("unexpected entry {path:?}"))),
-        }
-    }
-}
-
-impl EntrySink for IndexSink {
-    fn entry(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
-        self.take(path, data).map_err(|e| {
-            let msg = e.to_string();
-            self.err = Some(e);
-            io::Error::other(msg)
-        })
-    }
-}
-
-/// Validates a whole archive without writing anything: the tar structure, every digest, and
-/// the contents as an index (the checkpoint loads with every structural check, the log
-/// replays with every record checked, params and vector count match the manifest). Costs
-/// the memory of the index it describes; returns the manifest.
-pub fn verify_archive<R: Read>(r: R) -> Result<Manifest, ArchiveError> {
-    let mut sink = IndexSink::default();
-    let manifest = match read_archive(r, &mut sink) {
-        Ok(m) => m,
-        Err(e) => return Err(sink.err.take().unwrap_or(e)),
+/// Validates a whole archive held in memory without writing anything: the tar structure,
+/// every digest, and the contents as an index (see [`restore_index`]). Returns the
+/// manifest.
+pub fn verify_archive(bytes: &[u8]) -> Result<Manifest, ArchiveError> {
+    let mut dec = ArchiveDecoder::new();
+    dec.feed(bytes, &mut NullSink)?;
+    let layout = dec.finish()?;
+    let range = |p: &str| -> Result<&[u8], ArchiveError> {
+        let e = layout
+            .range(p)
+            .ok_or_else(|| ArchiveError::Missing(vec![p.into()]))?;
+        Ok(&bytes[e.offset as usize..(e.offset + e.size) as usize])
     };
-    let ix = sink
-        .index
-        .as_ref()
-        .ok_or_else(|| ArchiveError::Missing(vec![CHECKPOINT_PATH.into()]))?;
-    check_params(&manifest, ix)?;
-    check_count(&manifest, ix)?;
-    Ok(manifest)
+    restore_index(&layout.manifest, range(CHECKPOINT_PATH)?, range(LOG_PATH)?)?;
+    Ok(layout.manifest)
 }

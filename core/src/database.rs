@@ -3,22 +3,22 @@
 //! [`Storage`]. Time and entropy are arguments. The file layout is the native host's
 //! ([`crate::engine::paths`]), so data and archives move between hosts unchanged.
 
-use crate::archive::{
-    self, ArchiveWriter, CHECKPOINT_PATH, CheckpointDigest, EntrySink, LOG_PATH, Manifest,
-    MemorySink, Source, encode_digest,
-};
+use crate::archive::{self, Manifest, NullSink, Source, encode_digest};
 use crate::checkpoint::{self, read_checkpoint};
-use crate::engine::{Deletable, EngineError, IndexManifest, Outcome, paths, validate_backup_name};
+use crate::control::backup::BackupTask;
+use crate::control::engine::{EngineError, IndexManifest, LogState, paths, validate_backup_name};
+use crate::control::restore::RestoreTask;
+use crate::control::task::{self, RangeReader, Stepped, Task, TaskHost};
 use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
-use crate::jobs::{CutPoint, DEFAULT_RETENTION, Job, JobRegistry};
 use crate::originals::{CheckpointBytes, OriginalsLayout};
 use crate::params::IndexParams;
-use crate::record::{Record, checkpoint_due};
-use crate::storage::{Storage, StorageReader};
+use crate::record::Record;
+use crate::registry::{DEFAULT_RETENTION, Job, JobRegistry, JobStatus};
+use crate::storage::Storage;
 use crate::{Engine, Filter, UpsertItem};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use thiserror::Error;
 
 /// Log bytes after which a write triggers a checkpoint.
@@ -42,24 +42,65 @@ pub enum DatabaseError {
     /// Stored data could not be read.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A job ran and ended failed (or cancelled); the job record says the same.
+    #[error("job {job} {status}: {error}")]
+    JobFailed {
+        /// The job.
+        job: String,
+        /// `failed` or `cancelled`.
+        status: String,
+        /// Why.
+        error: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, DatabaseError>;
 
-struct Open {
-    index: Index,
-    generation: u64,
-    log_len: u64,
-    /// Vectors the current log upserts (its replay cost).
-    log_vectors: u64,
+/// A job a step machine is carrying out in the background.
+enum Running {
+    Backup(Box<BackupTask>),
+    Restore(Box<RestoreTask>),
+}
+
+impl Running {
+    fn task(&mut self) -> &mut dyn Task {
+        match self {
+            Running::Backup(t) => t.as_mut(),
+            Running::Restore(t) => t.as_mut(),
+        }
+    }
+    fn job(&self) -> &str {
+        match self {
+            Running::Backup(t) => t.job(),
+            Running::Restore(t) => t.job(),
+        }
+    }
 }
 
 /// The database over storage `S`.
 pub struct Database<S: Storage> {
     st: S,
     engine: Engine,
-    open: BTreeMap<String, Open>,
+    open: BTreeMap<String, Index>,
     source: Source,
+    running: Vec<Running>,
+    /// Backup read pace in bytes a second (`None`: as fast as storage goes).
+    backup_rate: Option<u64>,
+}
+
+/// What a task borrows from the database while it steps.
+struct Lend<'a, S: Storage> {
+    engine: &'a mut Engine,
+    st: &'a mut S,
+}
+
+impl<S: Storage> TaskHost for Lend<'_, S> {
+    fn with_engine<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        f(self.engine)
+    }
+    fn storage(&mut self) -> &mut dyn Storage {
+        self.st
+    }
 }
 
 /// Appends through a [`Storage`] in large chunks (archive output).
@@ -115,22 +156,6 @@ enum OriginalsFrom<'a> {
     Stored(String),
     /// Checkpoint bytes in memory (a restored archive's).
     Bytes(&'a [u8]),
-}
-
-struct Progress<'a, R> {
-    inner: R,
-    done: u64,
-    total: u64,
-    cb: &'a mut dyn FnMut(u64, u64),
-}
-
-impl<R: Read> Read for Progress<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        (self.cb)(self.done, self.total);
-        Ok(n)
-    }
 }
 
 /// Writes generation `g`'s checkpoint of index `name`, then its size and SHA-256 in the
@@ -195,7 +220,13 @@ impl<S: Storage> Database<S> {
                 host: host.into(),
                 version: env!("CARGO_PKG_VERSION").into(),
             },
+            running: Vec::new(),
+            backup_rate: None,
         };
+        // Interrupted jobs first: their partial files (an unpublished restore included) go
+        // before indexes are looked for.
+        db.engine.recover(now);
+        db.effects()?;
         for p in db
             .st
             .list("indexes/.tmp/")?
@@ -217,7 +248,7 @@ impl<S: Storage> Database<S> {
                 .to_string();
             db.load_index(&name)?;
         }
-        // Files of an index without a manifest belong to a create or restore that never committed.
+        // Files of an index without a manifest belong to a create that never committed.
         for f in db.st.list("indexes/")? {
             let dir = f.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             if !manifests.contains(&format!("{dir}/manifest.json")) {
@@ -233,13 +264,22 @@ impl<S: Storage> Database<S> {
                 db.engine.load_backup(n);
             }
         }
-        for p in db.engine.recover(now) {
-            for f in db.st.list(&p)? {
-                db.st.remove(&f)?;
-            }
-        }
-        db.persist_jobs()?;
         Ok(db)
+    }
+
+    /// Paces backups to `bytes_per_sec` of reads (`None`: unpaced).
+    pub fn set_backup_rate(&mut self, bytes_per_sec: Option<u64>) {
+        self.backup_rate = bytes_per_sec;
+    }
+
+    /// Performs what the engine asks after a change (the jobs file, freed generations).
+    fn effects(&mut self) -> Result<()> {
+        let mut host = Lend {
+            engine: &mut self.engine,
+            st: &mut self.st,
+        };
+        task::apply_effects(&mut host)?;
+        Ok(())
     }
 
     fn load_index(&mut self, name: &str) -> Result<()> {
@@ -249,16 +289,27 @@ impl<S: Storage> Database<S> {
             .ok_or_else(|| DatabaseError::Corrupt(format!("{name}: no manifest")))?;
         let man = IndexManifest::decode(&bytes).map_err(DatabaseError::Corrupt)?;
         let g = man.generation;
-        let ck = self
+        let ck_path = paths::checkpoint(name, g);
+        let ck_size = self
             .st
-            .read_all(&paths::checkpoint(name, g))?
+            .size(&ck_path)?
             .ok_or_else(|| DatabaseError::Corrupt(format!("{name}: checkpoint {g} missing")))?;
-        let mut ix =
-            read_checkpoint(&ck[..]).map_err(|e| DatabaseError::Corrupt(format!("{name}: {e}")))?;
+        let mut ix = read_checkpoint(io::BufReader::new(RangeReader::new(
+            &mut self.st,
+            &ck_path,
+            0,
+            ck_size,
+        )))
+        .map_err(|e| DatabaseError::Corrupt(format!("{name}: {e}")))?;
         let log_path = paths::log(name, g);
-        let log = self.st.read_all(&log_path)?.unwrap_or_default();
+        let log_size = self.st.size(&log_path)?.unwrap_or(0);
         let scan = ix
-            .replay(&log[..])
+            .replay(io::BufReader::new(RangeReader::new(
+                &mut self.st,
+                &log_path,
+                0,
+                log_size,
+            )))
             .map_err(|e| DatabaseError::Corrupt(format!("{name}: log: {e}")))?;
         let valid = scan.valid_len;
         if scan.torn {
@@ -276,23 +327,14 @@ impl<S: Storage> Database<S> {
                 self.st.remove(&f)?;
             }
         }
+        let log = LogState {
+            log_len: valid,
+            log_vectors: scan.upserted,
+            live: ix.len() as u64,
+        };
         self.engine
-            .load_index(name, man.params.clone(), g, man.created_at);
-        self.open.insert(
-            name.into(),
-            Open {
-                index: ix,
-                generation: g,
-                log_len: valid,
-                log_vectors: scan.upserted,
-            },
-        );
-        Ok(())
-    }
-
-    fn persist_jobs(&mut self) -> Result<()> {
-        let b = self.engine.registry.encode();
-        self.st.replace(paths::JOBS, &b)?;
+            .load_index(name, man.params.clone(), g, man.created_at, log);
+        self.open.insert(name.into(), ix);
         Ok(())
     }
 
@@ -301,12 +343,18 @@ impl<S: Storage> Database<S> {
         &mut self.st
     }
 
-    /// Gives the storage back (e.g. to simulate a crash and reopen).
+    /// Gives the storage back (e.g. to simulate a crash and reopen). Running jobs stop.
     pub fn into_storage(self) -> S {
         self.st
     }
 
-    fn get_open(&self, name: &str) -> Result<&Open> {
+    /// The engine (read-only: catalog, gates, jobs).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn get_open(&self, name: &str) -> Result<&Index> {
+        self.engine.index(name)?;
         self.open
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()).into())
@@ -326,43 +374,33 @@ impl<S: Storage> Database<S> {
             )
         })();
         if let Err(e) = r {
-            let _ = self.engine.delete_index(name);
+            self.engine.abandon_create(name);
+            for f in self.st.list(&format!("{}/", paths::index_dir(name)))? {
+                let _ = self.st.remove(&f);
+            }
             return Err(e.into());
         }
-        self.open.insert(
-            name.into(),
-            Open {
-                index: ix,
-                generation: 1,
-                log_len: 0,
-                log_vectors: 0,
-            },
-        );
+        self.open.insert(name.into(), ix);
         Ok(())
     }
 
     /// Deletes an index unless a job uses it.
     pub fn delete_index(&mut self, name: &str) -> Result<()> {
-        let d = self.engine.delete_index(name)?;
+        self.engine.delete_index(name)?;
         self.open.remove(name);
-        self.st.remove(&paths::index_manifest(name))?;
-        self.delete_generations(&d)?;
-        for f in self.st.list(&format!("{}/", paths::index_dir(name)))? {
-            self.st.remove(&f)?;
-        }
-        Ok(())
+        self.effects()
     }
 
     /// Index names with their parameters, created time and vector count.
     pub fn list_indexes(&self) -> Vec<(String, IndexParams, u64, usize)> {
         self.open
             .iter()
-            .map(|(n, o)| {
+            .map(|(n, ix)| {
                 (
                     n.clone(),
-                    o.index.params().clone(),
+                    ix.params().clone(),
                     self.engine.index(n).map(|e| e.created_at).unwrap_or(0),
-                    o.index.len(),
+                    ix.len(),
                 )
             })
             .collect()
@@ -370,45 +408,47 @@ impl<S: Storage> Database<S> {
 
     /// One index (read-only).
     pub fn index(&self, name: &str) -> Result<&Index> {
-        Ok(&self.get_open(name)?.index)
+        self.get_open(name)
     }
 
+    /// The write protocol: the engine admits the write and says where its record goes; the
+    /// record is appended and synced; on failure the log is cut back to where the record
+    /// started (and the cut synced) so a write reported failed never replays; then the
+    /// record is applied and committed, which may make a checkpoint due.
     fn write(
         &mut self,
         name: &str,
         prepare: impl FnOnce(&Index) -> std::result::Result<Record, IndexError>,
     ) -> Result<usize> {
-        self.engine.check_write(name)?;
-        let o = self
-            .open
-            .get(name)
-            .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
-        let rec = prepare(&o.index)?;
+        let slot = self.engine.begin_write(name)?;
+        let rec = prepare(self.get_open(name)?)?;
         let bytes = rec.encode();
-        let log = paths::log(name, o.generation);
-        let good_len = o.log_len;
         let appended = self
             .st
-            .append(&log, &bytes)
-            .and_then(|()| self.st.sync(&log));
+            .append(&slot.log_path, &bytes)
+            .and_then(|()| self.st.sync(&slot.log_path));
         if let Err(e) = appended {
-            // Cut back to the last whole record before answering: the write the caller is told
-            // failed must never replay, and the next record must start on a frame boundary.
             let _ = self
                 .st
-                .truncate(&log, good_len)
-                .and_then(|()| self.st.sync(&log));
+                .truncate(&slot.log_path, slot.at)
+                .and_then(|()| self.st.sync(&slot.log_path));
             return Err(e.into());
         }
-        let o = self
+        let ix = self
             .open
             .get_mut(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
-        o.log_len += bytes.len() as u64;
-        o.log_vectors += rec.upserted();
-        let n = o.index.apply(&rec);
-        let live = o.index.len() as u64;
-        if checkpoint_due(o.log_len, o.log_vectors, live, CHECKPOINT_AFTER_BYTES) {
+        let n = ix.apply(&rec);
+        let live = ix.len() as u64;
+        let due = self.engine.commit_write(
+            name,
+            &slot,
+            bytes.len() as u64,
+            rec.upserted(),
+            live,
+            CHECKPOINT_AFTER_BYTES,
+        )?;
+        if due {
             self.checkpoint(name)?;
         }
         Ok(n)
@@ -453,61 +493,163 @@ impl<S: Storage> Database<S> {
         name: &str,
         f: impl FnOnce(&Index, &mut dyn CheckpointBytes) -> std::result::Result<T, IndexError>,
     ) -> Result<T> {
-        let o = self
+        let g = self.engine.index(name)?.generation;
+        let ix = self
             .open
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
         let st = RefCell::new(&mut self.st);
         let mut src = StorageBytes {
             st: &st,
-            path: paths::checkpoint(name, o.generation),
+            path: paths::checkpoint(name, g),
         };
-        Ok(f(&o.index, &mut src)?)
+        Ok(f(ix, &mut src)?)
     }
 
     /// Writes a new checkpoint generation and starts a new log.
     pub fn checkpoint(&mut self, name: &str) -> Result<()> {
-        let o = self
+        let e = self.engine.index(name)?;
+        let (g0, created) = (e.generation, e.created_at);
+        let g = g0 + 1;
+        let ix = self
             .open
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
-        let g = o.generation + 1;
-        let from = OriginalsFrom::Stored(paths::checkpoint(name, o.generation));
-        let layout = write_checkpoint(&mut self.st, name, g, &o.index, from)?;
+        let from = OriginalsFrom::Stored(paths::checkpoint(name, g0));
+        let layout = write_checkpoint(&mut self.st, name, g, ix, from)?;
         self.st.create(&paths::log(name, g))?;
         self.st.sync(&paths::log(name, g))?;
-        let created = self.engine.index(name)?.created_at;
-        let params = o.index.params().clone();
+        let params = ix.params().clone();
         self.st.replace(
             &paths::index_manifest(name),
             &IndexManifest::new(name, params, g, created).encode(),
         )?;
-        if let Some(o) = self.open.get_mut(name) {
-            o.generation = g;
-            o.log_len = 0;
-            o.log_vectors = 0;
-            o.index.checkpointed(layout);
+        if let Some(ix) = self.open.get_mut(name) {
+            ix.checkpointed(layout);
         }
-        let d = self.engine.checkpoint_done(name, g)?;
-        self.delete_generations(&d)?;
-        Ok(())
+        self.engine.checkpoint_done(name, g)?;
+        self.effects()
     }
 
-    fn delete_generations(&mut self, d: &Deletable) -> Result<()> {
-        for (ix, g) in &d.generations {
-            self.st.remove(&paths::checkpoint(ix, *g))?;
-            let digest = paths::checkpoint_digest(ix, *g);
-            if self.st.size(&digest)?.is_some() {
-                self.st.remove(&digest)?;
+    /// Accepts a backup (every rule, now), records its cut and starts it in the background:
+    /// [`Database::step`] carries it out a chunk at a time. Returns the running job.
+    pub fn start_backup(
+        &mut self,
+        index: &str,
+        name: &str,
+        now: u64,
+        now_us: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        let source = self.source.clone();
+        let task = self.engine.begin_backup(
+            now,
+            now_us,
+            entropy,
+            index,
+            name,
+            source,
+            self.backup_rate,
+        )?;
+        self.engine.release_cut(index, now_us);
+        let id = task.job().to_string();
+        self.running.push(Running::Backup(Box::new(task)));
+        // The job runs: a jobs-file write that failed is retried with the next change.
+        let _ = self.effects();
+        self.job(&id)
+    }
+
+    /// Accepts a restore (every rule, now) and starts it in the background.
+    pub fn start_restore(
+        &mut self,
+        backup: &str,
+        target: &str,
+        now: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        let task = self.engine.begin_restore(now, entropy, backup, target)?;
+        let id = task.job().to_string();
+        self.running.push(Running::Restore(Box::new(task)));
+        let _ = self.effects();
+        self.job(&id)
+    }
+
+    /// Carries background jobs forward by up to `steps` steps (a step is one storage call
+    /// or one engine turn). Returns how many jobs are still running and, if all of them are
+    /// paced, when the next step is due.
+    pub fn step(&mut self, now: u64, steps: usize) -> (usize, Option<u64>) {
+        let mut wait: Option<u64> = None;
+        for _ in 0..steps {
+            if self.running.is_empty() {
+                break;
             }
-            self.st.remove(&paths::log(ix, *g))?;
+            let mut progressed = false;
+            wait = None;
+            let mut i = 0;
+            while i < self.running.len() {
+                let mut host = Lend {
+                    engine: &mut self.engine,
+                    st: &mut self.st,
+                };
+                match task::step(self.running[i].task(), &mut host, now) {
+                    Stepped::Busy => {
+                        progressed = true;
+                        i += 1;
+                    }
+                    Stepped::Wait(t) => {
+                        wait = Some(wait.map_or(t, |w: u64| w.min(t)));
+                        i += 1;
+                    }
+                    Stepped::Input => i += 1,
+                    Stepped::Done => {
+                        let done = self.running.remove(i);
+                        if let Running::Restore(mut t) = done
+                            && let Some(ix) = t.take_index()
+                        {
+                            self.open.insert(t.target().to_string(), ix);
+                        }
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
         }
-        Ok(())
+        (self.running.len(), wait)
     }
 
-    /// Runs a backup job to the end (this host has one thread): submit (every rule), cut,
-    /// stream into `backups/.tmp/<job>.tar`, sync, publish. `progress(done, total)` is called
-    /// as bytes stream. Returns the finished job; a failure is recorded in the job and returned.
+    /// Ids of the jobs whose tasks are still stepping.
+    pub fn running_jobs(&self) -> Vec<String> {
+        self.running.iter().map(|r| r.job().to_string()).collect()
+    }
+
+    /// Runs job `id` to its end (other jobs step along), ignoring pacing. `progress` sees
+    /// its bytes.
+    fn run_job(&mut self, id: &str, now: u64, progress: &mut dyn FnMut(u64, u64)) -> Result<Job> {
+        while self.running.iter().any(|r| r.job() == id) {
+            let (_, wait) = self.step(now, 1);
+            if let Some(t) = wait {
+                // Single-threaded and asked to finish now: treat the pace as reached.
+                let _ = self.step(t, 1);
+            }
+            let j = self.job(id)?;
+            progress(j.bytes_done, j.bytes_total);
+        }
+        let j = self.job(id)?;
+        match j.status {
+            JobStatus::Completed => Ok(j),
+            s => Err(DatabaseError::JobFailed {
+                job: j.job_id.clone(),
+                status: format!("{s:?}").to_lowercase(),
+                error: j.error.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Runs a backup job to the end: submit (every rule), cut, stream into
+    /// `backups/.tmp/<job>.tar`, sync, publish. `progress(done, total)` is called as bytes
+    /// stream. Returns the finished job; a failure is recorded in the job and returned.
     pub fn backup(
         &mut self,
         index: &str,
@@ -516,108 +658,8 @@ impl<S: Storage> Database<S> {
         entropy: [u8; 6],
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Job> {
-        let job = self.engine.submit_backup(now, entropy, index, name)?;
-        let id = job.job_id.clone();
-        self.persist_jobs()?;
-        self.engine.start(&id, now)?;
-        let o = self.get_open(index)?;
-        let cut = CutPoint {
-            generation: o.generation,
-            log_len: o.log_len,
-            vector_count: o.index.len() as u64,
-        };
-        let params = o.index.params().clone();
-        self.engine.cut(&id, cut)?;
-        self.persist_jobs()?;
-        let tmp = paths::backup_tmp(&id);
-        let res = self.stream_backup(index, &params, cut, now, &tmp, progress);
-        let outcome = match &res {
-            Ok((size, sha)) => {
-                self.st.rename(&tmp, &paths::backup(name))?;
-                Outcome::Backup {
-                    size: *size,
-                    sha256: sha.clone(),
-                }
-            }
-            Err(e) => {
-                let _ = self.st.remove(&tmp);
-                Outcome::Failed(e.to_string())
-            }
-        };
-        let d = self.engine.finish(&id, now, outcome)?;
-        self.delete_generations(&d)?;
-        self.persist_jobs()?;
-        res?;
-        self.engine
-            .registry
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| DatabaseError::Corrupt("job vanished".into()))
-    }
-
-    fn stream_backup(
-        &mut self,
-        index: &str,
-        params: &IndexParams,
-        cut: CutPoint,
-        now: u64,
-        tmp: &str,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(u64, String)> {
-        let ck = paths::checkpoint(index, cut.generation);
-        let log = paths::log(index, cut.generation);
-        let ck_size = self
-            .st
-            .size(&ck)?
-            .ok_or_else(|| DatabaseError::Corrupt("pinned checkpoint missing".into()))?;
-        let source = self.source.clone();
-        let record = self
-            .st
-            .read_all(&paths::checkpoint_digest(index, cut.generation))?;
-        let st = RefCell::new(&mut self.st);
-        let ck_digest = CheckpointDigest::from_record(
-            record.as_deref(),
-            ck_size,
-            StorageReader::new(&st, &ck, 0, ck_size),
-        );
-        let log_r = StorageReader::new(&st, &log, 0, cut.log_len);
-        let manifest = Manifest::for_backup_digested(
-            index,
-            params.clone(),
-            cut,
-            now,
-            source,
-            ck_digest,
-            log_r,
-        )?;
-        let total = manifest.data_bytes();
-        st.borrow_mut().create(tmp)?;
-        let out = StorageWriter {
-            st: &st,
-            path: tmp.into(),
-            buf: Vec::new(),
-        };
-        let mut w = ArchiveWriter::new(out, manifest)?;
-        let mut r = Progress {
-            inner: StorageReader::new(&st, &ck, 0, ck_size),
-            done: 0,
-            total,
-            cb: progress,
-        };
-        w.append(&mut r)?;
-        let done = r.done;
-        let mut r = Progress {
-            inner: StorageReader::new(&st, &log, 0, cut.log_len),
-            done,
-            total,
-            cb: progress,
-        };
-        w.append(&mut r)?;
-        let (mut out, size, sha) = w.finish()?;
-        out.flush()?;
-        drop(out);
-        st.borrow_mut().sync(tmp)?;
-        Ok((size, sha))
+        let job = self.start_backup(index, name, now, now * 1000, entropy)?;
+        self.run_job(&job.job_id, now, progress)
     }
 
     /// Every job, oldest first.
@@ -631,15 +673,18 @@ impl<S: Storage> Database<S> {
             .registry
             .get(id)
             .cloned()
-            .ok_or_else(|| EngineError::Job(crate::jobs::JobError::NotFound(id.into())).into())
+            .ok_or_else(|| EngineError::Job(crate::registry::JobError::NotFound(id.into())).into())
     }
 
-    /// Cancels a queued or running job.
+    /// Cancels a job. A running one stops at its next step and keeps its pins until then;
+    /// the returned record is *cancelling* until [`Database::step`] runs it to *cancelled*.
     pub fn cancel(&mut self, id: &str, now: u64) -> Result<Job> {
-        let d = self.engine.cancel(id, now)?;
-        self.delete_generations(&d)?;
-        let _ = self.st.remove(&paths::backup_tmp(id));
-        self.persist_jobs()?;
+        self.engine.cancel(id, now)?;
+        self.effects()?;
+        // Let the job see it now rather than at its next engine turn.
+        if let Some(r) = self.running.iter_mut().find(|r| r.job() == id) {
+            r.task().engine(&mut self.engine, now);
+        }
         self.job(id)
     }
 
@@ -659,29 +704,42 @@ impl<S: Storage> Database<S> {
             .ok_or_else(|| EngineError::BackupNotFound(name.into()).into())
     }
 
-    /// The verified manifest of a published archive.
+    /// The verified manifest of a published archive (read in chunks).
     pub fn backup_info(&mut self, name: &str) -> Result<Manifest> {
-        let bytes = self.export_backup(name)?;
-        Ok(archive::read_archive(&bytes[..], &mut NullSink)?)
+        validate_backup_name(name)?;
+        if !self.engine.has_backup(name) {
+            return Err(EngineError::BackupNotFound(name.into()).into());
+        }
+        let path = paths::backup(name);
+        let size = self
+            .st
+            .size(&path)?
+            .ok_or_else(|| EngineError::BackupNotFound(name.into()))?;
+        let r = RangeReader::new(&mut self.st, &path, 0, size);
+        Ok(archive::read_archive(r, &mut NullSink)?)
     }
 
-    /// Validates an archive whole, then publishes it under `name`. Nothing is kept on failure.
+    /// Validates an archive and publishes it under `name`, through the upload step
+    /// machine (written and checked a chunk at a time). Nothing is kept on failure.
     pub fn import_backup(&mut self, name: &str, bytes: &[u8]) -> Result<Manifest> {
-        self.engine.begin_upload(name)?;
-        let tmp = paths::upload_tmp(name);
-        let r = (|| -> Result<Manifest> {
-            let m = archive::read_archive(bytes, &mut NullSink)?;
-            self.st.create(&tmp)?;
-            self.st.append(&tmp, bytes)?;
-            self.st.sync(&tmp)?;
-            self.st.rename(&tmp, &paths::backup(name))?;
-            Ok(m)
-        })();
-        if r.is_err() {
-            let _ = self.st.remove(&tmp);
+        let mut up = self.engine.begin_upload(name)?;
+        for chunk in bytes.chunks(1 << 20) {
+            up.feed(chunk.to_vec());
         }
-        self.engine.finish_upload(name, r.is_ok());
-        r
+        up.end();
+        let mut host = Lend {
+            engine: &mut self.engine,
+            st: &mut self.st,
+        };
+        while task::step(&mut up, &mut host, 0) != Stepped::Done {}
+        match (up.manifest(), up.error()) {
+            (Some(m), _) => Ok(m.clone()),
+            (None, e) => Err(DatabaseError::Archive(archive::ArchiveError::Content(
+                e.unwrap_or("upload failed")
+                    .trim_start_matches("invalid backup archive: ")
+                    .into(),
+            ))),
+        }
     }
 
     /// Deletes an archive unless a job uses it.
@@ -691,8 +749,8 @@ impl<S: Storage> Database<S> {
         Ok(())
     }
 
-    /// Restores archive `backup` into a new index `target` as a job; the index is published
-    /// only when complete.
+    /// Restores archive `backup` into a new index `target` and runs the job to its end; the
+    /// index is published only when complete.
     pub fn restore(
         &mut self,
         backup: &str,
@@ -700,73 +758,7 @@ impl<S: Storage> Database<S> {
         now: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {
-        let job = self.engine.submit_restore(now, entropy, backup, target)?;
-        let id = job.job_id.clone();
-        self.persist_jobs()?;
-        self.engine.start(&id, now)?;
-        let res = self.build_restored(backup, target, &id, now);
-        let outcome = match &res {
-            Ok(params) => Outcome::Restore {
-                params: params.clone(),
-                generation: 1,
-            },
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        self.engine.finish(&id, now, outcome)?;
-        self.persist_jobs()?;
-        res?;
-        self.job(&id)
-    }
-
-    fn build_restored(
-        &mut self,
-        backup: &str,
-        target: &str,
-        job: &str,
-        now: u64,
-    ) -> Result<IndexParams> {
-        let bytes = self
-            .st
-            .read_all(&paths::backup(backup))?
-            .ok_or_else(|| EngineError::BackupNotFound(backup.into()))?;
-        let _ = self.engine.registry.progress(job, 0, bytes.len() as u64);
-        let mut sink = MemorySink::default();
-        let m = archive::read_archive(&bytes[..], &mut sink)?;
-        let empty = Vec::new();
-        let ck = &sink.files.get(CHECKPOINT_PATH).unwrap_or(&empty)[..];
-        let mut ix =
-            archive::restore_index(&m, ck, &sink.files.get(LOG_PATH).unwrap_or(&empty)[..])?;
-        // Stage under the temp dir, then publish the manifest last: it is the commit point.
-        let params = ix.params().clone();
-        let layout = write_checkpoint(&mut self.st, target, 1, &ix, OriginalsFrom::Bytes(ck))?;
-        ix.checkpointed(layout);
-        self.st.create(&paths::log(target, 1))?;
-        self.st.sync(&paths::log(target, 1))?;
-        self.st.replace(
-            &paths::index_manifest(target),
-            &IndexManifest::new(target, params.clone(), 1, now).encode(),
-        )?;
-        let _ = self
-            .engine
-            .registry
-            .progress(job, bytes.len() as u64, bytes.len() as u64);
-        self.open.insert(
-            target.into(),
-            Open {
-                index: ix,
-                generation: 1,
-                log_len: 0,
-                log_vectors: 0,
-            },
-        );
-        Ok(params)
-    }
-}
-
-struct NullSink;
-
-impl EntrySink for NullSink {
-    fn entry(&mut self, _path: &str, _size: u64, data: &mut dyn Read) -> io::Result<()> {
-        io::copy(data, &mut io::sink()).map(|_| ())
+        let job = self.start_restore(backup, target, now, entropy)?;
+        self.run_job(&job.job_id, now, &mut |_, _| {})
     }
 }

@@ -5,7 +5,7 @@
 use crate::database::DatabaseError;
 use crate::engine::EngineError;
 use crate::index::IndexError;
-use crate::jobs::JobError;
+use crate::registry::JobError;
 
 /// The kind of an error, as a caller should act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,9 @@ impl EngineError {
             Self::IndexNotFound(_) | Self::BackupNotFound(_) | Self::Job(JobError::NotFound(_)) => {
                 Fault::NotFound
             }
-            Self::IndexBroken { .. } | Self::IndexLoading(_) => Fault::Unavailable,
+            Self::IndexBroken { .. } | Self::IndexLoading(_) | Self::WriteHeld(_) => {
+                Fault::Unavailable
+            }
             _ => Fault::Conflict,
         }
     }
@@ -55,6 +57,12 @@ impl DatabaseError {
             Self::Index(e) => e.fault(),
             Self::Archive(_) => Fault::BadInput,
             Self::Io(_) | Self::Corrupt(_) => Fault::Internal,
+            // A job that found its input bad (a hostile archive) failed for the caller.
+            Self::JobFailed { error, .. } if error.starts_with("invalid backup archive") => {
+                Fault::BadInput
+            }
+            Self::JobFailed { status, .. } if status == "cancelled" => Fault::Conflict,
+            Self::JobFailed { .. } => Fault::Internal,
         }
     }
 }

@@ -27,12 +27,12 @@ pub use params::{IndexParams, ParamError, Precision, SpaceType};
 pub use record::{Record, UpsertItem};
 pub use rows::set_sealed_block_hook;
 pub mod archive;
-pub mod engine;
-pub mod jobs;
+pub mod control;
+pub use control::{engine, registry};
 
 pub use engine::{Engine, EngineError, Outcome};
 pub use fault::Fault;
-pub use jobs::{CutPoint, Job, JobKind, JobRegistry, JobStatus};
+pub use registry::{CutPoint, Job, JobKind, JobRegistry, JobStatus};
 pub mod database;
 pub mod storage;
 

@@ -25,6 +25,18 @@ pub trait Storage {
     fn remove(&mut self, path: &str) -> io::Result<()>;
     /// Paths of all files whose path starts with `prefix`.
     fn list(&mut self, prefix: &str) -> io::Result<Vec<String>>;
+    /// Makes creates, renames and removes inside directory `dir` durable. Storage whose
+    /// renames are durable when they return (the OPFS pool, memory) needs nothing.
+    fn sync_dir(&mut self, _dir: &str) -> io::Result<()> {
+        Ok(())
+    }
+    /// Removes every file under directory `dir` (and the directory, where there are any).
+    fn remove_tree(&mut self, dir: &str) -> io::Result<()> {
+        for f in self.list(&format!("{}/", dir.trim_end_matches('/')))? {
+            self.remove(&f)?;
+        }
+        Ok(())
+    }
 
     /// Whole file, `None` if missing.
     fn read_all(&mut self, path: &str) -> io::Result<Option<Vec<u8>>> {
@@ -37,13 +49,15 @@ pub trait Storage {
         }
     }
 
-    /// Replaces a file atomically: write a temp file, sync, rename over.
+    /// Replaces a file atomically and durably: write a temp file, sync, rename over, sync
+    /// the directory.
     fn replace(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
         let tmp = format!("{path}.tmp");
         self.create(&tmp)?;
         self.append(&tmp, bytes)?;
         self.sync(&tmp)?;
-        self.rename(&tmp, path)
+        self.rename(&tmp, path)?;
+        self.sync_dir(path.rsplit_once('/').map_or("", |(d, _)| d))
     }
 }
 

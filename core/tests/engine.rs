@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
 use cairn_core::engine::{EngineError, Outcome, paths};
-use cairn_core::jobs::{INTERRUPTED, JobError};
+use cairn_core::registry::{INTERRUPTED, JobError};
 use cairn_core::{CutPoint, Engine, IndexParams, JobRegistry, JobStatus, SpaceType};
 use std::sync::{Arc, Barrier, Mutex};
 

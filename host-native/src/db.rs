@@ -5,12 +5,13 @@
 //! holds the index's writer lock while it prepares, appends + fsyncs its log record and applies
 //! it; searches take only the index's read lock. The engine (control plane) sits behind its own short mutex.
 
+use crate::fs_storage::FsStorage;
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::encode_digest;
 use cairn_core::checkpoint::{self, read_checkpoint};
-use cairn_core::engine::{Deletable, EngineError, IndexManifest, paths};
+use cairn_core::control::task::{self, TaskHost};
+use cairn_core::engine::{EngineError, IndexManifest, LogState, paths};
 use cairn_core::originals::{CheckpointBytes, NoCheckpoint, OriginalsLayout};
-use cairn_core::record::checkpoint_due;
 use cairn_core::{
     Engine, Index, IndexError, IndexParams, JobRegistry, Record, SearchHit, SearchRequest,
     VectorRecord,
@@ -53,15 +54,12 @@ pub enum DbError {
     Unavailable(String),
 }
 
-/// The writer side of one index: the open log and where it stands.
+/// The writer side of one index: the open log. Where the log stands is the engine's
+/// ([`LogState`]); this holds the file and the host's own failure state.
 pub struct Writer {
     log: File,
-    /// Current generation.
+    /// Generation of the open log.
     pub generation: u64,
-    /// Bytes in the current log.
-    pub log_len: u64,
-    /// Vectors the current log upserts (its replay cost).
-    pub log_vectors: u64,
     /// Set (under this lock) when the index is deleted: a write or checkpoint that still
     /// holds this handle must not touch the files of a new index of the same name.
     pub closed: bool,
@@ -71,12 +69,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    fn new(log: File, generation: u64, log_len: u64, log_vectors: u64) -> Self {
+    fn new(log: File, generation: u64) -> Self {
         Self {
             log,
             generation,
-            log_len,
-            log_vectors,
             closed: false,
             failed: None,
         }
@@ -95,11 +91,11 @@ impl Writer {
         Ok(())
     }
 
-    /// Appends one framed record and syncs it. On failure the log is cut back to its last
-    /// good length (and that cut synced) before the error is returned, so a record the client
-    /// was told failed never replays and the next record starts on a frame boundary. If even
-    /// the cut fails, the writer is marked failed.
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Appends one framed record at `at` (where the engine says the log ends) and syncs it.
+    /// On failure the log is cut back to `at` (and that cut synced) before the error is
+    /// returned, so a record the client was told failed never replays and the next record
+    /// starts on a frame boundary. If even the cut fails, the writer is marked failed.
+    fn append(&mut self, bytes: &[u8], at: u64) -> std::io::Result<()> {
         let res = self
             .log
             .write_all(bytes)
@@ -109,15 +105,14 @@ impl Writer {
             // in append mode, and a write at the old position would leave a hole of zeros.
             let undo = self
                 .log
-                .set_len(self.log_len)
-                .and_then(|()| self.log.seek(std::io::SeekFrom::Start(self.log_len)))
+                .set_len(at)
+                .and_then(|()| self.log.seek(std::io::SeekFrom::Start(at)))
                 .and_then(|_| self.log.sync_data());
             if let Err(u) = undo {
                 self.failed = Some(format!("append failed: {e}; rollback failed: {u}"));
             }
             return Err(e);
         }
-        self.log_len += bytes.len() as u64;
         Ok(())
     }
 }
@@ -172,10 +167,42 @@ pub struct Db {
     pub engine: Mutex<Engine>,
     indexes: RwLock<HashMap<String, Arc<IndexHandle>>>,
     jobs_file: Mutex<()>,
-    /// Cancellation flags of running jobs.
-    pub cancel_flags: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// Log bytes after which a write starts a background checkpoint.
     checkpoint_after: u64,
+    /// Backup read pace in bytes a second (`None`: unpaced).
+    pub backup_rate: Option<u64>,
+}
+
+/// What a core task borrows from the native host: the engine behind its mutex and the data
+/// directory as [`FsStorage`].
+pub struct NativeHost<'a> {
+    db: &'a Db,
+    st: FsStorage,
+}
+
+impl<'a> NativeHost<'a> {
+    /// A host over `db`.
+    pub fn new(db: &'a Db) -> Self {
+        Self {
+            db,
+            st: FsStorage::new(&db.root),
+        }
+    }
+}
+
+impl TaskHost for NativeHost<'_> {
+    fn with_engine<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        f(&mut lock(&self.db.engine))
+    }
+    fn storage(&mut self) -> &mut dyn cairn_core::Storage {
+        &mut self.st
+    }
+    fn persist_jobs(&mut self) -> std::io::Result<()> {
+        // Encode and write under one lock: an older registry never lands after a newer one.
+        let _g = lock(&self.db.jobs_file);
+        let bytes = lock(&self.db.engine).registry.encode();
+        fsutil::replace_atomic(&self.db.path(paths::JOBS), &bytes)
+    }
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked holder must not wedge the server).
@@ -201,13 +228,17 @@ impl Db {
     /// tails, fails interrupted jobs, deletes partial files, keeps an unreadable jobs file aside.
     /// A write that leaves a log of `checkpoint_after` bytes or more, or whose replay would
     /// cost a quarter of the index ([`checkpoint_due`]), starts a checkpoint.
-    pub fn open(root: &Path, checkpoint_after: u64) -> Result<Arc<Db>, DbError> {
+    pub fn open(
+        root: &Path,
+        checkpoint_after: u64,
+        backup_rate: Option<u64>,
+    ) -> Result<Arc<Db>, DbError> {
         for d in ["indexes", "indexes/.tmp", "backups", "backups/.tmp"] {
             fs::create_dir_all(root.join(d))?;
         }
         let jobs_path = root.join(paths::JOBS);
         let registry = match fs::read(&jobs_path) {
-            Ok(b) => match JobRegistry::decode(&b, cairn_core::jobs::DEFAULT_RETENTION) {
+            Ok(b) => match JobRegistry::decode(&b, cairn_core::registry::DEFAULT_RETENTION) {
                 Ok(r) => r,
                 Err(e) => {
                     let aside = root.join(format!("jobs.json.unreadable-{}", now_ms()));
@@ -224,9 +255,12 @@ impl Db {
             engine: Mutex::new(Engine::new(registry)),
             indexes: RwLock::new(HashMap::new()),
             jobs_file: Mutex::new(()),
-            cancel_flags: Mutex::new(HashMap::new()),
             checkpoint_after,
+            backup_rate,
         });
+        // Interrupted jobs first: their partial files (an unpublished restore included) go
+        // before indexes are looked for.
+        db.control(|e| e.recover(now_ms()))?;
         fsutil::remove_any(&root.join("indexes/.tmp"))?;
         fsutil::remove_any(&root.join("backups/.tmp"))?;
         fs::create_dir_all(root.join("indexes/.tmp"))?;
@@ -255,11 +289,7 @@ impl Db {
                     eng.load_backup(stem);
                 }
             }
-            for p in eng.recover(now_ms()) {
-                fsutil::remove_any(&root.join(p))?;
-            }
         }
-        db.persist_jobs()?;
         // Indexes load in the background: the server answers (health, other indexes) at once,
         // an index still loading answers 503 with Retry-After.
         let loader = db.clone();
@@ -349,11 +379,16 @@ impl Db {
             replayed = scan.records,
             "index loaded"
         );
-        lock(&self.engine).load_index(name, man.params.clone(), g, man.created_at);
+        let log = LogState {
+            log_len: valid,
+            log_vectors: scan.upserted,
+            live: ix.len() as u64,
+        };
+        lock(&self.engine).load_index(name, man.params.clone(), g, man.created_at, log);
         let h = IndexHandle {
             name: name.into(),
             index: RwLock::new(ix),
-            writer: Mutex::new(Writer::new(log_file, g, valid, scan.upserted)),
+            writer: Mutex::new(Writer::new(log_file, g)),
             checkpointing: AtomicBool::new(false),
             checkpoint_file: RwLock::new(Arc::new(ck)),
         };
@@ -361,12 +396,17 @@ impl Db {
         Ok(())
     }
 
-    /// Writes the jobs file atomically with the engine's current registry.
-    pub fn persist_jobs(&self) -> Result<(), DbError> {
-        let _g = lock(&self.jobs_file);
-        let bytes = lock(&self.engine).registry.encode();
-        fsutil::replace_atomic(&self.path(paths::JOBS), &bytes)?;
-        Ok(())
+    /// Runs `f` on the engine, then performs the effects it queued (the jobs file, freed
+    /// generations, an index's files) outside the engine's lock. An effect that fails is
+    /// logged, not returned: the engine's state already changed (a job runs, an index is
+    /// gone); a leftover file goes at the next start, the jobs file is rewritten with the
+    /// next change.
+    pub fn control<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> Result<T, DbError> {
+        let out = f(&mut lock(&self.engine));
+        if let Err(e) = task::apply_effects(&mut NativeHost::new(self)) {
+            tracing::error!(error = %e, "could not carry out an engine effect");
+        }
+        Ok(out)
     }
 
     /// An open index.
@@ -417,7 +457,7 @@ impl Db {
                 let h = IndexHandle {
                     name: name.into(),
                     index: RwLock::new(ix),
-                    writer: Mutex::new(Writer::new(log, 1, 0, 0)),
+                    writer: Mutex::new(Writer::new(log, 1)),
                     checkpointing: AtomicBool::new(false),
                     checkpoint_file: RwLock::new(Arc::new(ck)),
                 };
@@ -425,7 +465,7 @@ impl Db {
                 Ok(())
             }
             Err(e) => {
-                let _ = lock(&self.engine).delete_index(name);
+                lock(&self.engine).abandon_create(name);
                 let _ = fsutil::remove_any(&stage);
                 Err(e)
             }
@@ -447,10 +487,9 @@ impl Db {
             w.closed = true;
         }
         write_lock(&self.indexes).remove(name);
-        // The manifest goes first: without it the directory is garbage at the next start.
-        fsutil::remove_any(&self.path(&paths::index_manifest(name)))?;
-        fsutil::remove_any(&self.path(&paths::index_dir(name)))?;
-        fsutil::sync_dir(&self.path("indexes"))?;
+        drop(w);
+        // The engine queued the removal (manifest first, then the directory).
+        task::apply_effects(&mut NativeHost::new(self))?;
         Ok(())
     }
 
@@ -475,15 +514,35 @@ impl Db {
         let name = h.name.as_str();
         let mut w = lock(&h.writer);
         w.check_open(name)?;
-        lock(&self.engine).check_write(name)?;
+        // The gate admits the write and says where its record goes; a backup's cut holds
+        // it for microseconds (retry), never refuses it.
+        let slot = loop {
+            match lock(&self.engine).begin_write(name) {
+                Err(EngineError::WriteHeld(_)) => std::thread::yield_now(),
+                r => break r?,
+            }
+        };
+        if slot.generation != w.generation {
+            return Err(DbError::Internal(format!(
+                "log generation {} open, engine at {}",
+                w.generation, slot.generation
+            )));
+        }
         let rec = prepare(&read_lock(&h.index))?;
-        w.append(&rec.encode())?;
-        w.log_vectors += rec.upserted();
+        let bytes = rec.encode();
+        w.append(&bytes, slot.at)?;
         let (n, live) = {
             let mut ix = write_lock(&h.index);
             (ix.apply(&rec), ix.len() as u64)
         };
-        let big = checkpoint_due(w.log_len, w.log_vectors, live, self.checkpoint_after);
+        let big = lock(&self.engine).commit_write(
+            name,
+            &slot,
+            bytes.len() as u64,
+            rec.upserted(),
+            live,
+            self.checkpoint_after,
+        )?;
         drop(w);
         if big && !h.checkpointing.swap(true, Ordering::SeqCst) {
             let db = self.clone();
@@ -528,11 +587,11 @@ impl Db {
         }
         w.log = log;
         w.generation = g;
-        w.log_len = 0;
-        w.log_vectors = 0;
-        let freed = lock(&self.engine).checkpoint_done(name, g)?;
+        lock(&self.engine).checkpoint_done(name, g)?;
         drop(w);
-        self.delete_generations(&freed);
+        if let Err(e) = task::apply_effects(&mut NativeHost::new(self)) {
+            tracing::warn!(index = %name, error = %e, "could not delete an old generation; it goes at the next start");
+        }
         tracing::info!(index = %name, generation = g, "checkpoint written");
         Ok(())
     }
@@ -544,7 +603,7 @@ impl Db {
         for h in self.handles() {
             let dirty = {
                 let w = lock(&h.writer);
-                w.log_len > 0 && !w.closed && w.failed.is_none()
+                lock(&self.engine).log_dirty(&h.name) && !w.closed && w.failed.is_none()
             };
             if !dirty || h.checkpointing.swap(true, Ordering::SeqCst) {
                 continue;
@@ -556,25 +615,23 @@ impl Db {
         }
     }
 
-    /// Deletes files of generations no one needs any more.
-    pub fn delete_generations(&self, d: &Deletable) {
-        for (ix, g) in &d.generations {
-            let files = [
-                paths::checkpoint(ix, *g),
-                paths::checkpoint_digest(ix, *g),
-                paths::log(ix, *g),
-            ];
-            for p in files {
-                if let Err(e) = fsutil::remove_any(&self.path(&p)) {
-                    tracing::warn!(path = %p, error = %e, "could not delete old generation");
-                }
-            }
-        }
-    }
-
-    /// Registers a restored index that was published under `indexes/<name>`.
-    pub fn adopt_index(&self, name: &str) -> Result<(), DbError> {
-        self.load_index(name)
+    /// Serves a restored index the restore task built (its files are published).
+    pub fn adopt_index(&self, name: &str, ix: Index) -> Result<(), DbError> {
+        let g = lock(&self.engine).index(name)?.generation;
+        let ck = File::open(self.path(&paths::checkpoint(name, g)))?;
+        let log_file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(self.path(&paths::log(name, g)))?;
+        let h = IndexHandle {
+            name: name.into(),
+            index: RwLock::new(ix),
+            writer: Mutex::new(Writer::new(log_file, g)),
+            checkpointing: AtomicBool::new(false),
+            checkpoint_file: RwLock::new(Arc::new(ck)),
+        };
+        write_lock(&self.indexes).insert(name.into(), Arc::new(h));
+        Ok(())
     }
 }
 
@@ -628,7 +685,7 @@ mod tests {
     fn a_handle_of_a_deleted_index_touches_nothing_of_its_successor() {
         let dir = std::env::temp_dir().join(format!("cairn-db-gen-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let db = Db::open(&dir, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
+        let db = Db::open(&dir, 1 << 30, None).unwrap_or_else(|e| panic!("{e}"));
         let p = IndexParams::new(2, SpaceType::L2);
         db.create_index("x", p.clone())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -656,7 +713,7 @@ mod tests {
             })
             .unwrap_or_default();
         assert!(files.iter().all(|f| !f.contains("0002")), "{files:?}");
-        assert_eq!(lock(&new.writer).log_len, 0);
+        assert!(!lock(&db.engine).log_dirty("x"));
         let _ = fs::remove_dir_all(&dir);
     }
 }

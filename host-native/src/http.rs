@@ -1,8 +1,8 @@
 //! Endee's `/api/v1` routes plus CairnDB's extensions, on axum.
 
 use crate::db::{Db, DbError, lock};
+use crate::drive;
 use crate::fsutil::{self, now_ms};
-use crate::jobs;
 use crate::wire;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cairn_core::Fault;
+use cairn_core::control::upload::UploadTask;
 use cairn_core::engine::{EngineError, paths};
 use cairn_core::{IndexError, IndexParams, Job, JobKind, JobStatus, Precision, SpaceType};
 use futures_util::StreamExt;
@@ -21,7 +22,6 @@ use sha2::Digest;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
 
 /// Endee's fixed `lib_token` in index info.
 const LIB_TOKEN: &str = "3a5f08c7d9e1b2a43a5f08c7d9e1b2a4";
@@ -509,7 +509,7 @@ async fn update_filters(
 /// A job as the API shows it: Endee's fields plus CairnDB's.
 fn job_json(j: &Job) -> Value {
     let endee_status = match j.status {
-        JobStatus::Queued | JobStatus::Running => "in_progress",
+        JobStatus::Queued | JobStatus::Running | JobStatus::Cancelling => "in_progress",
         JobStatus::Completed => "completed",
         JobStatus::Failed => "failed",
         JobStatus::Cancelled => "cancelled",
@@ -560,7 +560,7 @@ async fn create_backup(
     let b: NameBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
     let name = b.name.ok_or_else(|| bad("Missing backup name"))?;
     let db = s.db.clone();
-    let job = blocking(move || jobs::submit_backup(&db, &index, &name)).await?;
+    let job = blocking(move || drive::submit_backup(&db, &index, &name)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"job_id": job.job_id, "status": "in_progress"})),
@@ -592,14 +592,14 @@ async fn get_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>>
 
 async fn cancel_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
-    let j = blocking(move || jobs::cancel(&db, &id)).await?;
+    let j = blocking(move || drive::cancel(&db, &id)).await?;
     Ok(Json(job_json(&j)))
 }
 
 async fn delete_backup(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
     let db = s.db.clone();
     blocking(move || {
-        lock(&db.engine).delete_backup(&name)?;
+        db.control(|e| e.delete_backup(&name))??;
         fsutil::remove_any(&db.path(&paths::backup(&name)))?;
         fsutil::sync_dir(&db.path("backups"))?;
         Ok(())
@@ -622,7 +622,7 @@ async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<V
         let p = check_backup(&db, &name)?;
         let size = std::fs::metadata(&p)?.len();
         // Verified by streaming every entry through its digest: nothing is written.
-        let m = jobs::verify_digests(&p)?;
+        let m = drive::verify_digests(&p)?;
         let mut v = serde_json::to_value(&m).map_err(|e| DbError::Internal(e.to_string()))?;
         v["archive_size"] = json!(size);
         v["verified"] = json!(true);
@@ -677,7 +677,7 @@ async fn restore(
         .ok_or_else(|| bad("Missing target_index_name"))?;
     let db = s.db.clone();
     let wait = !b.run_async;
-    let job = blocking(move || jobs::submit_restore(&db, &name, &target, wait)).await?;
+    let job = blocking(move || drive::submit_restore(&db, &name, &target, wait)).await?;
     if wait {
         Ok(text(StatusCode::CREATED, "Backup restored successfully"))
     } else {
@@ -734,9 +734,9 @@ async fn upload(
                 .ok_or_else(|| bad("Invalid backup file extension. Expected .tar file"))?
                 .to_string();
             let name = q.name.clone().unwrap_or(name);
-            let tmp = begin_upload(&db, &name)?;
-            let res = receive(&db, &tmp, field, limits).await;
-            return finish_upload(db, name, tmp, res).await;
+            let up = begin_upload(&db, &name)?;
+            let res = receive(db, up, field, limits).await;
+            return finish_upload(res).await;
         }
         return Err(bad(
             "Missing backup file content (multipart field 'backup')",
@@ -746,9 +746,9 @@ async fn upload(
         let name = q
             .name
             .ok_or_else(|| bad("Missing backup name (query parameter 'name')"))?;
-        let tmp = begin_upload(&db, &name)?;
-        let res = receive(&db, &tmp, req.into_body().into_data_stream(), limits).await;
-        return finish_upload(db, name, tmp, res).await;
+        let up = begin_upload(&db, &name)?;
+        let res = receive(db, up, req.into_body().into_data_stream(), limits).await;
+        return finish_upload(res).await;
     }
     Err(bad(
         "Content-Type must be multipart/form-data (field 'backup') or application/x-tar",
@@ -781,11 +781,12 @@ fn check_free(db: &Db, need: u64, reserve: u64) -> Result<(), DbError> {
 /// Bytes between free-space checks while an upload streams.
 const SPACE_CHECK_EVERY: u64 = 16 << 20;
 
-/// Writes a body stream to `tmp`, refusing it once it passes the upload limit or the free
-/// space left would drop under the reserve.
+/// Feeds a body stream to the upload step machine a chunk at a time (each chunk checked as
+/// an archive and written on a blocking thread), refusing it once it passes the upload
+/// limit or the free space left would drop under the reserve; then validates and publishes.
 async fn receive<S, E>(
-    db: &Db,
-    tmp: &std::path::Path,
+    db: Arc<Db>,
+    mut up: UploadTask,
     body: S,
     limits: Limits,
 ) -> Result<(), DbError>
@@ -794,47 +795,56 @@ where
     E: std::fmt::Display,
 {
     let mut body = std::pin::pin!(body);
-    let mut f = tokio::fs::File::create(tmp).await?;
     let (mut n, mut checked) = (0u64, 0u64);
+    let mut abort = None;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| DbError::BadRequest(format!("upload aborted: {e}")))?;
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                abort = Some(DbError::BadRequest(format!("upload aborted: {e}")));
+                break;
+            }
+        };
         n += chunk.len() as u64;
         if n > limits.max_upload {
-            return Err(DbError::TooLarge(format!(
+            abort = Some(DbError::TooLarge(format!(
                 "backup upload is over the limit of {} bytes (--max-upload-mib)",
                 limits.max_upload
             )));
+            break;
         }
         if n - checked >= SPACE_CHECK_EVERY {
             // Room for the next window beyond the reserve, or stop before the disk fills.
-            check_free(db, SPACE_CHECK_EVERY, limits.upload_reserve)?;
+            if let Err(e) = check_free(&db, SPACE_CHECK_EVERY, limits.upload_reserve) {
+                abort = Some(e);
+                break;
+            }
             checked = n;
         }
-        f.write_all(&chunk).await?;
+        let db2 = db.clone();
+        let (back, r) = tokio::task::spawn_blocking(move || {
+            let r = drive::feed_upload(&db2, &mut up, chunk.to_vec());
+            (up, r)
+        })
+        .await
+        .map_err(|e| DbError::Internal(e.to_string()))?;
+        up = back;
+        if let Err(e) = r {
+            abort = Some(e);
+            break;
+        }
     }
-    f.flush().await?;
-    Ok(())
+    tokio::task::spawn_blocking(move || drive::end_upload(&db, up, abort))
+        .await
+        .map_err(|e| DbError::Internal(e.to_string()))?
 }
 
-fn begin_upload(db: &Db, name: &str) -> ApiResult<std::path::PathBuf> {
-    lock(&db.engine)
-        .begin_upload(name)
-        .map_err(|e| ApiError::from(DbError::Engine(e)))?;
-    Ok(db.path(&paths::upload_tmp(name)))
+fn begin_upload(db: &Db, name: &str) -> ApiResult<UploadTask> {
+    drive::begin_upload(db, name).map_err(ApiError::from)
 }
 
-async fn finish_upload(
-    db: Arc<Db>,
-    name: String,
-    tmp: std::path::PathBuf,
-    res: Result<(), DbError>,
-) -> ApiResult<Response> {
-    if let Err(e) = res {
-        let _ = fsutil::remove_any(&tmp);
-        lock(&db.engine).finish_upload(&name, false);
-        return Err(e.into());
-    }
-    blocking(move || jobs::publish_upload(&db, &name, &tmp)).await?;
+async fn finish_upload(res: Result<(), DbError>) -> ApiResult<Response> {
+    res?;
     Ok(text(StatusCode::CREATED, "Backup uploaded successfully"))
 }
 

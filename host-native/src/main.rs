@@ -1,10 +1,10 @@
 //! `cairn`: the CairnDB server and command line.
 
-mod archive_out;
 mod db;
+mod drive;
+mod fs_storage;
 mod fsutil;
 mod http;
-mod jobs;
 mod wire;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +54,10 @@ struct ServeArgs {
     /// the next checkpoint.
     #[arg(long, env = "CAIRN_CHECKPOINT_AFTER_MIB", default_value_t = 64)]
     checkpoint_after_mib: u64,
+    /// Pace backups to at most this many MiB read a second, so they never crowd out
+    /// searches and writes on a busy disk (0: as fast as the disk goes).
+    #[arg(long, env = "CAIRN_BACKUP_MAX_MIB_PER_S", default_value_t = 0)]
+    backup_max_mib_per_s: u64,
     /// Largest request body (inserts, searches; not uploads), in MiB. The default fits the
     /// official Python client's largest batch: 10,000 vectors of 8,000 float32 as msgpack
     /// (~381 MiB), with room for ids, meta and filters. A request's peak memory is about three
@@ -105,7 +109,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let token = args.auth_token.filter(|t| !t.is_empty());
     let data = args.data_dir.clone();
     let after = args.checkpoint_after_mib.max(1).saturating_mul(1 << 20);
-    let db = tokio::task::spawn_blocking(move || db::Db::open(&data, after))
+    let rate = (args.backup_max_mib_per_s > 0).then_some(args.backup_max_mib_per_s << 20);
+    let db = tokio::task::spawn_blocking(move || db::Db::open(&data, after, rate))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| {
@@ -144,7 +149,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map(|j| j.job_id.clone())
         .collect();
     for id in active {
-        let _ = jobs::cancel(&db, &id);
+        let _ = drive::cancel(&db, &id);
     }
     // A checkpoint of every index with a log to replay, so the next start loads and goes.
     let t0 = std::time::Instant::now();

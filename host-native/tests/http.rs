@@ -704,7 +704,8 @@ fn backup_while_a_writer_keeps_inserting() {
 #[test]
 fn rules_while_a_backup_is_running_and_cancel() {
     let dir = tempdir("running");
-    let s = Server::start_with_env(&dir, None, &[("CAIRN_TEST_BACKUP_DELAY_MS", "3000")]);
+    // Paced to 1 MiB/s, the backup of index "one" (over 3 MiB below) runs for seconds.
+    let s = Server::start_args(&dir, &["--backup-max-mib-per-s", "1"]);
     let c = client();
     create_index(&c, &s, "one", 4, "float32");
     create_index(&c, &s, "two", 4, "float32");
@@ -712,6 +713,13 @@ fn rules_while_a_backup_is_running_and_cancel() {
         insert(&c, &s, "one", json!([{"id": "a", "vector": [1, 2, 3, 4]}])),
         200
     );
+    // Enough data that a paced backup takes seconds: 3 MiB of metadata.
+    for batch in 0..3 {
+        let items: Vec<Value> = (0..16)
+            .map(|i| json!({"id": format!("m{batch}-{i}"), "vector": [1, 2, 3, 4], "meta": "x".repeat(64 << 10)}))
+            .collect();
+        assert_eq!(insert(&c, &s, "one", Value::Array(items)), 200);
+    }
     let bk = |idx: &str, name: &str| {
         c.post(s.url(&format!("/index/{idx}/backup")))
             .json(&json!({"name": name}))
@@ -724,7 +732,7 @@ fn rules_while_a_backup_is_running_and_cancel() {
         .as_str()
         .unwrap()
         .to_string();
-    // the job is running (held after its cut by the test hook)
+    // the job is running (paced)
     let t0 = Instant::now();
     loop {
         let j: Value = c

@@ -34,6 +34,8 @@ pub enum JobStatus {
     Queued,
     /// Working.
     Running,
+    /// Asked to stop; its task still holds what it pinned until it reports it stopped.
+    Cancelling,
     /// Done; the archive or index is published.
     Completed,
     /// Stopped by an error; nothing published.
@@ -43,9 +45,9 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// Queued or running.
+    /// Queued, running or cancelling.
     pub fn is_active(self) -> bool {
-        matches!(self, Self::Queued | Self::Running)
+        matches!(self, Self::Queued | Self::Running | Self::Cancelling)
     }
 }
 
@@ -254,6 +256,20 @@ impl JobRegistry {
         Ok(())
     }
 
+    /// running → cancelling.
+    pub fn request_cancel(&mut self, id: &str) -> Result<(), JobError> {
+        let j = self.get_mut(id)?;
+        if j.status != JobStatus::Running {
+            return Err(JobError::Transition {
+                id: id.into(),
+                from: j.status,
+                to: JobStatus::Cancelling,
+            });
+        }
+        j.status = JobStatus::Cancelling;
+        Ok(())
+    }
+
     /// Progress of a running job (no persistence needed).
     pub fn progress(&mut self, id: &str, done: u64, total: u64) -> Result<(), JobError> {
         let j = self.get_mut(id)?;
@@ -278,7 +294,9 @@ impl JobRegistry {
                 status: j.status,
             });
         }
-        if to == JobStatus::Completed && j.status != JobStatus::Running {
+        if to == JobStatus::Completed
+            && !matches!(j.status, JobStatus::Running | JobStatus::Cancelling)
+        {
             return Err(JobError::Transition {
                 id: id.into(),
                 from: j.status,

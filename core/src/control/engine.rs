@@ -5,8 +5,14 @@
 //! Index *data* ([`crate::Index`]) is held by the host next to this (the native host keeps one
 //! lock per index so searches run in parallel); the engine knows each index's durable state.
 
-use crate::jobs::{CutPoint, INTERRUPTED, Job, JobError, JobKind, JobRegistry, JobStatus};
+use crate::archive::Source;
+use crate::control::backup::BackupTask;
+use crate::control::gate::{Admit, WriteGate};
+use crate::control::restore::RestoreTask;
+use crate::control::upload::UploadTask;
 use crate::params::{self, IndexParams, ParamError};
+use crate::record::checkpoint_due;
+use crate::registry::{CutPoint, INTERRUPTED, Job, JobError, JobKind, JobRegistry, JobStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -105,6 +111,13 @@ pub enum EngineError {
     /// A job error (not found, finished, bad transition).
     #[error(transparent)]
     Job(#[from] JobError),
+    /// A write came while a backup records its cut: retry (hosts wait and retry).
+    #[error("index {0:?} is recording a backup cut; retry")]
+    WriteHeld(String),
+    /// A write's log position no longer matches the index (a checkpoint or delete came
+    /// between its begin and its commit).
+    #[error("index {0:?} changed during the write")]
+    WriteRaced(String),
     /// The index is still loading after a start (hosts answer 503 with `Retry-After`).
     #[error("index {0:?} is loading; retry shortly")]
     IndexLoading(String),
@@ -188,6 +201,48 @@ impl IndexManifest {
     }
 }
 
+/// Where an index's current log stands: every byte in it is a committed (acknowledged)
+/// record. The engine holds it so a backup's cut is O(1) and needs no host lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogState {
+    /// Bytes of committed records in the current generation's log.
+    pub log_len: u64,
+    /// Vectors those records upsert (what replaying them costs).
+    pub log_vectors: u64,
+    /// Live vectors in the index after the last committed record.
+    pub live: u64,
+}
+
+/// A write admitted by [`Engine::begin_write`]: where its record goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSlot {
+    /// The log file to append to.
+    pub log_path: String,
+    /// The generation whose log it is.
+    pub generation: u64,
+    /// Where the record starts: on failure the host cuts the log back to here (and syncs
+    /// the cut) before answering, so a write reported failed never replays.
+    pub at: u64,
+}
+
+/// Something a host must do because the engine changed, drained with
+/// [`Engine::take_effects`] after every call that changes it. Hosts never decide these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// The job registry changed: write the jobs file (atomically) with the current registry.
+    PersistJobs,
+    /// Delete these files (generations no one pins, partial files of stopped jobs).
+    Remove(Vec<String>),
+    /// Delete this directory and everything under it.
+    RemoveTree(String),
+    /// Delete an index: its manifest first (so a crash leaves no half index that looks
+    /// whole), then its directory.
+    RemoveIndex(String),
+    /// Delete an index directory only if it has no manifest: what an interrupted restore
+    /// left while publishing (with a manifest, the restored index is whole and stays).
+    RemoveUnpublished(String),
+}
+
 /// What the engine knows of one index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexEntry {
@@ -197,6 +252,9 @@ pub struct IndexEntry {
     pub generation: u64,
     /// Creation time.
     pub created_at: u64,
+    /// The current log.
+    pub log: LogState,
+    gate: WriteGate,
     pins: BTreeMap<u64, u32>,
     retired: BTreeSet<u64>,
     users: BTreeSet<String>,
@@ -222,6 +280,8 @@ pub struct Engine {
     broken: BTreeMap<String, String>,
     /// Indexes found at start whose load has not finished. The names are taken.
     loading: BTreeSet<String>,
+    /// What hosts must do, in order.
+    effects: Vec<Effect>,
     /// All jobs.
     pub registry: JobRegistry,
 }
@@ -242,6 +302,7 @@ impl Engine {
         params: IndexParams,
         generation: u64,
         created_at: u64,
+        log: LogState,
     ) {
         self.loading.remove(name);
         self.indexes.insert(
@@ -250,6 +311,8 @@ impl Engine {
                 params,
                 generation,
                 created_at,
+                log,
+                gate: WriteGate::new(),
                 pins: BTreeMap::new(),
                 retired: BTreeSet::new(),
                 users: BTreeSet::new(),
@@ -344,23 +407,106 @@ impl Engine {
                 job: job.clone(),
             });
         }
-        self.load_index(name, params, 1, now);
+        self.load_index(name, params, 1, now, LogState::default());
         Ok(())
     }
 
-    /// Refuses writes to a missing index. Writes are never refused because of a backup.
-    pub fn check_write(&self, name: &str) -> Result<(), EngineError> {
-        self.index(name).map(|_| ())
+    /// Forgets an index whose creation failed before it was published.
+    pub fn abandon_create(&mut self, name: &str) {
+        self.indexes.remove(name);
+    }
+
+    /// Admits a write to `name` through its gate and says where its record goes. Writes are
+    /// never refused because of a backup (a cut holds them for microseconds: `WriteHeld`,
+    /// retry). The host appends and syncs the record, applies it, then calls
+    /// [`Engine::commit_write`] — or, if the append failed, cuts the log back to `at`.
+    pub fn begin_write(&self, name: &str) -> Result<WriteSlot, EngineError> {
+        let e = self.index(name)?;
+        match e.gate.admit() {
+            Admit::Go => Ok(WriteSlot {
+                log_path: paths::log(name, e.generation),
+                generation: e.generation,
+                at: e.log.log_len,
+            }),
+            Admit::Wait => Err(EngineError::WriteHeld(name.into())),
+            Admit::Closed => Err(EngineError::IndexNotFound(name.into())),
+        }
+    }
+
+    /// Records a write made durable and applied: `bytes` appended at `slot.at`, `upserted`
+    /// vectors, `live` vectors after it. Returns true when a checkpoint is now due (replay
+    /// cost or `max_log_bytes` of log; see [`checkpoint_due`]).
+    pub fn commit_write(
+        &mut self,
+        name: &str,
+        slot: &WriteSlot,
+        bytes: u64,
+        upserted: u64,
+        live: u64,
+        max_log_bytes: u64,
+    ) -> Result<bool, EngineError> {
+        let e = self
+            .indexes
+            .get_mut(name)
+            .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
+        if e.generation != slot.generation || e.log.log_len != slot.at {
+            return Err(EngineError::WriteRaced(name.into()));
+        }
+        e.log.log_len += bytes;
+        e.log.log_vectors += upserted;
+        e.log.live = live;
+        Ok(checkpoint_due(
+            e.log.log_len,
+            e.log.log_vectors,
+            live,
+            max_log_bytes,
+        ))
+    }
+
+    /// True when `name`'s log holds records a checkpoint would fold in.
+    pub fn log_dirty(&self, name: &str) -> bool {
+        self.indexes.get(name).is_some_and(|e| e.log.log_len > 0)
+    }
+
+    /// Queues an effect (and the jobs file, when the registry changed).
+    fn effect(&mut self, e: Effect) {
+        if self.effects.last() != Some(&e) {
+            self.effects.push(e);
+        }
+    }
+
+    /// Takes what the host must now do, in order. Call after every engine call that can
+    /// change state; performing them is the host's only job.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    fn deletable(&mut self, d: Deletable) {
+        let files: Vec<String> = d
+            .generations
+            .iter()
+            .flat_map(|(ix, g)| {
+                [
+                    paths::checkpoint(ix, *g),
+                    paths::checkpoint_digest(ix, *g),
+                    paths::log(ix, *g),
+                ]
+            })
+            .collect();
+        if !files.is_empty() {
+            self.effect(Effect::Remove(files));
+        }
     }
 
     /// Removes an index unless a job uses it; returns its generations to delete. A broken
     /// index is forgotten (the host removes its directory: the operator asked for it).
-    pub fn delete_index(&mut self, name: &str) -> Result<Deletable, EngineError> {
+    pub fn delete_index(&mut self, name: &str) -> Result<(), EngineError> {
         if self.loading.contains(name) {
             return Err(EngineError::IndexLoading(name.into()));
         }
         if self.broken.remove(name).is_some() {
-            return Ok(Deletable::default());
+            self.effect(Effect::RemoveIndex(name.into()));
+            return Ok(());
         }
         let e = self.index(name)?;
         if let Some(job) = e.users.iter().next() {
@@ -369,12 +515,9 @@ impl Engine {
                 job: job.clone(),
             });
         }
-        let mut gens: Vec<u64> = e.retired.iter().copied().collect();
-        gens.push(e.generation);
         self.indexes.remove(name);
-        Ok(Deletable {
-            generations: gens.into_iter().map(|g| (name.to_string(), g)).collect(),
-        })
+        self.effect(Effect::RemoveIndex(name.into()));
+        Ok(())
     }
 
     fn name_user(&self, name: &str) -> Option<String> {
@@ -452,6 +595,7 @@ impl Engine {
             cut: None,
         };
         self.registry.insert(job.clone());
+        self.effect(Effect::PersistJobs);
         job
     }
 
@@ -485,7 +629,91 @@ impl Engine {
 
     /// queued → running.
     pub fn start(&mut self, job: &str, now: u64) -> Result<(), EngineError> {
-        Ok(self.registry.start(job, now)?)
+        self.registry.start(job, now)?;
+        self.effect(Effect::PersistJobs);
+        Ok(())
+    }
+
+    /// Accepts a backup of `index` as archive `name` (every rule, now) and begins it: the
+    /// gate is cut at `now_us`, the cut (generation, log length, live vectors) recorded and
+    /// its generation pinned, all in O(1). The host calls [`Engine::release_cut`] right
+    /// after, then drives the returned task. `max_bytes_per_sec` paces the task's reads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin_backup(
+        &mut self,
+        now: u64,
+        now_us: u64,
+        entropy: [u8; 6],
+        index: &str,
+        name: &str,
+        source: Source,
+        max_bytes_per_sec: Option<u64>,
+    ) -> Result<BackupTask, EngineError> {
+        let job = self.submit_backup(now, entropy, index, name)?;
+        let id = job.job_id.clone();
+        self.start(&id, now)?;
+        let e = self
+            .indexes
+            .get_mut(index)
+            .ok_or_else(|| EngineError::IndexNotFound(index.into()))?;
+        e.gate.cut(&id, now_us);
+        let cut = CutPoint {
+            generation: e.generation,
+            log_len: e.log.log_len,
+            vector_count: e.log.live,
+        };
+        let params = e.params.clone();
+        self.cut(&id, cut)?;
+        Ok(BackupTask::new(
+            id,
+            index.into(),
+            name.into(),
+            params,
+            cut,
+            now,
+            source,
+            max_bytes_per_sec,
+        ))
+    }
+
+    /// Ends the cut a backup of `index` began at `now_us`: writes go on, and the time they
+    /// were held is added to the job.
+    pub fn release_cut(&mut self, index: &str, now_us: u64) {
+        let held = self
+            .indexes
+            .get_mut(index)
+            .and_then(|e| e.gate.release(now_us));
+        if let Some((job, us)) = held {
+            let _ = self.record_pause(&job, us);
+        }
+    }
+
+    /// Accepts a restore of archive `backup` into a new index `target` and begins it.
+    pub fn begin_restore(
+        &mut self,
+        now: u64,
+        entropy: [u8; 6],
+        backup: &str,
+        target: &str,
+    ) -> Result<RestoreTask, EngineError> {
+        let job = self.submit_restore(now, entropy, backup, target)?;
+        self.start(&job.job_id, now)?;
+        Ok(RestoreTask::new(
+            job.job_id,
+            backup.into(),
+            target.into(),
+            now,
+        ))
+    }
+
+    /// True when a cancel was asked of a running job: its task stops at its next step.
+    pub fn cancel_requested(&self, job: &str) -> bool {
+        self.registry.get(job).map(|j| j.status) == Some(JobStatus::Cancelling)
+    }
+
+    /// Records a running job's progress (not persisted: progress is for watching).
+    pub fn progress(&mut self, job: &str, done: u64, total: u64) {
+        let _ = self.registry.progress(job, done, total);
     }
 
     /// Records a running backup's cut and pins its generation. O(1).
@@ -550,12 +778,7 @@ impl Engine {
 
     /// Ends a job in `status` (completed, failed or cancelled), releasing pins and names.
     /// A completed backup publishes its archive name; a completed restore, its index.
-    pub fn finish(
-        &mut self,
-        job: &str,
-        now: u64,
-        outcome: Outcome,
-    ) -> Result<Deletable, EngineError> {
+    pub fn finish(&mut self, job: &str, now: u64, outcome: Outcome) -> Result<(), EngineError> {
         let (status, error) = match &outcome {
             Outcome::Backup { .. } | Outcome::Restore { .. } => (JobStatus::Completed, None),
             Outcome::Failed(e) => (JobStatus::Failed, Some(e.clone())),
@@ -568,10 +791,14 @@ impl Engine {
                 j.archive_sha256 = Some(sha256);
                 j.bytes_done = j.bytes_total.max(j.bytes_done);
             }
-            Outcome::Restore { params, generation } => {
+            Outcome::Restore {
+                params,
+                generation,
+                log,
+            } => {
                 let name = j.index_name.clone();
                 j.bytes_done = j.bytes_total.max(j.bytes_done);
-                self.load_index(&name, params, generation, now);
+                self.load_index(&name, params, generation, now, log);
             }
             _ => {}
         }
@@ -584,33 +811,54 @@ impl Engine {
             self.backups.insert(j.backup_name.clone());
         }
         let out = self.release(&j);
-        Ok(out)
+        self.deletable(out);
+        self.effect(Effect::PersistJobs);
+        Ok(())
     }
 
-    /// Cancels a queued or running job. The host stops its worker and deletes its temp file.
-    pub fn cancel(&mut self, job: &str, now: u64) -> Result<Deletable, EngineError> {
-        self.finish(job, now, Outcome::Cancelled)
+    /// Cancels a job. A queued one ends now; a running one moves to *cancelling* and keeps
+    /// its pins until its task stops and reports it (then *cancelled*, or *completed* if it
+    /// had already published).
+    pub fn cancel(&mut self, job: &str, now: u64) -> Result<(), EngineError> {
+        let status = self
+            .registry
+            .get(job)
+            .map(|j| j.status)
+            .ok_or_else(|| JobError::NotFound(job.into()))?;
+        match status {
+            JobStatus::Queued => self.finish(job, now, Outcome::Cancelled),
+            JobStatus::Running => {
+                self.registry.request_cancel(job)?;
+                self.effect(Effect::PersistJobs);
+                Ok(())
+            }
+            JobStatus::Cancelling => Ok(()),
+            s => Err(JobError::Finished {
+                id: job.into(),
+                status: s,
+            }
+            .into()),
+        }
     }
 
     /// Records a new checkpoint generation; returns generations that may be deleted now.
-    pub fn checkpoint_done(
-        &mut self,
-        index: &str,
-        generation: u64,
-    ) -> Result<Deletable, EngineError> {
+    pub fn checkpoint_done(&mut self, index: &str, generation: u64) -> Result<(), EngineError> {
         let e = self
             .indexes
             .get_mut(index)
             .ok_or_else(|| EngineError::IndexNotFound(index.into()))?;
         let old = e.generation;
         e.generation = generation;
+        e.log.log_len = 0;
+        e.log.log_vectors = 0;
         let mut out = Deletable::default();
         if e.pins.contains_key(&old) {
             e.retired.insert(old);
         } else {
             out.generations.push((index.into(), old));
         }
-        Ok(out)
+        self.deletable(out);
+        Ok(())
     }
 
     /// Checks an archive can be deleted now (exists, no job or upload uses the name).
@@ -629,12 +877,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Reserves a name for an upload; `finish_upload` must follow.
-    pub fn begin_upload(&mut self, name: &str) -> Result<(), EngineError> {
+    /// Reserves `name` for an upload and returns the task that validates and publishes it
+    /// as the host feeds it bytes; the task ends it with [`Engine::finish_upload`].
+    pub fn begin_upload(&mut self, name: &str) -> Result<UploadTask, EngineError> {
         validate_backup_name(name)?;
         self.check_name_free(name)?;
         self.uploads.insert(name.into());
-        Ok(())
+        Ok(UploadTask::new(name.into()))
     }
 
     /// Ends an upload; `published` adds the archive name.
@@ -645,19 +894,33 @@ impl Engine {
         }
     }
 
-    /// After a restart: active jobs become failed "interrupted by restart". Returns the
-    /// partial paths the host must delete.
-    pub fn recover(&mut self, now: u64) -> Vec<String> {
+    /// After a restart: active jobs become failed "interrupted by restart" (a job whose
+    /// cancel was asked becomes cancelled); their partial files are queued for deletion and
+    /// the jobs file for writing.
+    pub fn recover(&mut self, now: u64) {
         let active: Vec<Job> = self.registry.active().cloned().collect();
-        let mut partial = Vec::new();
         for j in active {
-            partial.push(match j.kind {
-                JobKind::Backup => paths::backup_tmp(&j.job_id),
-                JobKind::Restore => paths::restore_tmp(&j.job_id),
+            self.effect(match j.kind {
+                // A backup that renamed its archive but crashed before its record said
+                // completed: the job ends failed, so its archive goes too (the name was
+                // reserved for it, so the file can be no one else's).
+                JobKind::Backup => Effect::Remove(vec![
+                    paths::backup_tmp(&j.job_id),
+                    paths::backup(&j.backup_name),
+                ]),
+                JobKind::Restore => Effect::RemoveTree(paths::restore_tmp(&j.job_id)),
             });
-            let _ = self.finish(&j.job_id, now, Outcome::Failed(INTERRUPTED.into()));
+            if j.kind == JobKind::Restore {
+                self.effect(Effect::RemoveUnpublished(j.index_name.clone()));
+            }
+            let outcome = if j.status == JobStatus::Cancelling {
+                Outcome::Cancelled
+            } else {
+                Outcome::Failed(INTERRUPTED.into())
+            };
+            let _ = self.finish(&j.job_id, now, outcome);
         }
-        partial
+        self.effect(Effect::PersistJobs);
     }
 }
 
@@ -677,6 +940,8 @@ pub enum Outcome {
         params: IndexParams,
         /// Its first generation.
         generation: u64,
+        /// Its log as published.
+        log: LogState,
     },
     /// An error stopped it.
     Failed(String),

@@ -1,0 +1,277 @@
+//! The shape of every multi-step protocol: a *task* says what IO to do next and takes the
+//! result, in quinn-proto's style; a *host* executes. One host loop drives every task:
+//!
+//! ```text
+//! loop {
+//!     match task.poll(now) {
+//!         Poll::Io(io)           => task.handle(host.perform(io)),     // read, append, sync, rename…
+//!         Poll::Decode { .. }    => task.decode(&mut reader_over_range), // a decoder pulls a file range
+//!         Poll::Engine           => host.engine(|e| task.engine(e, now)), // progress, cancel, conclude
+//!         Poll::Wait { until_ms }=> sleep or yield to other work,
+//!         Poll::Input            => hand it more input (an upload's next bytes),
+//!         Poll::Done             => break,
+//!     }
+//! }
+//! ```
+//! [`step`] is one turn of that loop: the native host runs it on a thread until done, the
+//! browser Worker runs a few turns between messages (so writes, searches and cancel
+//! interleave with a backup), the simulation runs it over faulty storage and crashes between
+//! any two turns. After every engine turn the engine's [`Effect`]s are performed here, so no
+//! host has to remember them.
+
+use crate::control::engine::{Effect, Engine};
+use crate::engine::paths;
+use crate::storage::Storage;
+use std::io::{self, Read};
+
+/// IO a task asks for. Paths are relative to the data directory, `/`-separated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Io {
+    /// The size of a file (`Done::Size`, `None` if missing).
+    Size {
+        /// File.
+        path: String,
+    },
+    /// Up to `len` bytes at `at` (`Done::Bytes`; short only at end of file).
+    Read {
+        /// File.
+        path: String,
+        /// Offset.
+        at: u64,
+        /// Most bytes wanted.
+        len: usize,
+    },
+    /// Create or truncate a file (and its directory).
+    Create {
+        /// File.
+        path: String,
+    },
+    /// Append bytes.
+    Append {
+        /// File.
+        path: String,
+        /// What to append.
+        bytes: Vec<u8>,
+    },
+    /// Make a file's contents durable.
+    Sync {
+        /// File.
+        path: String,
+    },
+    /// Rename a file or directory atomically, replacing a file at `to`.
+    Rename {
+        /// From.
+        from: String,
+        /// To.
+        to: String,
+    },
+    /// Make the entries of a directory (creates, renames, removes in it) durable.
+    SyncDir {
+        /// Directory.
+        dir: String,
+    },
+    /// Delete a file if present.
+    Remove {
+        /// File.
+        path: String,
+    },
+    /// Delete a directory and everything under it, if present.
+    RemoveTree {
+        /// Directory.
+        dir: String,
+    },
+}
+
+/// What an [`Io`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// Nothing to report.
+    Unit,
+    /// A size (`None`: no such file).
+    Size(Option<u64>),
+    /// Bytes read.
+    Bytes(Vec<u8>),
+}
+
+/// What a task wants next.
+#[derive(Debug)]
+pub enum Poll {
+    /// Perform this and hand the result to [`Task::handle`].
+    Io(Io),
+    /// Call [`Task::decode`] with a reader over `len` bytes of `path` from `at` (decoders
+    /// of checkpoints and logs pull from a `Read`).
+    Decode {
+        /// File.
+        path: String,
+        /// Offset.
+        at: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// Call [`Task::engine`] with the engine (progress, cancel, concluding).
+    Engine,
+    /// Waiting for the host to hand it input (an upload's next bytes).
+    Input,
+    /// Nothing to do before `until_ms` (pacing): do other work, then poll again.
+    Wait {
+        /// When to poll again.
+        until_ms: u64,
+    },
+    /// The task is over.
+    Done,
+}
+
+/// A step machine of the control plane.
+pub trait Task {
+    /// What to do next. Polling again without handling a result repeats the request.
+    fn poll(&mut self, now_ms: u64) -> Poll;
+    /// The result of the last [`Poll::Io`].
+    fn handle(&mut self, result: io::Result<Done>);
+    /// Decodes from the range the last [`Poll::Decode`] named.
+    fn decode(&mut self, reader: &mut dyn Read);
+    /// Exchanges state with the engine after [`Poll::Engine`]: reads a cancel request,
+    /// publishes progress, concludes.
+    fn engine(&mut self, engine: &mut Engine, now_ms: u64);
+}
+
+/// What a host lends a task: the engine (behind whatever lock it keeps) and storage.
+pub trait TaskHost {
+    /// Runs `f` on the engine.
+    fn with_engine<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R;
+    /// The data directory's storage.
+    fn storage(&mut self) -> &mut dyn Storage;
+    /// Writes the jobs file from the engine's registry, atomically. A host with threads
+    /// serialises this (encode and write under one lock) so an older registry never lands
+    /// after a newer one.
+    fn persist_jobs(&mut self) -> io::Result<()> {
+        let bytes = self.with_engine(|e| e.registry.encode());
+        self.storage().replace(paths::JOBS, &bytes)
+    }
+}
+
+/// Where a task stands after one [`step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stepped {
+    /// More to do: step again.
+    Busy,
+    /// Paced: step again at or after this time.
+    Wait(u64),
+    /// Needs input from the host before it can go on.
+    Input,
+    /// Finished (the engine has its outcome).
+    Done,
+}
+
+/// Performs one [`Io`] on `st`.
+pub fn perform(st: &mut dyn Storage, io: Io) -> io::Result<Done> {
+    match io {
+        Io::Size { path } => st.size(&path).map(Done::Size),
+        Io::Read { path, at, len } => st.read_at(&path, at, len).map(Done::Bytes),
+        Io::Create { path } => st.create(&path).map(|_| Done::Unit),
+        Io::Append { path, bytes } => st.append(&path, &bytes).map(|_| Done::Unit),
+        Io::Sync { path } => st.sync(&path).map(|_| Done::Unit),
+        Io::Rename { from, to } => st.rename(&from, &to).map(|_| Done::Unit),
+        Io::SyncDir { dir } => st.sync_dir(&dir).map(|_| Done::Unit),
+        Io::Remove { path } => st.remove(&path).map(|_| Done::Unit),
+        Io::RemoveTree { dir } => st.remove_tree(&dir).map(|_| Done::Unit),
+    }
+}
+
+/// Reads `len` bytes of a file from `at` through storage, 1 MiB at a time.
+pub struct RangeReader<'a> {
+    st: &'a mut dyn Storage,
+    path: String,
+    at: u64,
+    end: u64,
+}
+
+impl<'a> RangeReader<'a> {
+    /// A reader over `path[at..at + len]`.
+    pub fn new(st: &'a mut dyn Storage, path: &str, at: u64, len: u64) -> Self {
+        Self {
+            st,
+            path: path.into(),
+            at,
+            end: at.saturating_add(len),
+        }
+    }
+}
+
+impl Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end.saturating_sub(self.at))
+            .min(buf.len() as u64)
+            .min(1 << 20) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let got = self.st.read_at(&self.path, self.at, want)?;
+        if got.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{}: ends before byte {}", self.path, self.end),
+            ));
+        }
+        buf[..got.len()].copy_from_slice(&got);
+        self.at += got.len() as u64;
+        Ok(got.len())
+    }
+}
+
+/// Performs the engine's pending effects. Every one is attempted; the first error is
+/// returned (the state they record is already in the engine: a failed delete leaves a
+/// file the next start removes, a failed jobs-file write is retried with the next change).
+pub fn apply_effects(host: &mut impl TaskHost) -> io::Result<()> {
+    let effects = host.with_engine(|e| e.take_effects());
+    let mut first = None;
+    for e in effects {
+        let r = match e {
+            Effect::PersistJobs => host.persist_jobs(),
+            Effect::Remove(files) => files.iter().try_for_each(|f| host.storage().remove(f)),
+            Effect::RemoveTree(dir) => host.storage().remove_tree(&dir),
+            Effect::RemoveIndex(name) => {
+                let st = host.storage();
+                st.remove(&paths::index_manifest(&name))
+                    .and_then(|()| st.remove_tree(&paths::index_dir(&name)))
+                    .and_then(|()| st.sync_dir("indexes"))
+            }
+            Effect::RemoveUnpublished(name) => {
+                let st = host.storage();
+                match st.size(&paths::index_manifest(&name)) {
+                    Ok(None) => st.remove_tree(&paths::index_dir(&name)),
+                    Ok(Some(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// One turn of the host loop (see the module doc).
+pub fn step(task: &mut dyn Task, host: &mut impl TaskHost, now_ms: u64) -> Stepped {
+    match task.poll(now_ms) {
+        Poll::Io(io) => {
+            let r = perform(host.storage(), io);
+            task.handle(r);
+            Stepped::Busy
+        }
+        Poll::Decode { path, at, len } => {
+            let mut r = RangeReader::new(host.storage(), &path, at, len);
+            task.decode(&mut r);
+            Stepped::Busy
+        }
+        Poll::Engine => {
+            host.with_engine(|e| task.engine(e, now_ms));
+            // The engine's effects are the host's job: the jobs file, freed generations.
+            let _ = apply_effects(host);
+            Stepped::Busy
+        }
+        Poll::Wait { until_ms } => Stepped::Wait(until_ms),
+        Poll::Input => Stepped::Input,
+        Poll::Done => Stepped::Done,
+    }
+}

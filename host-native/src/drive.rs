@@ -1,0 +1,202 @@
+//! Runs the core's step machines (backup, restore, upload) on threads over real files. Every
+//! rule and every step of those protocols is the core's (`cairn_core::control`); this module
+//! only picks the thread, sleeps when a task is paced, and hands a restored index to the
+//! server.
+
+use crate::db::{Db, DbError, NativeHost, lock};
+use crate::fsutil::{self, now_ms};
+use cairn_core::archive::{self, Manifest, NullSink, Source};
+use cairn_core::control::task::{self, Stepped, Task};
+use cairn_core::control::upload::UploadTask;
+use cairn_core::{Job, JobStatus};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Longest sleep between steps of a paced task (a cancel is seen within this).
+const MAX_NAP: Duration = Duration::from_millis(50);
+
+/// Microseconds on a monotonic clock (write-gate timing).
+fn now_us() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// Steps `task` until it is done or needs input.
+pub fn run(db: &Db, task: &mut dyn Task) -> Stepped {
+    let mut host = NativeHost::new(db);
+    loop {
+        match task::step(task, &mut host, now_ms()) {
+            Stepped::Busy => {}
+            Stepped::Wait(until) => {
+                let nap = until.saturating_sub(now_ms()).max(1);
+                std::thread::sleep(Duration::from_millis(nap).min(MAX_NAP));
+                // A paced task still sees a cancel at its next engine turn.
+                host_engine_turn(db, task);
+            }
+            s @ (Stepped::Input | Stepped::Done) => return s,
+        }
+    }
+}
+
+/// One engine turn for a task outside its own schedule (a paced task waiting).
+fn host_engine_turn(db: &Db, task: &mut dyn Task) {
+    let _ = db.control(|e| task.engine(e, now_ms()));
+}
+
+/// Accepts a backup (every rule checked and the cut recorded now) and runs it on a thread.
+pub fn submit_backup(db: &Arc<Db>, index: &str, name: &str) -> Result<Job, DbError> {
+    let source = Source {
+        host: "native".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let mut t = db.control(|e| {
+        let t0 = now_us();
+        let t = e.begin_backup(
+            now_ms(),
+            t0,
+            fsutil::entropy(),
+            index,
+            name,
+            source,
+            db.backup_rate,
+        )?;
+        e.release_cut(index, now_us());
+        Ok::<_, DbError>(t)
+    })??;
+    let job = job(db, t.job())?;
+    let db2 = db.clone();
+    std::thread::Builder::new()
+        .name(format!("backup-{}", job.job_id))
+        .spawn(move || {
+            run(&db2, &mut t);
+            log_end(&db2, t.job());
+        })
+        .map_err(DbError::Io)?;
+    Ok(job)
+}
+
+/// Accepts a restore (rules checked now). `wait` runs it on this thread and returns the
+/// finished job; otherwise it runs on its own thread.
+pub fn submit_restore(
+    db: &Arc<Db>,
+    backup: &str,
+    target: &str,
+    wait: bool,
+) -> Result<Job, DbError> {
+    let mut t = db.control(|e| e.begin_restore(now_ms(), fsutil::entropy(), backup, target))??;
+    let id = t.job().to_string();
+    let finish = move |db: &Db, t: &mut cairn_core::control::restore::RestoreTask| {
+        run(db, t);
+        if let Some(ix) = t.take_index()
+            && let Err(e) = db.adopt_index(t.target(), ix)
+        {
+            tracing::error!(index = t.target(), error = %e, "restored index could not be opened");
+        }
+        log_end(db, t.job());
+    };
+    if wait {
+        finish(db, &mut t);
+        let j = job(db, &id)?;
+        return match j.status {
+            JobStatus::Completed => Ok(j),
+            _ => {
+                let msg = j.error.unwrap_or_default();
+                Err(if msg.starts_with("invalid backup archive") {
+                    DbError::BadRequest(msg)
+                } else {
+                    DbError::Internal(msg)
+                })
+            }
+        };
+    }
+    let db2 = db.clone();
+    std::thread::Builder::new()
+        .name(format!("restore-{id}"))
+        .spawn(move || finish(&db2, &mut t))
+        .map_err(DbError::Io)?;
+    job(db, &id)
+}
+
+/// Asks a job to stop and waits (up to 10 s) for its task to acknowledge; returns the job.
+pub fn cancel(db: &Db, id: &str) -> Result<Job, DbError> {
+    db.control(|e| e.cancel(id, now_ms()))??;
+    let t0 = Instant::now();
+    loop {
+        let j = job(db, id)?;
+        if j.status != JobStatus::Cancelling || t0.elapsed() > Duration::from_secs(10) {
+            return Ok(j);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn job(db: &Db, id: &str) -> Result<Job, DbError> {
+    lock(&db.engine)
+        .registry
+        .get(id)
+        .cloned()
+        .ok_or_else(|| DbError::Internal(format!("job {id} vanished")))
+}
+
+fn log_end(db: &Db, id: &str) {
+    if let Ok(j) = job(db, id) {
+        match j.status {
+            JobStatus::Completed => {
+                tracing::info!(job = id, kind = ?j.kind, bytes = j.archive_size, pause_us = j.write_pause_us, "job completed")
+            }
+            s => {
+                tracing::warn!(job = id, status = ?s, error = j.error.as_deref().unwrap_or(""), "job ended")
+            }
+        }
+    }
+}
+
+/// Reserves `name` and returns the upload task the HTTP body is fed into.
+pub fn begin_upload(db: &Db, name: &str) -> Result<UploadTask, DbError> {
+    Ok(db.control(|e| e.begin_upload(name))??)
+}
+
+/// Feeds one body chunk to an upload and writes it (blocking); an invalid archive stops it.
+pub fn feed_upload(db: &Db, up: &mut UploadTask, chunk: Vec<u8>) -> Result<(), DbError> {
+    up.feed(chunk);
+    run(db, up);
+    match up.error() {
+        Some(e) => Err(upload_error(e)),
+        None => Ok(()),
+    }
+}
+
+/// Ends an upload: validated as an index, then published (or refused with nothing kept).
+pub fn end_upload(db: &Db, mut up: UploadTask, abort: Option<DbError>) -> Result<(), DbError> {
+    let reason = abort.as_ref().map(|e| e.to_string());
+    match &reason {
+        Some(r) => up.abort(r),
+        None => up.end(),
+    }
+    run(db, &mut up);
+    if let Some(e) = abort {
+        return Err(e);
+    }
+    match up.error() {
+        Some(e) => Err(upload_error(e)),
+        None => Ok(()),
+    }
+}
+
+fn upload_error(e: &str) -> DbError {
+    if e.starts_with("invalid backup archive") {
+        DbError::BadRequest(e.into())
+    } else {
+        DbError::Internal(e.into())
+    }
+}
+
+/// Checks an archive file's structure and every digest by streaming it; writes nothing.
+pub fn verify_digests(archive_path: &Path) -> Result<Manifest, DbError> {
+    let f = BufReader::new(File::open(archive_path)?);
+    archive::read_archive(f, &mut NullSink)
+        .map_err(|e| DbError::BadRequest(format!("invalid backup archive: {e}")))
+}
