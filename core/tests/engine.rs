@@ -1,10 +1,30 @@
 //! Submit-time rules, cancel at every state, pins, recovery.
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
-use cairn_core::engine::{EngineError, Outcome, paths};
+use cairn_core::engine::{Effect, EngineError, LogState, Outcome, paths};
 use cairn_core::registry::{INTERRUPTED, JobError};
 use cairn_core::{CutPoint, Engine, IndexParams, JobRegistry, JobStatus, SpaceType};
 use std::sync::{Arc, Barrier, Mutex};
+
+/// Generations whose files the engine's pending effects delete (drains them).
+fn freed(e: &mut Engine) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for eff in e.take_effects() {
+        if let Effect::Remove(files) = eff {
+            for f in files {
+                if let Some(rest) = f.strip_suffix(".bin")
+                    && let Some((dir, g)) = rest.rsplit_once("/ckpt-")
+                {
+                    out.push((
+                        dir.trim_start_matches("indexes/").to_string(),
+                        g.parse().unwrap(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
 
 fn engine() -> Engine {
     let mut e = Engine::new(JobRegistry::default());
@@ -149,11 +169,19 @@ fn cancel_at_each_state() {
     e.start(&r.job_id, 2).unwrap();
     e.cut(&r.job_id, cut(1)).unwrap();
     e.checkpoint_done("idx", 2).unwrap();
-    let freed = e.cancel(&r.job_id, 3).unwrap();
+    e.take_effects();
+    e.cancel(&r.job_id, 3).unwrap();
     assert_eq!(
-        freed.generations,
+        e.registry.get(&r.job_id).unwrap().status,
+        JobStatus::Cancelling,
+        "a running job keeps its pins until its task stops"
+    );
+    assert!(freed(&mut e).is_empty());
+    e.finish(&r.job_id, 3, Outcome::Cancelled).unwrap();
+    assert_eq!(
+        freed(&mut e),
         vec![("idx".to_string(), 1)],
-        "pin released on cancel"
+        "pin released when the task acknowledges"
     );
     let j = e.registry.get(&r.job_id).unwrap();
     assert_eq!((j.status, j.completed_at), (JobStatus::Cancelled, Some(3)));
@@ -193,26 +221,28 @@ fn pins_hold_generations_and_the_gate_guards_deletion() {
     assert!(
         matches!(e.delete_index("idx"), Err(EngineError::IndexBusy { job, .. }) if job == j.job_id)
     );
-    e.check_write("idx").unwrap(); // writes proceed during a backup
+    e.begin_write("idx").unwrap(); // writes proceed during a backup
     e.start(&j.job_id, 2).unwrap();
     e.cut(&j.job_id, cut(1)).unwrap();
     assert!(e.cut(&j.job_id, cut(1)).is_err(), "one cut per job");
-    assert!(
-        e.checkpoint_done("idx", 2).unwrap().generations.is_empty(),
-        "pinned generation kept"
-    );
-    assert!(e.checkpoint_done("idx", 3).unwrap().generations == vec![("idx".to_string(), 2)]);
+    e.take_effects();
+    e.checkpoint_done("idx", 2).unwrap();
+    assert!(freed(&mut e).is_empty(), "pinned generation kept");
+    e.checkpoint_done("idx", 3).unwrap();
+    assert_eq!(freed(&mut e), vec![("idx".to_string(), 2)]);
     e.record_pause(&j.job_id, 40).unwrap();
-    let freed = e
-        .finish(&j.job_id, 5, Outcome::Failed("disk".into()))
+    e.finish(&j.job_id, 5, Outcome::Failed("disk".into()))
         .unwrap();
-    assert_eq!(freed.generations, vec![("idx".to_string(), 1)]);
+    assert_eq!(freed(&mut e), vec![("idx".to_string(), 1)]);
     assert_eq!(e.registry.get(&j.job_id).unwrap().write_pause_us, 40);
     assert!(!e.has_backup("b"), "failed backups publish nothing");
-    let d = e.delete_index("idx").unwrap();
-    assert_eq!(d.generations, vec![("idx".to_string(), 3)]);
+    e.delete_index("idx").unwrap();
+    assert!(
+        e.take_effects()
+            .contains(&Effect::RemoveIndex("idx".into()))
+    );
     assert!(matches!(
-        e.check_write("idx"),
+        e.begin_write("idx"),
         Err(EngineError::IndexNotFound(_))
     ));
 }
@@ -226,12 +256,25 @@ fn recovery_fails_active_jobs_and_lists_partials() {
     let bytes = e.registry.encode();
     // restart: the registry comes back from the jobs file
     let mut e2 = Engine::new(JobRegistry::decode(&bytes, 100).unwrap());
-    e2.load_index("idx", IndexParams::new(4, SpaceType::L2), 1, 1);
-    let partial = e2.recover(10);
-    assert_eq!(
-        partial,
-        vec![paths::backup_tmp(&a.job_id), paths::backup_tmp(&b.job_id)]
+    e2.load_index(
+        "idx",
+        IndexParams::new(4, SpaceType::L2),
+        1,
+        1,
+        LogState::default(),
     );
+    e2.recover(10);
+    let effects = e2.take_effects();
+    for j in [&a, &b] {
+        assert!(
+            effects.contains(&Effect::Remove(vec![
+                paths::backup_tmp(&j.job_id),
+                paths::backup(&j.backup_name)
+            ])),
+            "{effects:?}"
+        );
+    }
+    assert!(effects.contains(&Effect::PersistJobs));
     for id in [&a.job_id, &b.job_id] {
         let j = e2.registry.get(id).unwrap();
         assert_eq!(
