@@ -888,6 +888,23 @@ pub fn archived_checkpoint<C: Read>(
     Ok(ix)
 }
 
+/// Builds an archived index in two reads, as a step machine gets them: the first call loads
+/// the checkpoint entry into `index` (returns `None`), the second replays the log entry into
+/// it (returns what the replay found). Restore and upload share it.
+pub fn decode_archived(
+    manifest: &Manifest,
+    index: &mut Option<Index>,
+    reader: &mut dyn Read,
+) -> Result<Option<crate::record::LogScan>, ArchiveError> {
+    match index {
+        None => {
+            *index = Some(archived_checkpoint(manifest, reader)?);
+            Ok(None)
+        }
+        Some(ix) => archived_log(manifest, ix, reader).map(Some),
+    }
+}
+
 /// Replays an archive's log entry into the index its checkpoint loaded (every record
 /// checked; it must end on a record boundary) and checks the vector count: the second half
 /// of [`restore_index`]. Returns what the replay found.

@@ -385,14 +385,7 @@ impl Db {
             live: ix.len() as u64,
         };
         lock(&self.engine).load_index(name, man.params.clone(), g, man.created_at, log);
-        let h = IndexHandle {
-            name: name.into(),
-            index: RwLock::new(ix),
-            writer: Mutex::new(Writer::new(log_file, g)),
-            checkpointing: AtomicBool::new(false),
-            checkpoint_file: RwLock::new(Arc::new(ck)),
-        };
-        write_lock(&self.indexes).insert(name.into(), Arc::new(h));
+        self.serve(name, ix, log_file, g, ck);
         Ok(())
     }
 
@@ -454,14 +447,7 @@ impl Db {
         })();
         match res {
             Ok((log, ck)) => {
-                let h = IndexHandle {
-                    name: name.into(),
-                    index: RwLock::new(ix),
-                    writer: Mutex::new(Writer::new(log, 1)),
-                    checkpointing: AtomicBool::new(false),
-                    checkpoint_file: RwLock::new(Arc::new(ck)),
-                };
-                write_lock(&self.indexes).insert(name.into(), Arc::new(h));
+                self.serve(name, ix, log, 1, ck);
                 Ok(())
             }
             Err(e) => {
@@ -615,6 +601,19 @@ impl Db {
         }
     }
 
+    /// Starts serving `ix` at generation `g`: writes append to `log`, int8 and binary
+    /// searches read originals from `ck`.
+    fn serve(&self, name: &str, ix: Index, log: File, g: u64, ck: File) {
+        let h = IndexHandle {
+            name: name.into(),
+            index: RwLock::new(ix),
+            writer: Mutex::new(Writer::new(log, g)),
+            checkpointing: AtomicBool::new(false),
+            checkpoint_file: RwLock::new(Arc::new(ck)),
+        };
+        write_lock(&self.indexes).insert(name.into(), Arc::new(h));
+    }
+
     /// Serves a restored index the restore task built (its files are published).
     pub fn adopt_index(&self, name: &str, ix: Index) -> Result<(), DbError> {
         let g = lock(&self.engine).index(name)?.generation;
@@ -623,14 +622,7 @@ impl Db {
             .read(true)
             .append(true)
             .open(self.path(&paths::log(name, g)))?;
-        let h = IndexHandle {
-            name: name.into(),
-            index: RwLock::new(ix),
-            writer: Mutex::new(Writer::new(log_file, g)),
-            checkpointing: AtomicBool::new(false),
-            checkpoint_file: RwLock::new(Arc::new(ck)),
-        };
-        write_lock(&self.indexes).insert(name.into(), Arc::new(h));
+        self.serve(name, ix, log_file, g, ck);
         Ok(())
     }
 }

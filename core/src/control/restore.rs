@@ -18,8 +18,8 @@
 //! start, or is folded in by the next checkpoint.
 
 use crate::archive::{
-    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, NullSink, archived_checkpoint,
-    archived_log, encode_digest,
+    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, NullSink, decode_archived,
+    encode_digest,
 };
 use crate::control::engine::{Engine, IndexManifest, LogState, Outcome};
 use crate::control::task::{Done, Io, Poll, Task};
@@ -382,31 +382,16 @@ impl Task for RestoreTask {
     }
 
     fn decode(&mut self, reader: &mut dyn Read) {
-        let Some(layout) = self.layout.clone() else {
+        let Some(layout) = self.layout.as_ref() else {
             return self.fail("no archive layout");
         };
-        let m = &layout.manifest;
-        match self.phase {
-            Phase::DecodeCheckpoint => match archived_checkpoint(m, reader) {
-                Ok(ix) => {
-                    self.index = Some(ix);
-                    self.phase = Phase::DecodeLog;
-                }
-                Err(e) => self.fail(format!("invalid backup archive: {e}")),
-            },
-            Phase::DecodeLog => {
-                let Some(ix) = self.index.as_mut() else {
-                    return self.fail("no index");
-                };
-                match archived_log(m, ix, reader) {
-                    Ok(scan) => {
-                        self.scan = Some(scan);
-                        self.phase = Phase::Create { file: 0 };
-                    }
-                    Err(e) => self.fail(format!("invalid backup archive: {e}")),
-                }
+        match decode_archived(&layout.manifest, &mut self.index, reader) {
+            Ok(None) => self.phase = Phase::DecodeLog,
+            Ok(Some(scan)) => {
+                self.scan = Some(scan);
+                self.phase = Phase::Create { file: 0 };
             }
-            _ => {}
+            Err(e) => self.fail(format!("invalid backup archive: {e}")),
         }
     }
 

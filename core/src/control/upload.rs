@@ -12,8 +12,7 @@
 //! stops the stream), not after the whole body was stored.
 
 use crate::archive::{
-    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, Manifest, NullSink,
-    archived_checkpoint, archived_log,
+    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, Manifest, NullSink, decode_archived,
 };
 use crate::control::engine::Engine;
 use crate::control::task::{Done, Io, Poll, Task};
@@ -243,28 +242,14 @@ impl Task for UploadTask {
         let Some(layout) = self.layout.as_ref() else {
             return self.fail("no archive layout");
         };
-        let m = &layout.manifest;
-        match self.phase {
-            Phase::DecodeCheckpoint => match archived_checkpoint(m, reader) {
-                Ok(ix) => {
-                    self.index = Some(ix);
-                    self.phase = Phase::DecodeLog;
-                }
-                Err(e) => self.fail(format!("invalid backup archive: {e}")),
-            },
-            Phase::DecodeLog => {
-                let r = match self.index.as_mut() {
-                    Some(ix) => archived_log(m, ix, reader).map(|_| ()),
-                    None => return self.fail("no index"),
-                };
+        match decode_archived(&layout.manifest, &mut self.index, reader) {
+            Ok(None) => self.phase = Phase::DecodeLog,
+            Ok(Some(_)) => {
                 // Validation only: the index is not kept.
                 self.index = None;
-                match r {
-                    Ok(()) => self.phase = Phase::Rename,
-                    Err(e) => self.fail(format!("invalid backup archive: {e}")),
-                }
+                self.phase = Phase::Rename;
             }
-            _ => {}
+            Err(e) => self.fail(format!("invalid backup archive: {e}")),
         }
     }
 
