@@ -3,7 +3,8 @@
 //! storage whose faults are real ones, in the style of TigerBeetle's VOPR:
 //!
 //! - a crash keeps, of every file, what was synced plus a random prefix of what was not
-//!   (torn writes), and forgets renames whose directory was not synced;
+//!   (torn writes), and forgets renames whose directory was not synced; the power can go in
+//!   the middle of an operation (after a few storage calls), not only between two;
 //! - fsync can fail (EIO) and then makes nothing durable;
 //! - the disk can fill (ENOSPC): appends past the capacity fail.
 //!
@@ -55,6 +56,10 @@ struct SimStorage {
     /// Bytes the disk holds (appends past it fail).
     capacity: usize,
     faults: bool,
+    /// Storage calls left before the power goes (`None`: not armed).
+    fuse: Option<u32>,
+    /// The power went mid-operation: every call fails until [`SimStorage::crash`].
+    dead: bool,
     n: Counters,
 }
 
@@ -89,12 +94,31 @@ impl SimStorage {
             eio: eio as u64,
             capacity,
             faults: true,
+            fuse: None,
+            dead: false,
             n: Counters::default(),
         }
     }
 
     fn used(&self) -> usize {
         self.live.values().map(|&i| self.inodes[i].data.len()).sum()
+    }
+
+    /// Every call passes here: once the fuse burns down the power is gone, in the middle of
+    /// whatever the database was doing (an append not yet synced is then torn by the crash).
+    fn alive(&mut self) -> io::Result<()> {
+        if let Some(n) = self.fuse.as_mut() {
+            if *n == 0 {
+                self.fuse = None;
+                self.dead = true;
+            } else {
+                *n -= 1;
+            }
+        }
+        if self.dead {
+            return Err(io::Error::other("power lost"));
+        }
+        Ok(())
     }
 
     fn inode(&mut self, p: &str) -> io::Result<&mut Inode> {
@@ -106,6 +130,8 @@ impl SimStorage {
     /// renames whose directory was not synced are lost.
     fn crash(&mut self) {
         self.n.crashes += 1;
+        self.dead = false;
+        self.fuse = None;
         self.n.lost_renames += self.pending.len() as u64;
         self.pending.clear();
         for &i in self.durable.values() {
@@ -128,18 +154,21 @@ impl SimStorage {
 
 impl Storage for SimStorage {
     fn size(&mut self, path: &str) -> io::Result<Option<u64>> {
+        self.alive()?;
         Ok(self
             .live
             .get(path)
             .map(|&i| self.inodes[i].data.len() as u64))
     }
     fn read_at(&mut self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.alive()?;
         let f = self.inode(path)?;
         let start = (offset as usize).min(f.data.len());
         let end = start.saturating_add(len).min(f.data.len());
         Ok(f.data[start..end].to_vec())
     }
     fn append(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        self.alive()?;
         if self.faults && self.used() + bytes.len() > self.capacity {
             self.n.disk_full += 1;
             return Err(io::Error::new(io::ErrorKind::StorageFull, "ENOSPC"));
@@ -151,6 +180,7 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn create(&mut self, path: &str) -> io::Result<()> {
+        self.alive()?;
         // A new inode; its name is durable once the file is synced (as ext4 orders a new
         // file's entry with its data), a rename's only after its directory is synced.
         self.inodes.push(Inode::default());
@@ -159,6 +189,7 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn sync(&mut self, path: &str) -> io::Result<()> {
+        self.alive()?;
         if self.faults && pick(&mut self.rng, 1000) < self.eio as usize {
             self.n.fsync_failures += 1;
             return Err(io::Error::other("EIO"));
@@ -172,6 +203,7 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn truncate(&mut self, path: &str, len: u64) -> io::Result<()> {
+        self.alive()?;
         let f = self.inode(path)?;
         f.data.truncate(len as usize);
         if f.synced.len() > len as usize {
@@ -180,6 +212,7 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        self.alive()?;
         let i = self.live.remove(from).ok_or_else(|| missing(from))?;
         self.live.insert(to.into(), i);
         self.pending
@@ -187,6 +220,7 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn sync_dir(&mut self, dir: &str) -> io::Result<()> {
+        self.alive()?;
         if self.faults && pick(&mut self.rng, 1000) < self.eio as usize {
             self.n.fsync_failures += 1;
             return Err(io::Error::other("EIO"));
@@ -200,12 +234,14 @@ impl Storage for SimStorage {
         Ok(())
     }
     fn remove(&mut self, path: &str) -> io::Result<()> {
+        self.alive()?;
         self.live.remove(path);
         self.durable.remove(path);
         self.pending.retain(|(_, _, to, _)| to != path);
         Ok(())
     }
     fn list(&mut self, prefix: &str) -> io::Result<Vec<String>> {
+        self.alive()?;
         Ok(self
             .live
             .keys()
@@ -295,6 +331,11 @@ fn run_seed(seed: u64, f: &mut Figures) {
         f.ops += 1;
         now += 1 + pick(&mut r, 50) as u64;
         let ix = names[pick(&mut r, names.len())].to_string();
+        // Now and then the power goes a few storage calls into the next operation.
+        if pick(&mut r, 10) == 0 {
+            db.storage_mut().fuse = Some(pick(&mut r, 40) as u32);
+        }
+        let mut crash = false;
         match pick(&mut r, 100) {
             0..=7 => {
                 if db.create_index(&ix, params(), now).is_ok() {
@@ -419,8 +460,13 @@ fn run_seed(seed: u64, f: &mut Figures) {
                     }
                 }
             }
-            _ => {
-                // Crash between any two steps, then recover.
+            _ => crash = true,
+        }
+        // A crash between two operations, or the power lost in the middle of one: recover.
+        // The fuse burns only inside the operation, not in the checks below.
+        db.storage_mut().fuse = None;
+        if crash || db.storage_mut().dead {
+            {
                 let mut st = db.into_storage();
                 st.crash();
                 st.faults = false; // recovery itself runs on a healthy disk
