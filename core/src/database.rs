@@ -3,22 +3,22 @@
 //! [`Storage`]. Time and entropy are arguments. The file layout is the native host's
 //! ([`crate::engine::paths`]), so data and archives move between hosts unchanged.
 
-use crate::archive::{self, Manifest, NullSink, Source, encode_digest};
-use crate::checkpoint::{self, read_checkpoint};
+use crate::archive::{self, Manifest, NullSink, Source};
 use crate::control::backup::BackupTask;
-use crate::control::engine::{EngineError, IndexManifest, LogState, paths, validate_backup_name};
+use crate::control::engine::{EngineError, paths, validate_backup_name};
+use crate::control::generation::{self, OriginalsFrom, StoredCheckpoint};
+use crate::control::recovery;
 use crate::control::restore::RestoreTask;
-use crate::control::task::{self, RangeReader, Stepped, Task, TaskHost};
+use crate::control::task::{self, Lend, RangeReader, Stepped, Task};
 use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
-use crate::originals::{CheckpointBytes, OriginalsLayout};
+use crate::originals::CheckpointBytes;
 use crate::params::IndexParams;
 use crate::record::Record;
-use crate::registry::{DEFAULT_RETENTION, Job, JobRegistry, JobStatus};
+use crate::registry::{Job, JobStatus};
 use crate::storage::Storage;
 use crate::{Engine, Filter, UpsertItem};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use thiserror::Error;
 
 /// Log bytes after which a write triggers a checkpoint.
@@ -86,135 +86,18 @@ pub struct Database<S: Storage> {
     running: Vec<Running>,
     /// Backup read pace in bytes a second (`None`: as fast as storage goes).
     backup_rate: Option<u64>,
-}
-
-/// What a task borrows from the database while it steps.
-struct Lend<'a, S: Storage> {
-    engine: &'a mut Engine,
-    st: &'a mut S,
-}
-
-impl<S: Storage> TaskHost for Lend<'_, S> {
-    fn with_engine<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
-        f(self.engine)
-    }
-    fn storage(&mut self) -> &mut dyn Storage {
-        self.st
-    }
-}
-
-/// Appends through a [`Storage`] in large chunks (archive output).
-struct StorageWriter<'a, S: Storage> {
-    st: &'a RefCell<&'a mut S>,
-    path: String,
-    buf: Vec<u8>,
-}
-
-impl<S: Storage> Write for StorageWriter<'_, S> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= 1 << 20 {
-            self.flush()?;
-        }
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.st.borrow_mut().append(&self.path, &self.buf)?;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-}
-
-/// Reads of a checkpoint file in storage, for originals.
-struct StorageBytes<'a, S: Storage> {
-    st: &'a RefCell<&'a mut S>,
-    path: String,
-}
-
-impl<S: Storage> CheckpointBytes for StorageBytes<'_, S> {
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let got = self
-            .st
-            .borrow_mut()
-            .read_at(&self.path, offset, buf.len())?;
-        if got.len() != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{}: short read at {offset}", self.path),
-            ));
-        }
-        buf.copy_from_slice(&got);
-        Ok(())
-    }
-}
-
-/// Where a checkpoint being written finds originals the index keeps on disk.
-enum OriginalsFrom<'a> {
-    /// A checkpoint file in storage (the index's current generation).
-    Stored(String),
-    /// Checkpoint bytes in memory (a restored archive's).
-    Bytes(&'a [u8]),
-}
-
-/// Writes generation `g`'s checkpoint of index `name`, then its size and SHA-256 in the
-/// digest file, so a backup reads the checkpoint once. Returns where its originals are: hand
-/// it to [`Index::checkpointed`] once generation `g` is the index's.
-fn write_checkpoint<S: Storage>(
-    st: &mut S,
-    name: &str,
-    g: u64,
-    ix: &Index,
-    from: OriginalsFrom<'_>,
-) -> io::Result<Option<OriginalsLayout>> {
-    let path = paths::checkpoint(name, g);
-    st.create(&path)?;
-    let st = RefCell::new(st);
-    let (size, sha, layout) = {
-        let out = StorageWriter {
-            st: &st,
-            path: path.clone(),
-            buf: Vec::new(),
-        };
-        let w = match from {
-            OriginalsFrom::Stored(path) => {
-                let mut src = StorageBytes { st: &st, path };
-                checkpoint::write_checkpoint(ix, &mut src, out)?
-            }
-            OriginalsFrom::Bytes(mut b) => checkpoint::write_checkpoint(ix, &mut b, out)?,
-        };
-        let mut out = w.out;
-        out.flush()?;
-        (w.size, w.sha256, w.originals)
-    };
-    let mut st = st.borrow_mut();
-    st.sync(&path)?;
-    let dpath = paths::checkpoint_digest(name, g);
-    st.create(&dpath)?;
-    st.append(&dpath, encode_digest(&(size, sha)).as_bytes())?;
-    st.sync(&dpath)?;
-    Ok(layout)
+    /// See [`Database::recovery_notes`].
+    notes: Vec<String>,
 }
 
 impl<S: Storage> Database<S> {
     /// Opens the database on `st`, recovering after a crash: replays logs, cuts torn tails,
     /// fails interrupted jobs and deletes partial files. `host` names the source in archives.
     pub fn open(mut st: S, now: u64, host: &str) -> Result<Self> {
-        let registry = match st.read_all(paths::JOBS)? {
-            None => JobRegistry::default(),
-            Some(b) => match JobRegistry::decode(&b, DEFAULT_RETENTION) {
-                Ok(r) => r,
-                Err(_) => {
-                    // Keep the unreadable file aside; never pretend it was empty.
-                    st.rename(paths::JOBS, &format!("{}.unreadable-{now}", paths::JOBS))?;
-                    JobRegistry::default()
-                }
-            },
-        };
+        let opened = recovery::open_engine(&mut st, now)?;
         let mut db = Self {
             st,
-            engine: Engine::new(registry),
+            engine: opened.engine,
             open: BTreeMap::new(),
             source: Source {
                 host: host.into(),
@@ -222,49 +105,24 @@ impl<S: Storage> Database<S> {
             },
             running: Vec::new(),
             backup_rate: None,
+            notes: opened.notes,
         };
-        // Interrupted jobs first: their partial files (an unpublished restore included) go
-        // before indexes are looked for.
-        db.engine.recover(now);
-        db.effects()?;
-        for p in db
-            .st
-            .list("indexes/.tmp/")?
-            .into_iter()
-            .chain(db.st.list("backups/.tmp/")?)
-        {
-            db.st.remove(&p)?;
-        }
-        let manifests: Vec<String> = db
-            .st
-            .list("indexes/")?
-            .into_iter()
-            .filter(|p| p.ends_with("/manifest.json"))
-            .collect();
-        for m in &manifests {
-            let name = m
-                .trim_start_matches("indexes/")
-                .trim_end_matches("/manifest.json")
-                .to_string();
-            db.load_index(&name)?;
-        }
-        // Files of an index without a manifest belong to a create that never committed.
-        for f in db.st.list("indexes/")? {
-            let dir = f.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            if !manifests.contains(&format!("{dir}/manifest.json")) {
-                db.st.remove(&f)?;
-            }
-        }
-        for p in db.st.list("backups/")? {
-            if let Some(n) = p
-                .strip_prefix("backups/")
-                .and_then(|x| x.strip_suffix(".tar"))
-                && validate_backup_name(n).is_ok()
-            {
-                db.engine.load_backup(n);
+        for name in opened.indexes {
+            let r = recovery::recover_index(&mut db.st, &name);
+            match recovery::load_into(&mut db.engine, &name, r) {
+                Ok(r) => {
+                    db.open.insert(name, r.index);
+                }
+                Err(e) => db.notes.push(format!("index {name} did not load: {e}")),
             }
         }
         Ok(db)
+    }
+
+    /// What opening did that someone should hear about (a jobs file kept aside, an index
+    /// that did not load and why).
+    pub fn recovery_notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Paces backups to `bytes_per_sec` of reads (`None`: unpaced).
@@ -279,62 +137,6 @@ impl<S: Storage> Database<S> {
             st: &mut self.st,
         };
         task::apply_effects(&mut host)?;
-        Ok(())
-    }
-
-    fn load_index(&mut self, name: &str) -> Result<()> {
-        let bytes = self
-            .st
-            .read_all(&paths::index_manifest(name))?
-            .ok_or_else(|| DatabaseError::Corrupt(format!("{name}: no manifest")))?;
-        let man = IndexManifest::decode(&bytes).map_err(DatabaseError::Corrupt)?;
-        let g = man.generation;
-        let ck_path = paths::checkpoint(name, g);
-        let ck_size = self
-            .st
-            .size(&ck_path)?
-            .ok_or_else(|| DatabaseError::Corrupt(format!("{name}: checkpoint {g} missing")))?;
-        let mut ix = read_checkpoint(io::BufReader::new(RangeReader::new(
-            &mut self.st,
-            &ck_path,
-            0,
-            ck_size,
-        )))
-        .map_err(|e| DatabaseError::Corrupt(format!("{name}: {e}")))?;
-        let log_path = paths::log(name, g);
-        let log_size = self.st.size(&log_path)?.unwrap_or(0);
-        let scan = ix
-            .replay(io::BufReader::new(RangeReader::new(
-                &mut self.st,
-                &log_path,
-                0,
-                log_size,
-            )))
-            .map_err(|e| DatabaseError::Corrupt(format!("{name}: log: {e}")))?;
-        let valid = scan.valid_len;
-        if scan.torn {
-            self.st.truncate(&log_path, valid)?;
-            self.st.sync(&log_path)?;
-        }
-        let keep = [
-            paths::checkpoint(name, g),
-            paths::checkpoint_digest(name, g),
-            paths::log(name, g),
-            paths::index_manifest(name),
-        ];
-        for f in self.st.list(&format!("{}/", paths::index_dir(name)))? {
-            if !keep.contains(&f) {
-                self.st.remove(&f)?;
-            }
-        }
-        let log = LogState {
-            log_len: valid,
-            log_vectors: scan.upserted,
-            live: ix.len() as u64,
-        };
-        self.engine
-            .load_index(name, man.params.clone(), g, man.created_at, log);
-        self.open.insert(name.into(), ix);
         Ok(())
     }
 
@@ -364,15 +166,15 @@ impl<S: Storage> Database<S> {
     pub fn create_index(&mut self, name: &str, params: IndexParams, now: u64) -> Result<()> {
         let ix = Index::new(params.clone())?;
         self.engine.create_index(name, params.clone(), now)?;
-        let r = (|| -> io::Result<()> {
-            write_checkpoint(&mut self.st, name, 1, &ix, OriginalsFrom::Bytes(&[]))?;
-            self.st.create(&paths::log(name, 1))?;
-            self.st.sync(&paths::log(name, 1))?;
-            self.st.replace(
-                &paths::index_manifest(name),
-                &IndexManifest::new(name, params, 1, now).encode(),
-            )
-        })();
+        let r = generation::write_generation(
+            &mut self.st,
+            &paths::index_dir(name),
+            name,
+            1,
+            now,
+            &ix,
+            OriginalsFrom::Nothing,
+        );
         if let Err(e) = r {
             self.engine.abandon_create(name);
             for f in self.st.list(&format!("{}/", paths::index_dir(name)))? {
@@ -498,9 +300,8 @@ impl<S: Storage> Database<S> {
             .open
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
-        let st = RefCell::new(&mut self.st);
-        let mut src = StorageBytes {
-            st: &st,
+        let mut src = StoredCheckpoint {
+            st: &mut self.st,
             path: paths::checkpoint(name, g),
         };
         Ok(f(ix, &mut src)?)
@@ -516,14 +317,8 @@ impl<S: Storage> Database<S> {
             .get(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
         let from = OriginalsFrom::Stored(paths::checkpoint(name, g0));
-        let layout = write_checkpoint(&mut self.st, name, g, ix, from)?;
-        self.st.create(&paths::log(name, g))?;
-        self.st.sync(&paths::log(name, g))?;
-        let params = ix.params().clone();
-        self.st.replace(
-            &paths::index_manifest(name),
-            &IndexManifest::new(name, params, g, created).encode(),
-        )?;
+        let dir = paths::index_dir(name);
+        let layout = generation::write_generation(&mut self.st, &dir, name, g, created, ix, from)?;
         if let Some(ix) = self.open.get_mut(name) {
             ix.checkpointed(layout);
         }

@@ -2,6 +2,7 @@
 //! crashes, backups restore exactly, archives move between databases, bad archives change nothing.
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
+use cairn_core::engine::paths;
 use cairn_core::rng::SplitMix64;
 use cairn_core::{
     Database, Fault, IndexParams, JobStatus, MemStorage, Precision, SearchRequest, SpaceType,
@@ -258,4 +259,56 @@ fn a_log_whose_replay_would_cost_a_quarter_of_the_index_is_checkpointed() {
     );
     assert_eq!(ckpts(&mut db), 1);
     assert_eq!(db.index("a").unwrap().len(), 4096);
+}
+
+#[test]
+fn recovery_serves_the_healthy_reports_the_damaged_and_clears_only_uncommitted_creates() {
+    let mut r = SplitMix64::new(11);
+    let mut db = Database::open(MemStorage::new(), 1, "t").unwrap();
+    for name in ["good", "bad"] {
+        db.create_index(name, params(), 1).unwrap();
+        db.upsert(name, (0..20).map(|i| item(i, &mut r)).collect())
+            .unwrap();
+    }
+    let mut st = db.into_storage();
+    // A checkpoint overwritten with garbage.
+    let ck = paths::checkpoint("bad", 1);
+    st.create(&ck).unwrap();
+    st.append(&ck, b"not a checkpoint").unwrap();
+    // What a create leaves when it stops before its manifest: nothing of value.
+    st.create(&paths::checkpoint("half", 1)).unwrap();
+    st.create(&paths::log("half", 1)).unwrap();
+    // No manifest but a log with records: maybe data, so kept and reported.
+    st.append(&paths::log("orphan", 1), b"\x01\x02\x03")
+        .unwrap();
+
+    let mut db = Database::open(st, 2, "t").unwrap();
+    assert_eq!(db.index("good").unwrap().len(), 20);
+    let e = db
+        .search("bad", &SearchRequest::new(vec![0.1; 12], 1))
+        .unwrap_err();
+    assert_eq!(e.fault(), Fault::Unavailable, "{e}");
+    assert!(e.to_string().contains("checkpoint"), "{e}");
+    assert!(db.index("half").is_err());
+    let orphan = db.index("orphan").unwrap_err();
+    assert!(
+        orphan.to_string().contains("manifest.json is missing"),
+        "{orphan}"
+    );
+    let files = db.storage_mut().list("indexes/").unwrap();
+    assert!(
+        !files.iter().any(|f| f.starts_with("indexes/half/")),
+        "{files:?}"
+    );
+    assert!(files.contains(&paths::log("orphan", 1)), "{files:?}");
+    assert!(files.contains(&ck), "damaged files are left for a human");
+    assert!(
+        db.recovery_notes().iter().any(|n| n.contains("half")),
+        "{:?}",
+        db.recovery_notes()
+    );
+    // An operator clears a damaged index by deleting it; the name is free again.
+    db.delete_index("bad").unwrap();
+    db.create_index("bad", params(), 3).unwrap();
+    assert_eq!(db.index("bad").unwrap().len(), 0);
 }

@@ -7,19 +7,18 @@
 
 use crate::fs_storage::FsStorage;
 use crate::fsutil::{self, now_ms};
-use cairn_core::archive::encode_digest;
-use cairn_core::checkpoint::{self, read_checkpoint};
+use cairn_core::control::generation::{self, OriginalsFrom};
+use cairn_core::control::recovery;
 use cairn_core::control::task::{self, TaskHost};
-use cairn_core::engine::{EngineError, IndexManifest, LogState, paths};
-use cairn_core::originals::{CheckpointBytes, NoCheckpoint, OriginalsLayout};
+use cairn_core::engine::{EngineError, paths};
+use cairn_core::originals::CheckpointBytes;
 use cairn_core::{
-    Engine, Index, IndexError, IndexParams, JobRegistry, Record, SearchHit, SearchRequest,
-    VectorRecord,
+    Engine, Index, IndexError, IndexParams, Record, SearchHit, SearchRequest, VectorRecord,
 };
 pub use cairn_native::pread::PreadFile;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -233,63 +232,22 @@ impl Db {
         checkpoint_after: u64,
         backup_rate: Option<u64>,
     ) -> Result<Arc<Db>, DbError> {
-        for d in ["indexes", "indexes/.tmp", "backups", "backups/.tmp"] {
+        let opened = recovery::open_engine(&mut FsStorage::new(root), now_ms())?;
+        for note in &opened.notes {
+            tracing::warn!("{note}");
+        }
+        for d in ["indexes/.tmp", "backups/.tmp"] {
             fs::create_dir_all(root.join(d))?;
         }
-        let jobs_path = root.join(paths::JOBS);
-        let registry = match fs::read(&jobs_path) {
-            Ok(b) => match JobRegistry::decode(&b, cairn_core::registry::DEFAULT_RETENTION) {
-                Ok(r) => r,
-                Err(e) => {
-                    let aside = root.join(format!("jobs.json.unreadable-{}", now_ms()));
-                    fs::rename(&jobs_path, &aside)?;
-                    tracing::error!(error = %e, kept_at = %aside.display(), "jobs file unreadable; kept aside, starting with no job history");
-                    JobRegistry::default()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JobRegistry::default(),
-            Err(e) => return Err(e.into()),
-        };
+        let names = opened.indexes;
         let db = Arc::new(Db {
             root: root.to_path_buf(),
-            engine: Mutex::new(Engine::new(registry)),
+            engine: Mutex::new(opened.engine),
             indexes: RwLock::new(HashMap::new()),
             jobs_file: Mutex::new(()),
             checkpoint_after,
             backup_rate,
         });
-        // Interrupted jobs first: their partial files (an unpublished restore included) go
-        // before indexes are looked for.
-        db.control(|e| e.recover(now_ms()))?;
-        fsutil::remove_any(&root.join("indexes/.tmp"))?;
-        fsutil::remove_any(&root.join("backups/.tmp"))?;
-        fs::create_dir_all(root.join("indexes/.tmp"))?;
-        fs::create_dir_all(root.join("backups/.tmp"))?;
-        let mut names = Vec::new();
-        for entry in fs::read_dir(root.join("indexes"))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            if cairn_core::params::validate_index_name(&name).is_err() {
-                tracing::warn!(entry = %name, "ignoring an entry under indexes/ that is not an index name");
-                continue;
-            }
-            lock(&db.engine).mark_loading(&name);
-            names.push(name);
-        }
-        {
-            let mut eng = lock(&db.engine);
-            for entry in fs::read_dir(root.join("backups"))? {
-                let n = entry?.file_name().to_string_lossy().into_owned();
-                if let Some(stem) = n.strip_suffix(".tar")
-                    && cairn_core::engine::validate_backup_name(stem).is_ok()
-                {
-                    eng.load_backup(stem);
-                }
-            }
-        }
         // Indexes load in the background: the server answers (health, other indexes) at once,
         // an index still loading answers 503 with Retry-After.
         let loader = db.clone();
@@ -318,7 +276,6 @@ impl Db {
             // the reason) and its files are left untouched for a human to look at.
             if let Err(e) = self.load_index(&name) {
                 tracing::error!(index = %name, error = %e, "index failed to load; its files are kept untouched, the other indexes serve");
-                lock(&self.engine).mark_broken(&name, &e.to_string());
             }
         }
         tracing::info!(ms = t0.elapsed().as_millis() as u64, "every index loaded");
@@ -329,63 +286,25 @@ impl Db {
         lock(&self.engine).loading().next().is_none()
     }
 
+    /// Brings one index back (the core's recovery protocol) and serves it; on failure the
+    /// engine marks it broken with the reason.
     fn load_index(&self, name: &str) -> Result<(), DbError> {
-        let broken = |what: String| DbError::Internal(what);
-        let dir = self.path(&paths::index_dir(name));
-        if !fs::metadata(&dir)?.is_dir() {
-            return Err(broken("not a directory".into()));
-        }
-        let man = IndexManifest::decode(&fs::read(self.path(&paths::index_manifest(name)))?)
-            .map_err(|e| broken(format!("manifest.json: {e}")))?;
-        let g = man.generation;
-        let ck = File::open(self.path(&paths::checkpoint(name, g)))?;
-        let mut ix = read_checkpoint(std::io::BufReader::new(&ck))
-            .map_err(|e| broken(format!("checkpoint {g}: {e}")))?;
-        if ix.params() != &man.params {
-            return Err(broken(format!(
-                "checkpoint {g} params differ from manifest.json"
-            )));
-        }
-        let log_path = self.path(&paths::log(name, g));
-        let log_file = OpenOptions::new().read(true).append(true).open(&log_path)?;
-        // Every record is checked before it is applied; corruption in the middle of the log
-        // (a bad frame with data after it) fails the index instead of dropping what follows.
-        let scan = ix
-            .replay(std::io::BufReader::new(&log_file))
-            .map_err(|e| broken(format!("log {g}: {e}")))?;
-        let valid = scan.valid_len;
-        if scan.torn {
-            tracing::warn!(index = name, valid_bytes = valid, "cut torn log tail");
-            log_file.set_len(valid)?;
-            log_file.sync_all()?;
-        }
-        // Files of other generations are garbage after a restart (no pins survive one).
-        let current = [
-            paths::checkpoint(name, g),
-            paths::checkpoint_digest(name, g),
-            paths::log(name, g),
-        ]
-        .map(|p| p.rsplit('/').next().unwrap_or_default().to_string());
-        for e in fs::read_dir(self.path(&paths::index_dir(name)))? {
-            let f = e?.file_name().to_string_lossy().into_owned();
-            if (f.starts_with("ckpt-") || f.starts_with("log-")) && !current.contains(&f) {
-                fsutil::remove_any(&self.path(&format!("{}/{f}", paths::index_dir(name))))?;
-            }
+        let r = recovery::recover_index(&mut FsStorage::new(&self.root), name);
+        let r = recovery::load_into(&mut lock(&self.engine), name, r)
+            .map_err(|e| DbError::Internal(e.to_string()))?;
+        let g = r.manifest.generation;
+        if let Some(from) = r.cut_from {
+            tracing::warn!(index = name, from, to = r.log.log_len, "cut torn log tail");
         }
         tracing::info!(
             index = name,
             generation = g,
-            vectors = ix.len(),
-            replayed = scan.records,
+            vectors = r.index.len(),
+            replayed = r.replayed,
             "index loaded"
         );
-        let log = LogState {
-            log_len: valid,
-            log_vectors: scan.upserted,
-            live: ix.len() as u64,
-        };
-        lock(&self.engine).load_index(name, man.params.clone(), g, man.created_at, log);
-        self.serve(name, ix, log_file, g, ck);
+        let (log, ck) = self.open_generation(name, g)?;
+        self.serve(name, r.index, log, g, ck);
         Ok(())
     }
 
@@ -426,24 +345,21 @@ impl Db {
         lock(&self.engine).create_index(name, params.clone(), now)?;
         // Laid out in a staging directory and published with one rename, so a directory under
         // indexes/ always has its manifest (one without is damage, reported, never deleted).
-        let stage = self.path(&format!("indexes/.tmp/create-{name}-{now}"));
+        let stage_rel = format!("indexes/.tmp/create-{name}-{now}");
+        let stage = self.path(&stage_rel);
         let res = (|| -> Result<(File, File), DbError> {
-            fs::create_dir_all(&stage)?;
-            let staged = |p: String| stage.join(file_name(&p));
-            let (ck, _) = write_checkpoint(
-                &staged(paths::checkpoint(name, 1)),
-                &staged(paths::checkpoint_digest(name, 1)),
+            generation::write_generation(
+                &mut FsStorage::new(&self.root),
+                &stage_rel,
+                name,
+                1,
+                now,
                 &ix,
-                &mut NoCheckpoint,
-            )?;
-            let log = fsutil::create_synced(&staged(paths::log(name, 1)))?;
-            fsutil::replace_atomic(
-                &staged(paths::index_manifest(name)),
-                &IndexManifest::new(name, params, 1, now).encode(),
+                OriginalsFrom::Nothing,
             )?;
             fs::rename(&stage, self.path(&paths::index_dir(name)))?;
             fsutil::sync_dir(&self.path("indexes"))?;
-            Ok((log, ck))
+            self.open_generation(name, 1)
         })();
         match res {
             Ok((log, ck)) => {
@@ -550,22 +466,20 @@ impl Db {
         let g = w.generation + 1;
         let name = &h.name;
         let old = read_lock(&h.checkpoint_file).clone();
-        let (ck, layout) = write_checkpoint(
-            &self.path(&paths::checkpoint(name, g)),
-            &self.path(&paths::checkpoint_digest(name, g)),
-            &read_lock(&h.index),
-            &mut PreadFile(&old),
-        )?;
-        let log = fsutil::create_synced(&self.path(&paths::log(name, g)))?;
-        let params = read_lock(&h.index).params().clone();
         let created = lock(&self.engine)
             .index(name)
             .map(|e| e.created_at)
             .unwrap_or(0);
-        fsutil::replace_atomic(
-            &self.path(&paths::index_manifest(name)),
-            &IndexManifest::new(name, params, g, created).encode(),
+        let layout = generation::write_generation(
+            &mut FsStorage::new(&self.root),
+            &paths::index_dir(name),
+            name,
+            g,
+            created,
+            &read_lock(&h.index),
+            OriginalsFrom::Reader(&mut PreadFile(&old)),
         )?;
+        let (log, ck) = self.open_generation(name, g)?;
         {
             let mut ix = write_lock(&h.index);
             ix.checkpointed(layout);
@@ -617,43 +531,21 @@ impl Db {
     /// Serves a restored index the restore task built (its files are published).
     pub fn adopt_index(&self, name: &str, ix: Index) -> Result<(), DbError> {
         let g = lock(&self.engine).index(name)?.generation;
-        let ck = File::open(self.path(&paths::checkpoint(name, g)))?;
-        let log_file = OpenOptions::new()
+        let (log, ck) = self.open_generation(name, g)?;
+        self.serve(name, ix, log, g, ck);
+        Ok(())
+    }
+
+    /// Opens generation `g` of index `name` for serving: its log for appends, its checkpoint
+    /// for reading originals.
+    fn open_generation(&self, name: &str, g: u64) -> Result<(File, File), DbError> {
+        let log = OpenOptions::new()
             .read(true)
             .append(true)
             .open(self.path(&paths::log(name, g)))?;
-        self.serve(name, ix, log_file, g, ck);
-        Ok(())
+        let ck = File::open(self.path(&paths::checkpoint(name, g)))?;
+        Ok((log, ck))
     }
-}
-
-/// The last component of a data-directory path (`indexes/a/ckpt-….bin` → `ckpt-….bin`).
-pub fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// Writes `ix` as a checkpoint file at `path` (synced), reading the originals it keeps on disk
-/// through `src`, and its size and SHA-256 at `digest_path`, computed as it is written: a
-/// backup of that generation then reads the checkpoint once (the archive writer still checks
-/// every byte against the digest). The index manifest, written after both, is what commits a
-/// generation. Returns the file, open for reading originals, and where they are in it.
-pub fn write_checkpoint(
-    path: &Path,
-    digest_path: &Path,
-    ix: &Index,
-    src: &mut dyn CheckpointBytes,
-) -> Result<(File, Option<OriginalsLayout>), DbError> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let w = checkpoint::write_checkpoint(ix, src, BufWriter::with_capacity(1 << 20, file))?;
-    let file = w.out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    fsutil::replace_atomic(digest_path, encode_digest(&(w.size, w.sha256)).as_bytes())?;
-    Ok((file, w.originals))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! File-system helpers with the durability rules the database needs.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -25,21 +25,6 @@ pub fn replace_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     fs::rename(&tmp, path)?;
     sync_dir(dir)
-}
-
-/// Creates (truncating) a file and fsyncs it and its directory.
-pub fn create_synced(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .read(true)
-        .open(path)?;
-    f.sync_all()?;
-    if let Some(d) = path.parent() {
-        sync_dir(d)?;
-    }
-    Ok(f)
 }
 
 /// Removes a file or directory tree if present.

@@ -149,6 +149,23 @@ pub trait TaskHost {
     }
 }
 
+/// A single-threaded host's lending: the engine and storage, borrowed for a turn.
+pub struct Lend<'a> {
+    /// The engine.
+    pub engine: &'a mut Engine,
+    /// The storage.
+    pub st: &'a mut dyn Storage,
+}
+
+impl TaskHost for Lend<'_> {
+    fn with_engine<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        f(self.engine)
+    }
+    fn storage(&mut self) -> &mut dyn Storage {
+        self.st
+    }
+}
+
 /// Where a task stands after one [`step`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stepped {
