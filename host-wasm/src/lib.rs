@@ -8,8 +8,7 @@
 mod js_storage;
 
 use cairn_core::{
-    Database, DatabaseError, Fault, Filter, IndexParams, MemStorage, Precision, SearchRequest,
-    SpaceType, Storage, UpsertItem,
+    Database, DatabaseError, Fault, IndexParams, MemStorage, Precision, SpaceType, Storage, wire,
 };
 use js_storage::JsStorage;
 use serde::{Deserialize, Serialize};
@@ -66,6 +65,37 @@ fn now() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// Microseconds on a clock that only moves forward (`performance`), for the write pause.
+fn now_us() -> u64 {
+    let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    let t = perf.and_then(|p| {
+        let origin = js_sys::Reflect::get(&p, &"timeOrigin".into())
+            .ok()?
+            .as_f64()?;
+        let f: js_sys::Function = js_sys::Reflect::get(&p, &"now".into())
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        Some(origin + f.call0(&p).ok()?.as_f64()?)
+    });
+    (t.unwrap_or_else(js_sys::Date::now) * 1000.0) as u64
+}
+
+/// A JS value as JSON text, typed arrays (`Float32Array` embeddings) as plain arrays.
+fn json_text(v: &JsValue, what: &str) -> Result<String, JsValue> {
+    let typed_as_array = Closure::<dyn Fn(JsValue, JsValue) -> JsValue>::new(|_k, x: JsValue| {
+        if js_sys::ArrayBuffer::is_view(&x) {
+            js_sys::Array::from(&x).into()
+        } else {
+            x
+        }
+    });
+    js_sys::JSON::stringify_with_replacer(v, typed_as_array.as_ref())
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| err(400, format!("invalid {what}: not JSON-serialisable")))
+}
+
 fn entropy() -> [u8; 6] {
     let mut b = [0u8; 6];
     let _ = getrandom::fill(&mut b);
@@ -117,53 +147,12 @@ fn cosine() -> String {
     "cosine".into()
 }
 
-#[derive(Deserialize)]
-struct ItemIn {
-    id: Value,
-    vector: Vec<f32>,
-    #[serde(default)]
-    meta: Option<Value>,
-    #[serde(default)]
-    filter: Option<Value>,
-    #[serde(default)]
-    norm: Option<f32>,
-}
-
-#[derive(Deserialize)]
-struct QueryIn {
-    vector: Vec<f32>,
-    #[serde(default = "ten")]
-    k: usize,
-    #[serde(default)]
-    ef: usize,
-    #[serde(default)]
-    filter: Option<Value>,
-    #[serde(default)]
-    include_vectors: bool,
-}
-
-fn ten() -> usize {
-    10
-}
-
-fn id_string(v: &Value) -> Result<String, JsValue> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(err(400, "id must be a string or number")),
-    }
-}
-
 fn meta_value(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         return Value::Null;
     }
     serde_json::from_slice(bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
-fn parse_filter(v: Option<Value>) -> Result<Option<Filter>, JsValue> {
-    cairn_core::wire::filter_from_json(v.as_ref()).map_err(|e| err(400, e))
 }
 
 /// The database handle JS holds. Every method is synchronous; run it in a Worker in browsers.
@@ -233,33 +222,12 @@ impl CairnDb {
         self.db.delete_index(name).map_err(db_err)
     }
 
-    /// Inserts or replaces `[{id, vector, meta?, filter?}]`; returns how many.
+    /// Inserts or replaces `[{id, vector, meta?, filter?, norm?, sparse_indices?,
+    /// sparse_values?}]` (or one such object); returns how many. Decoded by the server's own
+    /// JSON parser (`cairn_core::wire`), so the browser accepts exactly what the server does.
     pub fn upsert(&mut self, name: &str, items: JsValue) -> Result<usize, JsValue> {
-        let items: Vec<ItemIn> = from_js(items, "vectors")?;
-        let items = items
-            .into_iter()
-            .map(|i| {
-                Ok(UpsertItem {
-                    id: id_string(&i.id)?,
-                    norm: i
-                        .norm
-                        .unwrap_or_else(|| i.vector.iter().map(|x| x * x).sum::<f32>().sqrt()),
-                    vector: i.vector,
-                    meta: match i.meta {
-                        None | Some(Value::Null) => vec![],
-                        Some(Value::String(s)) => s.into_bytes(),
-                        Some(v) => v.to_string().into_bytes(),
-                    },
-                    filter: match i.filter {
-                        None | Some(Value::Null) => "{}".into(),
-                        Some(Value::String(s)) => s,
-                        Some(v) => v.to_string(),
-                    },
-                    sparse_indices: vec![],
-                    sparse_values: vec![],
-                })
-            })
-            .collect::<Result<Vec<_>, JsValue>>()?;
+        let body = json_text(&items, "vectors")?;
+        let items = wire::decode_json_insert(body.as_bytes()).map_err(|e| err(400, e))?;
         self.db.upsert(name, items).map_err(db_err)
     }
 
@@ -277,27 +245,29 @@ impl CairnDb {
         self.db.delete(name, ids).map_err(db_err)
     }
 
-    /// Deletes what a filter matches; returns how many.
+    /// Deletes what a filter matches; returns how many. An empty filter is refused: a
+    /// delete never matches everything.
     #[wasm_bindgen(js_name = deleteByFilter)]
     pub fn delete_by_filter(&mut self, name: &str, filter: JsValue) -> Result<usize, JsValue> {
-        let f: Value = from_js(filter, "filter")?;
-        let f = parse_filter(Some(f))?.ok_or_else(|| err(400, "filter must not be empty"))?;
+        let body = format!("{{\"filter\":{}}}", json_text(&filter, "filter")?);
+        let f = wire::decode_delete_by_filter(body.as_bytes()).map_err(|e| err(400, e))?;
         self.db.delete_by_filter(name, &f).map_err(db_err)
     }
 
     /// Top-k search: `{vector, k?, ef?, filter?, include_vectors?}` → `[{id, similarity, meta, filter, vector?}]`.
     pub fn search(&mut self, name: &str, query: JsValue) -> Result<JsValue, JsValue> {
-        let q: QueryIn = from_js(query, "query")?;
-        let mut req = SearchRequest::new(q.vector, q.k);
-        req.ef = q.ef;
-        req.include_vectors = q.include_vectors;
-        req.filter = parse_filter(q.filter)?;
+        // `k` defaults to 10 here (the server's clients always send it).
+        let with_k = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&with_k, &"k".into(), &JsValue::from(10));
+        let query = js_sys::Object::assign(&with_k, &js_sys::Object::from(query));
+        let body = json_text(&query, "query")?;
+        let req = wire::decode_search(body.as_bytes()).map_err(|e| err(400, e))?;
         let hits = self.db.search(name, &req).map_err(db_err)?;
         let v: Vec<Value> = hits
             .into_iter()
             .map(|h| {
                 let mut o = json!({"id": h.id, "similarity": h.similarity, "meta": meta_value(&h.meta), "filter": serde_json::from_str::<Value>(&h.filter).unwrap_or(Value::Null), "norm": h.norm});
-                if q.include_vectors {
+                if req.include_vectors {
                     o["vector"] = json!(h.vector);
                 }
                 o
@@ -306,27 +276,45 @@ impl CairnDb {
         to_js(&v)
     }
 
-    /// Runs a backup job; `on_progress(done, total)` is called as bytes stream. Returns the job.
-    pub fn backup(
-        &mut self,
-        index: &str,
-        name: &str,
-        on_progress: Option<js_sys::Function>,
-    ) -> Result<JsValue, JsValue> {
-        let mut cb = |done: u64, total: u64| {
-            if let Some(f) = &on_progress {
-                let _ = f.call2(
-                    &JsValue::NULL,
-                    &JsValue::from(done as f64),
-                    &JsValue::from(total as f64),
-                );
-            }
-        };
+    /// Starts a backup of `index` into archive `name` and returns the running job at once.
+    /// Every rule is checked now and the cut recorded now (writes pause for microseconds);
+    /// [`CairnDb::step`] carries the job out between requests, so writes, searches and
+    /// `cancel` go on meanwhile.
+    #[wasm_bindgen(js_name = startBackup)]
+    pub fn start_backup(&mut self, index: &str, name: &str) -> Result<JsValue, JsValue> {
         let job = self
             .db
-            .backup(index, name, now(), entropy(), &mut cb)
+            .start_backup(index, name, now(), now_us(), entropy())
             .map_err(db_err)?;
         to_js(&job)
+    }
+
+    /// Starts restoring archive `backup` into a new index `target`; returns the running job.
+    #[wasm_bindgen(js_name = startRestore)]
+    pub fn start_restore(&mut self, backup: &str, target: &str) -> Result<JsValue, JsValue> {
+        let job = self
+            .db
+            .start_restore(backup, target, now(), entropy())
+            .map_err(db_err)?;
+        to_js(&job)
+    }
+
+    /// Carries background jobs up to `steps` steps forward (a step is one storage call or one
+    /// turn of bookkeeping). Returns `{running, waitMs}`: jobs still running, and when every
+    /// one of them is paced, milliseconds until the next step is due (`null`: step again now).
+    pub fn step(&mut self, steps: usize) -> Result<JsValue, JsValue> {
+        let t = now();
+        let (running, wait) = self.db.step(t, steps);
+        to_js(&json!({"running": running, "waitMs": wait.map(|w| w.saturating_sub(t))}))
+    }
+
+    /// Paces backups to `mib_per_s` MiB a second of reads (0 or absent: as fast as storage goes).
+    #[wasm_bindgen(js_name = setBackupRate)]
+    pub fn set_backup_rate(&mut self, mib_per_s: Option<f64>) {
+        let rate = mib_per_s
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(|r| (r * 1_048_576.0).max(1.0) as u64);
+        self.db.set_backup_rate(rate);
     }
 
     /// Every job, oldest first.
@@ -339,7 +327,8 @@ impl CairnDb {
         to_js(&self.db.job(id).map_err(db_err)?)
     }
 
-    /// Cancels a queued or running job.
+    /// Cancels a queued or running job. A running one answers *cancelling* and ends
+    /// *cancelled* at its next step, its partial files removed.
     pub fn cancel(&mut self, id: &str) -> Result<JsValue, JsValue> {
         to_js(&self.db.cancel(id, now()).map_err(db_err)?)
     }
@@ -371,16 +360,6 @@ impl CairnDb {
     #[wasm_bindgen(js_name = deleteBackup)]
     pub fn delete_backup(&mut self, name: &str) -> Result<(), JsValue> {
         self.db.delete_backup(name).map_err(db_err)
-    }
-
-    /// Restores an archive into a new index; returns the job.
-    pub fn restore(&mut self, backup: &str, target: &str) -> Result<JsValue, JsValue> {
-        to_js(
-            &self
-                .db
-                .restore(backup, target, now(), entropy())
-                .map_err(db_err)?,
-        )
     }
 
     /// Writes a checkpoint of an index now (it also happens after 16 MiB of log).

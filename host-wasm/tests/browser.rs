@@ -6,14 +6,13 @@
 use cairn_core::kernels::{self, scalar};
 use cairn_core::rng::SplitMix64;
 use cairn_wasm::{CairnDb, kernel_backend};
+mod common;
+
+use common::{js, run_job};
 use serde_json::json;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-fn js(v: serde_json::Value) -> wasm_bindgen::JsValue {
-    serde::Serialize::serialize(&v, &serde_wasm_bindgen::Serializer::json_compatible()).unwrap()
-}
 
 #[wasm_bindgen_test]
 fn simd128_kernels_match_scalar() {
@@ -62,13 +61,14 @@ fn memory_database_flow() {
         .unwrap_err();
     let status = js_sys::Reflect::get(&e, &"status".into()).unwrap().as_f64();
     assert_eq!(status, Some(400.0));
-    let job: serde_json::Value =
-        serde_wasm_bindgen::from_value(db.backup("a", "b", None).unwrap()).unwrap();
+    let started = db.start_backup("a", "b").unwrap();
+    let job = run_job(&mut db, started);
     assert_eq!(job["status"], "completed");
     let bytes = db.export_backup("b").unwrap();
     let mut other = CairnDb::open_memory().unwrap();
     other.import_backup("b", &bytes).unwrap();
-    other.restore("b", "copy").unwrap();
+    let started = other.start_restore("b", "copy").unwrap();
+    assert_eq!(run_job(&mut other, started)["status"], "completed");
     let d: serde_json::Value =
         serde_wasm_bindgen::from_value(other.describe("copy").unwrap()).unwrap();
     assert_eq!(d["total_elements"], 2);

@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
 use cairn_wasm::CairnDb;
+mod common;
+
+use common::{js, run_job};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -18,10 +21,6 @@ extern "C" {
     fn open(name: &str) -> js_sys::Promise;
     #[wasm_bindgen(method)]
     fn close(this: &OpfsStorage);
-}
-
-fn js(v: serde_json::Value) -> JsValue {
-    serde::Serialize::serialize(&v, &serde_wasm_bindgen::Serializer::json_compatible()).unwrap()
 }
 
 async fn storage(name: &str) -> OpfsStorage {
@@ -42,8 +41,8 @@ async fn opfs_database_survives_reopen() {
     assert_eq!(db.upsert("docs", js(json!(items))).unwrap(), 300);
     db.checkpoint("docs").unwrap();
     db.delete("docs", js(json!(["v0", "v1"]))).unwrap();
-    let job: serde_json::Value =
-        serde_wasm_bindgen::from_value(db.backup("docs", "snap", None).unwrap()).unwrap();
+    let started = db.start_backup("docs", "snap").unwrap();
+    let job = run_job(&mut db, started);
     assert_eq!(job["status"], "completed");
     drop(db);
     st.close();
@@ -55,7 +54,8 @@ async fn opfs_database_survives_reopen() {
     assert_eq!(d["total_elements"], 298);
     let b: Vec<String> = serde_wasm_bindgen::from_value(db.backups().unwrap()).unwrap();
     assert_eq!(b, vec!["snap".to_string()]);
-    db.restore("snap", "copy").unwrap();
+    let started = db.start_restore("snap", "copy").unwrap();
+    assert_eq!(run_job(&mut db, started)["status"], "completed");
     let d: serde_json::Value =
         serde_wasm_bindgen::from_value(db.describe("copy").unwrap()).unwrap();
     assert_eq!(d["total_elements"], 298);

@@ -7,11 +7,11 @@ export interface IndexOptions { dim: number; space_type?: SpaceType; M?: number;
 export interface IndexInfo { name: string; dimension: number; space_type: SpaceType; precision: Precision; M: number; ef_con: number; total_elements: number; created_at: number }
 /** Endee's filter language: `[{field: {$eq | $in | $range: value}}]`, ANDed. */
 export type Filter = Array<Record<string, { $eq?: string | number | boolean; $in?: Array<string | number | boolean>; $range?: [number, number] }>>;
-export interface VectorItem { id: string | number; vector: number[]; meta?: unknown; filter?: Record<string, unknown>; norm?: number }
-export interface Query { vector: number[]; k?: number; ef?: number; filter?: Filter; include_vectors?: boolean }
+export interface VectorItem { id: string | number; vector: number[] | Float32Array; meta?: unknown; filter?: Record<string, unknown>; norm?: number; sparse_indices?: number[]; sparse_values?: number[] }
+export interface Query { vector: number[] | Float32Array; k?: number; ef?: number; filter?: Filter; include_vectors?: boolean }
 export interface Hit { id: string; similarity: number; meta: unknown; filter: Record<string, unknown>; norm: number; vector?: number[] }
 export interface StoredVector { id: string; vector: number[]; meta: unknown; filter: Record<string, unknown>; norm: number }
-export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type JobStatus = 'queued' | 'running' | 'cancelling' | 'completed' | 'failed' | 'cancelled';
 export interface Job {
   job_id: string; kind: 'backup' | 'restore'; index_name: string; backup_name: string; status: JobStatus;
   bytes_done: number; bytes_total: number; created_at: number; started_at: number | null; completed_at: number | null;
@@ -33,9 +33,19 @@ export interface Database {
   delete(index: string, ids: string[]): Promise<number>;
   deleteByFilter(index: string, filter: Filter): Promise<number>;
   search(index: string, query: Query): Promise<Hit[]>;
+  /** Runs a backup to its end (a failed or cancelled one rejects). Writes go on meanwhile. */
   backup(index: string, name: string, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
+  /** Starts a backup and answers at once with the running job; it runs between requests. */
+  startBackup(index: string, name: string): Promise<Job>;
+  /** Starts a restore into a new index and answers at once with the running job. */
+  startRestore(backup: string, target: string): Promise<Job>;
+  /** Resolves with the job once it has ended: completed, failed or cancelled. */
+  waitJob(id: string, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
+  /** Paces backups to this many MiB a second of reads (0: as fast as storage goes). */
+  setBackupRate(mibPerSecond: number): Promise<void>;
   jobs(): Promise<Job[]>;
   job(id: string): Promise<Job>;
+  /** Cancels a job: a running one answers `cancelling` and ends `cancelled`, its partial files removed. */
   cancel(id: string): Promise<Job>;
   backups(): Promise<string[]>;
   backupInfo(name: string): Promise<Manifest>;
@@ -43,7 +53,8 @@ export interface Database {
   exportBackupBlob(name: string): Promise<Blob>;
   importBackup(name: string, data: Uint8Array | Blob): Promise<Manifest>;
   deleteBackup(name: string): Promise<void>;
-  restore(backup: string, target: string): Promise<Job>;
+  /** Runs a restore to its end (a failed or cancelled one rejects). */
+  restore(backup: string, target: string, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
   checkpoint(index: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,16 +1,28 @@
 // cairndb: a promise-based façade over the CairnDB wasm core.
 // Browser: the database runs in a dedicated Worker on OPFS (or memory).
 // Node 20: in-process, in memory or in a directory through node:fs.
+// Either way backups and restores run in the background, a slice at a time between requests
+// (see jobs.js): `startBackup` answers at once, `waitJob` follows it to its end.
+
+import { JobRunner } from './jobs.js';
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined' && typeof self === 'undefined';
 
-/** An error from the database; `status` mirrors the server's HTTP codes (400/404/409/500). */
+/** An error from the database; `status` mirrors the server's HTTP codes (400/404/409/500/503). */
 export class CairnError extends Error {
   constructor(message, status) { super(message); this.name = 'CairnError'; this.status = status; }
 }
 
 const METHODS = ['createIndex', 'listIndexes', 'describe', 'deleteIndex', 'upsert', 'get', 'delete', 'deleteByFilter',
-  'search', 'jobs', 'job', 'cancel', 'backups', 'exportBackup', 'backupInfo', 'importBackup', 'deleteBackup', 'restore', 'checkpoint'];
+  'search', 'startBackup', 'startRestore', 'setBackupRate', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
+  'backupInfo', 'importBackup', 'deleteBackup', 'checkpoint'];
+
+/** Resolves with a job that completed; a failed or cancelled one is a `CairnError`. */
+function completed(job) {
+  if (job.status === 'completed') return job;
+  const status = job.status === 'cancelled' ? 409 : 500;
+  throw new CairnError(`${job.kind} ${job.job_id} ${job.status}${job.error ? `: ${job.error}` : ''}`, status);
+}
 
 class Database {
   constructor(call, close) {
@@ -20,8 +32,18 @@ class Database {
       if (!this[m]) this[m] = (...args) => this._call(m, args);
     }
   }
+  /** Resolves with job `id` once it has ended (completed, failed or cancelled). `onProgress({done, total})`. */
+  waitJob(id, { onProgress } = {}) { return this._call('waitJob', [id], onProgress); }
   /** Runs a backup job; resolves with the finished job. `onProgress({done, total})`. */
-  backup(index, name, { onProgress } = {}) { return this._call('backup', [index, name], onProgress); }
+  async backup(index, name, { onProgress } = {}) {
+    const job = await this.startBackup(index, name);
+    return completed(await this.waitJob(job.job_id, { onProgress }));
+  }
+  /** Restores an archive into a new index; resolves with the finished job. */
+  async restore(backup, target, { onProgress } = {}) {
+    const job = await this.startRestore(backup, target);
+    return completed(await this.waitJob(job.job_id, { onProgress }));
+  }
   /** Stores an archive given as bytes, a Blob or a File, after validating it whole. */
   async importBackup(name, data) {
     const bytes = data instanceof Uint8Array ? data : new Uint8Array(await data.arrayBuffer());
@@ -44,15 +66,22 @@ async function openNode(opts) {
     const { nodeFsStorage } = await import('./node-storage.js');
     db = wasm.CairnDb.openWith(nodeFsStorage(opts.storage.dir));
   } else throw new CairnError(`unknown storage ${JSON.stringify(opts.storage)} (use "memory" or {dir})`, 400);
+  // In-process calls are synchronous, so a job slice never runs inside one.
+  const runner = new JobRunner(db, (fn) => fn());
+  const asError = (e) => (e instanceof CairnError ? e : new CairnError(e?.message ?? String(e), e?.status ?? 500));
   const call = async (method, args, onProgress) => {
     try {
-      if (method === 'backup') return db.backup(args[0], args[1], onProgress ? (done, total) => onProgress({ done, total }) : undefined);
-      return db[method](...args);
+      if (method === 'waitJob') {
+        return await runner.wait(args[0], (job) => onProgress?.({ done: job.bytes_done, total: job.bytes_total }));
+      }
+      const value = db[method](...args);
+      runner.kick();
+      return value;
     } catch (e) {
-      throw new CairnError(e?.message ?? String(e), e?.status ?? 500);
+      throw asError(e);
     }
   };
-  return new Database(call, async () => { db.free(); });
+  return new Database(call, async () => { runner.stop(); db.free(); });
 }
 
 async function openBrowser(opts) {

@@ -1,11 +1,20 @@
 // The dedicated Worker that owns the database and every OPFS handle. The page talks to it
-// through src/index.js. Requests run one at a time, in order.
+// through src/index.js. Requests run one at a time, in order; background jobs (backups,
+// restores) step between them, so writes, searches and `cancel` interleave with a running job.
 import init, { CairnDb } from '../wasm/cairn_wasm.js';
 import { OpfsStorage } from './opfs-storage.js';
+import { JobRunner } from './jobs.js';
 
 let db = null;
 let storage = null;
+let runner = null;
 let queue = Promise.resolve();
+
+/** Runs `fn` after everything queued before it (requests and job slices alike). */
+function serial(fn) {
+  queue = queue.then(fn).catch((e) => console.error('cairndb worker:', e));
+  return queue;
+}
 
 function errorOf(e) {
   return { message: e?.message ?? String(e), status: e?.status ?? 500 };
@@ -15,24 +24,37 @@ async function openDb({ name = 'default', storage: kind = 'opfs' }) {
   await init();
   if (kind === 'memory') {
     db = CairnDb.openMemory();
-    return { storage: 'memory' };
-  }
-  // One tab at a time: a second one gets a clear error instead of fighting over handles.
-  const got = await new Promise((resolve) => {
-    navigator.locks.request(`cairndb:${name}`, { ifAvailable: true }, (lock) => {
-      if (!lock) { resolve(false); return undefined; }
-      resolve(true);
-      return new Promise(() => {}); // held for the Worker's life
+  } else {
+    // One tab at a time: a second one gets a clear error instead of fighting over handles.
+    const got = await new Promise((resolve) => {
+      navigator.locks.request(`cairndb:${name}`, { ifAvailable: true }, (lock) => {
+        if (!lock) { resolve(false); return undefined; }
+        resolve(true);
+        return new Promise(() => {}); // held for the Worker's life
+      });
     });
-  });
-  if (!got) {
-    const e = new Error(`database "${name}" is open in another tab`);
-    e.status = 409;
-    throw e;
+    if (!got) {
+      const e = new Error(`database "${name}" is open in another tab`);
+      e.status = 409;
+      throw e;
+    }
+    storage = await OpfsStorage.open(name);
+    db = CairnDb.openWith(storage);
   }
-  storage = await OpfsStorage.open(name);
-  db = CairnDb.openWith(storage);
-  return { storage: 'opfs' };
+  runner = new JobRunner(db, serial, async () => { await storage?.refill(); });
+  return { storage: kind === 'memory' ? 'memory' : 'opfs' };
+}
+
+/** Answers when job `jobId` ends, posting its progress meanwhile (at most every 30 ms). */
+function waitJob(id, jobId) {
+  let last = 0;
+  runner.wait(jobId, (job) => {
+    const now = performance.now();
+    if (now - last > 30) { last = now; self.postMessage({ id, progress: { done: job.bytes_done, total: job.bytes_total } }); }
+  }).then(
+    (job) => self.postMessage({ id, ok: true, value: job }),
+    (e) => self.postMessage({ id, ok: false, error: errorOf(e) }),
+  );
 }
 
 async function handle({ id, method, args }) {
@@ -40,16 +62,12 @@ async function handle({ id, method, args }) {
     let value;
     if (method === 'open') value = await openDb(args[0] ?? {});
     else if (!db) throw Object.assign(new Error('database not open'), { status: 500 });
-    else if (method === 'backup') {
-      let last = 0;
-      value = db.backup(args[0], args[1], (done, total) => {
-        const now = performance.now();
-        if (now - last > 30 || done === total) { last = now; self.postMessage({ id, progress: { done, total } }); }
-      });
-    } else if (method === 'close') {
-      storage?.close(); db = null; value = true;
+    else if (method === 'waitJob') { waitJob(id, args[0]); return; }
+    else if (method === 'close') {
+      runner.stop(); storage?.close(); storage = null; db = null; value = true;
     } else value = db[method](...args);
     if (storage) await storage.refill();
+    runner?.kick();
     const transfer = value instanceof Uint8Array ? [value.buffer] : [];
     self.postMessage({ id, ok: true, value }, transfer);
   } catch (e) {
@@ -57,4 +75,4 @@ async function handle({ id, method, args }) {
   }
 }
 
-self.onmessage = (e) => { queue = queue.then(() => handle(e.data)); };
+self.onmessage = (e) => { serial(() => handle(e.data)); };

@@ -1,0 +1,87 @@
+// Background jobs in the browser, in real headless Chromium on OPFS: a backup runs step by step
+// between the Worker's messages, so writes and searches go on while it runs and `cancel` stops
+// it — the archive never appears, the writes all stay, and a later backup holds them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { root, startServer } from '../lib/server.mjs';
+
+let server; let ctx; let profile;
+
+before(async () => {
+  server = await startServer({ playground: join(root, 'web') });
+  profile = mkdtempSync(join(tmpdir(), 'cairn-profile-'));
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
+  });
+});
+
+after(async () => {
+  await ctx?.close();
+  await server?.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+test('a running backup is cancelled while writes and searches go on', async () => {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.origin}/index.html`);
+  const r = await page.evaluate(async () => {
+    const { open } = await import('/src/index.js');
+    const db = await open({ name: 'jobs-test' });
+    const DIM = 128;
+    // A pseudo-random vector per id (the fractional part of a scaled sine: distinct enough).
+    const vec = (i) => Array.from({ length: DIM }, (_, d) => { const x = Math.sin((i + 1) * 12.9898 + (d + 1) * 78.233) * 43758.5453; return x - Math.floor(x) - 0.5; });
+    const batch = (from, n) => Array.from({ length: n }, (_, k) => ({ id: `v${from + k}`, vector: vec(from + k), meta: { i: from + k } }));
+    await db.createIndex('docs', { dim: DIM, precision: 'float32' });
+    for (let i = 0; i < 6000; i += 500) await db.upsert('docs', batch(i, 500));
+    await db.checkpoint('docs');
+    // Paced to half a MiB a second, the ~4 MB archive takes seconds: long enough to act on.
+    await db.setBackupRate(0.5);
+    const started = await db.startBackup('docs', 'slow');
+    const during = [];
+    for (let i = 0; i < 10; i++) {
+      const from = 100000 + i * 10;
+      const n = await db.upsert('docs', batch(from, 10));
+      const hits = await db.search('docs', { vector: vec(from + 3), k: 1 });
+      const job = await db.job(started.job_id);
+      during.push({ n, top: hits[0].id, want: `v${from + 3}`, status: job.status });
+      await new Promise((res) => setTimeout(res, 30));
+    }
+    const cancelling = await db.cancel(started.job_id);
+    const ended = await db.waitJob(started.job_id);
+    const afterCancel = await db.backups();
+    const count = (await db.describe('docs')).total_elements;
+    // Unpaced, the next backup completes and holds every write, those made during the
+    // cancelled one included.
+    await db.setBackupRate(0);
+    const ok = await db.backup('docs', 'fast');
+    await db.restore('fast', 'copy');
+    const copy = (await db.describe('copy')).total_elements;
+    const jobs = await db.jobs();
+    await db.close();
+    return { started, during, cancelling, ended, afterCancel, count, ok, copy, jobs: jobs.map((j) => [j.backup_name, j.kind, j.status]) };
+  });
+  assert.equal(r.started.status, 'running', JSON.stringify(r.started));
+  for (const d of r.during) {
+    assert.equal(d.n, 10);
+    assert.equal(d.top, d.want);
+    assert.equal(d.status, 'running', JSON.stringify(r.during));
+  }
+  assert.ok(['cancelling', 'cancelled'].includes(r.cancelling.status), r.cancelling.status);
+  assert.equal(r.ended.status, 'cancelled');
+  assert.ok(!r.afterCancel.includes('slow'), JSON.stringify(r.afterCancel));
+  assert.equal(r.count, 6100);
+  assert.equal(r.ok.status, 'completed');
+  assert.equal(r.ok.cut.vector_count, 6100);
+  assert.equal(r.copy, 6100);
+  assert.deepEqual(r.jobs, [['slow', 'backup', 'cancelled'], ['fast', 'backup', 'completed'], ['fast', 'restore', 'completed']]);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
