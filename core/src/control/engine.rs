@@ -10,58 +10,15 @@ use crate::control::backup::BackupTask;
 use crate::control::gate::{Admit, WriteGate};
 use crate::control::restore::RestoreTask;
 use crate::control::upload::UploadTask;
+pub use crate::durability::layout::{IndexManifest, paths};
 use crate::params::{self, IndexParams, ParamError};
 use crate::record::checkpoint_due;
 use crate::registry::{CutPoint, INTERRUPTED, Job, JobError, JobKind, JobRegistry, JobStatus};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// Longest backup name.
 pub const MAX_BACKUP_NAME: usize = 200;
-
-/// File layout shared by every host (paths relative to the data directory, `/`-separated).
-pub mod paths {
-    /// The jobs file.
-    pub const JOBS: &str = "jobs.json";
-    /// Directory of one index.
-    pub fn index_dir(name: &str) -> String {
-        format!("indexes/{name}")
-    }
-    /// An index's manifest: the only index file replaced in place.
-    pub fn index_manifest(name: &str) -> String {
-        format!("indexes/{name}/manifest.json")
-    }
-    /// Checkpoint file of a generation.
-    pub fn checkpoint(name: &str, generation: u64) -> String {
-        format!("indexes/{name}/ckpt-{generation:016}.bin")
-    }
-    /// Size and SHA-256 of a generation's checkpoint, written with it (optional: a host that
-    /// finds none digests the checkpoint).
-    pub fn checkpoint_digest(name: &str, generation: u64) -> String {
-        format!("indexes/{name}/ckpt-{generation:016}.sha256")
-    }
-    /// Log file following a generation's checkpoint.
-    pub fn log(name: &str, generation: u64) -> String {
-        format!("indexes/{name}/log-{generation:016}.bin")
-    }
-    /// A published archive.
-    pub fn backup(name: &str) -> String {
-        format!("backups/{name}.tar")
-    }
-    /// Where a backup job writes before publishing.
-    pub fn backup_tmp(job_id: &str) -> String {
-        format!("backups/.tmp/{job_id}.tar")
-    }
-    /// Where an upload is written before validation and publishing.
-    pub fn upload_tmp(name: &str) -> String {
-        format!("backups/.tmp/upload-{name}.tar")
-    }
-    /// Where a restore builds its index before publishing.
-    pub fn restore_tmp(job_id: &str) -> String {
-        format!("indexes/.tmp/{job_id}")
-    }
-}
 
 /// Why the engine refused. Hosts map: `Invalid*` → 400, `*NotFound` → 404, the rest → 409.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -153,52 +110,6 @@ pub fn validate_backup_name(name: &str) -> Result<(), EngineError> {
         ));
     }
     Ok(())
-}
-
-/// The small per-index file naming the current generation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndexManifest {
-    /// Always `cairn-index`.
-    pub format: String,
-    /// Manifest version (1).
-    pub version: u32,
-    /// Index name.
-    pub name: String,
-    /// Parameters.
-    pub params: IndexParams,
-    /// Current checkpoint generation.
-    pub generation: u64,
-    /// Creation time (ms).
-    pub created_at: u64,
-}
-
-impl IndexManifest {
-    /// A manifest for generation `generation`.
-    pub fn new(name: &str, params: IndexParams, generation: u64, created_at: u64) -> Self {
-        Self {
-            format: "cairn-index".into(),
-            version: 1,
-            name: name.into(),
-            params,
-            generation,
-            created_at,
-        }
-    }
-    /// JSON bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).unwrap_or_default()
-    }
-    /// Parses and checks format and version.
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
-        let m: Self = serde_json::from_slice(b).map_err(|e| e.to_string())?;
-        if m.format != "cairn-index" || m.version != 1 {
-            return Err(format!(
-                "unknown index manifest {} v{}",
-                m.format, m.version
-            ));
-        }
-        Ok(m)
-    }
 }
 
 /// Where an index's current log stands: every byte in it is a committed (acknowledged)

@@ -96,11 +96,6 @@ impl VectorStore {
         self.len
     }
 
-    /// True when no slot is allocated.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Bytes used by codes and side arrays (for memory reports).
     pub fn heap_bytes(&self) -> usize {
         let c = match &self.codes {

@@ -4,13 +4,23 @@
 //! state; the host makes the record durable; [`Index::apply`] executes it. Recovery replays the
 //! log through the same `apply`.
 
-use crate::filter::{self, Filter, FilterError, FilterIndex};
+pub mod filter;
+pub mod hnsw;
+pub mod kernels;
+pub(crate) mod links;
+pub mod originals;
+pub mod params;
+pub(crate) mod rows;
+pub(crate) mod slots;
+pub(crate) mod vectors;
+
+use crate::filter::{Filter, FilterError, FilterIndex};
 use crate::hnsw::{Graph, Scored, Scratch};
 use crate::originals::{CheckpointBytes, NoCheckpoint, Originals, OriginalsLayout};
-use crate::params::{self, IndexParams, ParamError, Precision, SpaceType};
+use crate::params::{IndexParams, ParamError, Precision, SpaceType};
 use crate::record::{FrameError, LogScan, Record, UpsertItem, scan_log};
 use crate::slots::SlotTable;
-use crate::store::VectorStore;
+use crate::vectors::VectorStore;
 use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 use std::sync::Mutex;
@@ -191,7 +201,7 @@ pub struct Index {
 /// A prepared query over the store, as the graph sees it.
 struct StoreProbe<'a> {
     store: &'a VectorStore,
-    q: &'a crate::store::Query,
+    q: &'a crate::vectors::Query,
 }
 
 impl crate::hnsw::Probe for StoreProbe<'_> {
@@ -732,7 +742,7 @@ impl Index {
 
     fn exact(
         &self,
-        q: &crate::store::Query,
+        q: &crate::vectors::Query,
         k: usize,
         slots: impl Iterator<Item = u32>,
     ) -> Vec<Scored> {

@@ -14,7 +14,7 @@ use crate::originals::{CheckpointBytes, NoCheckpoint, Originals, OriginalsLayout
 use crate::params::IndexParams;
 use crate::record::{FRAME_HEADER, FrameReader, frame_into};
 use crate::slots::SlotData;
-use crate::store::VectorStore;
+use crate::vectors::VectorStore;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use thiserror::Error;
