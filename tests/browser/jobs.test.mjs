@@ -3,28 +3,21 @@
 // it — the archive never appears, the writes all stay, and a later backup holds them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchBrowser } from './launch.mjs';
 import { root, startServer } from '../lib/server.mjs';
 
-let server; let ctx; let profile;
+let server; let browser; let ctx;
 
 before(async () => {
   server = await startServer({ playground: join(root, 'web') });
-  profile = mkdtempSync(join(tmpdir(), 'cairn-profile-'));
-  ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-  });
+  browser = await launchBrowser();
+  ctx = browser.ctx;
 });
 
 after(async () => {
-  await ctx?.close();
+  await browser?.close();
   await server?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 test('a running backup is cancelled while writes and searches go on', async () => {

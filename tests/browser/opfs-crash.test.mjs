@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchBrowser } from './launch.mjs';
 import { root, startServer } from '../lib/server.mjs';
 
-let server; let ctx; let app; let profile;
+let server; let browser; let ctx; let app;
 
 const WORKER = `
 import init, { CairnDb } from './wasm/cairn_wasm.js';
@@ -80,23 +80,19 @@ self.onmessage = async ({ data }) => {
 
 before(async () => {
   app = mkdtempSync(join(tmpdir(), 'cairn-crash-app-'));
-  profile = mkdtempSync(join(tmpdir(), 'cairn-crash-profile-'));
   symlinkSync(join(root, 'web', 'src'), join(app, 'src'));
   symlinkSync(join(root, 'web', 'wasm'), join(app, 'wasm'));
   writeFileSync(join(app, 'crash-worker.js'), WORKER);
   writeFileSync(join(app, 'index.html'), '<!doctype html><title>crash</title>');
   server = await startServer({ playground: app });
-  ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-  });
+  browser = await launchBrowser();
+  ctx = browser.ctx;
 });
 
 after(async () => {
-  await ctx?.close();
+  await browser?.close();
   await server?.stop();
-  for (const d of [app, profile]) if (d) rmSync(d, { recursive: true, force: true });
+  if (app) rmSync(app, { recursive: true, force: true });
 });
 
 /** Runs one Worker with `msg` to its first answer, then terminates it. */

@@ -8,29 +8,23 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchBrowser } from './launch.mjs';
 import { root, startServer } from '../lib/server.mjs';
 
 const artifacts = join(root, 'target', 'artifacts');
-let server; let base; let ctx; let profile;
+let server; let browser; let base; let ctx;
 
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
   server = await startServer({ playground: join(root, 'web') });
   base = server.origin;
-  profile = mkdtempSync(join(tmpdir(), 'cairn-profile-'));
-  ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    acceptDownloads: true,
-    args: ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-  });
+  browser = await launchBrowser({ acceptDownloads: true });
+  ctx = browser.ctx;
 });
 
 after(async () => {
-  await ctx?.close();
+  await browser?.close();
   await server?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 const statusText = (page) => page.getByTestId('status').textContent();
