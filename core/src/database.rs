@@ -540,8 +540,7 @@ impl<S: Storage> Database<S> {
     /// Deletes an archive unless a job uses it.
     pub fn delete_backup(&mut self, name: &str) -> Result<()> {
         self.engine.delete_backup(name)?;
-        self.st.remove(&paths::backup(name))?;
-        Ok(())
+        self.effects()
     }
 
     /// Restores archive `backup` into a new index `target` and runs the job to its end; the

@@ -12,8 +12,9 @@ use cairn_core::control::recovery;
 use cairn_core::control::task::{self, TaskHost};
 use cairn_core::engine::{EngineError, paths};
 use cairn_core::originals::CheckpointBytes;
+use cairn_core::registry::JobError;
 use cairn_core::{
-    Engine, Index, IndexError, IndexParams, Record, SearchHit, SearchRequest, VectorRecord,
+    Engine, Index, IndexError, IndexParams, Job, Record, SearchHit, SearchRequest, VectorRecord,
 };
 pub use cairn_native::pread::PreadFile;
 use std::collections::HashMap;
@@ -176,7 +177,8 @@ pub struct Db {
 /// directory as [`FsStorage`].
 pub struct NativeHost<'a> {
     db: &'a Db,
-    st: FsStorage,
+    /// The data directory (its [`FsStorage::time`] says where a task's time went).
+    pub st: FsStorage,
 }
 
 impl<'a> NativeHost<'a> {
@@ -319,6 +321,62 @@ impl Db {
             tracing::error!(error = %e, "could not carry out an engine effect");
         }
         Ok(out)
+    }
+
+    /// When index `name` was created (ms), 0 if unknown.
+    pub fn created_at(&self, name: &str) -> u64 {
+        lock(&self.engine)
+            .index(name)
+            .map(|e| e.created_at)
+            .unwrap_or(0)
+    }
+
+    /// Indexes that are not serving: `(name, Some(reason))` for one that failed to load,
+    /// `(name, None)` for one still loading.
+    pub fn unavailable_indexes(&self) -> Vec<(String, Option<String>)> {
+        let eng = lock(&self.engine);
+        eng.broken()
+            .map(|(n, why)| (n.to_string(), Some(why.to_string())))
+            .chain(eng.loading().map(|n| (n.to_string(), None)))
+            .collect()
+    }
+
+    /// Archive names.
+    pub fn backup_names(&self) -> Vec<String> {
+        lock(&self.engine)
+            .backup_names()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Every job record, oldest first.
+    pub fn jobs(&self) -> Vec<Job> {
+        lock(&self.engine).registry.list().cloned().collect()
+    }
+
+    /// One job record.
+    pub fn job(&self, id: &str) -> Result<Job, DbError> {
+        lock(&self.engine)
+            .registry
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::Job(JobError::NotFound(id.into())).into())
+    }
+
+    /// The file of a published archive (a valid name the engine lists).
+    pub fn backup_file(&self, name: &str) -> Result<PathBuf, DbError> {
+        cairn_core::engine::validate_backup_name(name)?;
+        if !lock(&self.engine).has_backup(name) {
+            return Err(EngineError::BackupNotFound(name.into()).into());
+        }
+        Ok(self.path(&paths::backup(name)))
+    }
+
+    /// Deletes a published archive unless a job uses its name.
+    pub fn delete_backup(&self, name: &str) -> Result<(), DbError> {
+        lock(&self.engine).delete_backup(name)?;
+        task::apply_effects(&mut NativeHost::new(self))?;
+        Ok(())
     }
 
     /// An open index.

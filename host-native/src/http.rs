@@ -1,8 +1,8 @@
 //! Endee's `/api/v1` routes plus CairnDB's extensions, on axum.
 
-use crate::db::{Db, DbError, lock};
+use crate::db::{Db, DbError};
 use crate::drive;
-use crate::fsutil::{self, now_ms};
+use crate::fsutil::now_ms;
 use crate::wire;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
@@ -13,7 +13,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cairn_core::Fault;
 use cairn_core::control::upload::UploadTask;
-use cairn_core::engine::{EngineError, paths};
 use cairn_core::{IndexError, IndexParams, Job, JobKind, JobStatus, Precision, SpaceType};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -358,10 +357,7 @@ fn index_json(db: &Db, name: &str) -> Result<Value, DbError> {
         .read()
         .map_err(|_| DbError::Internal("lock".into()))?;
     let p = ix.params();
-    let created = lock(&db.engine)
-        .index(name)
-        .map(|e| e.created_at / 1000)
-        .unwrap_or(0);
+    let created = db.created_at(name) / 1000;
     Ok(json!({
         "name": name,
         "index_name": name,
@@ -393,16 +389,14 @@ async fn list_indexes(State(s): St) -> ApiResult<Json<Value>> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Indexes that failed to load are listed with why, so an operator sees them.
-        let eng = lock(&db.engine);
-        for (name, reason) in eng.broken() {
-            list.push(
-                json!({"name": name, "index_name": name, "state": "failed", "error": reason}),
-            );
+        for (name, reason) in db.unavailable_indexes() {
+            list.push(match reason {
+                Some(why) => {
+                    json!({"name": name, "index_name": name, "state": "failed", "error": why})
+                }
+                None => json!({"name": name, "index_name": name, "state": "loading"}),
+            });
         }
-        for name in eng.loading() {
-            list.push(json!({"name": name, "index_name": name, "state": "loading"}));
-        }
-        drop(eng);
         Ok(list)
     })
     .await?;
@@ -569,25 +563,16 @@ async fn create_backup(
 }
 
 async fn list_backups(State(s): St) -> Json<Value> {
-    let names: Vec<String> = lock(&s.db.engine)
-        .backup_names()
-        .map(String::from)
-        .collect();
-    Json(json!(names))
+    Json(json!(s.db.backup_names()))
 }
 
 async fn list_jobs(State(s): St) -> Json<Value> {
-    let jobs: Vec<Value> = lock(&s.db.engine).registry.list().map(job_json).collect();
+    let jobs: Vec<Value> = s.db.jobs().iter().map(job_json).collect();
     Json(json!({ "jobs": jobs }))
 }
 
 async fn get_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let eng = lock(&s.db.engine);
-    let j = eng
-        .registry
-        .get(&id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("job {id} not found")))?;
-    Ok(Json(job_json(j)))
+    Ok(Json(job_json(&s.db.job(&id)?)))
 }
 
 async fn cancel_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -598,28 +583,14 @@ async fn cancel_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Valu
 
 async fn delete_backup(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
     let db = s.db.clone();
-    blocking(move || {
-        db.control(|e| e.delete_backup(&name))??;
-        fsutil::remove_any(&db.path(&paths::backup(&name)))?;
-        fsutil::sync_dir(&db.path("backups"))?;
-        Ok(())
-    })
-    .await?;
+    blocking(move || db.delete_backup(&name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn check_backup(db: &Db, name: &str) -> Result<std::path::PathBuf, DbError> {
-    cairn_core::engine::validate_backup_name(name)?;
-    if !lock(&db.engine).has_backup(name) {
-        return Err(EngineError::BackupNotFound(name.into()).into());
-    }
-    Ok(db.path(&paths::backup(name)))
 }
 
 async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let v = blocking(move || {
-        let p = check_backup(&db, &name)?;
+        let p = db.backup_file(&name)?;
         let size = std::fs::metadata(&p)?.len();
         // Verified by streaming every entry through its digest: nothing is written.
         let m = drive::verify_digests(&p)?;
@@ -634,7 +605,7 @@ async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<V
 
 async fn download(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
     let db = s.db.clone();
-    let p = blocking(move || check_backup(&db, &name).map(|p| (p, name))).await?;
+    let p = blocking(move || db.backup_file(&name).map(|p| (p, name))).await?;
     let (path, name) = p;
     let f = tokio::fs::File::open(&path)
         .await

@@ -152,6 +152,8 @@ pub enum Effect {
     /// Delete an index directory only if it has no manifest: what an interrupted restore
     /// left while publishing (with a manifest, the restored index is whole and stays).
     RemoveUnpublished(String),
+    /// Delete a published archive (and make that durable): the engine no longer lists it.
+    RemoveBackup(String),
 }
 
 /// What the engine knows of one index.
@@ -785,6 +787,7 @@ impl Engine {
             });
         }
         self.backups.remove(name);
+        self.effect(Effect::RemoveBackup(name.into()));
         Ok(())
     }
 

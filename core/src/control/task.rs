@@ -252,6 +252,11 @@ pub fn apply_effects(host: &mut impl TaskHost) -> io::Result<()> {
                     .and_then(|()| st.remove_tree(&paths::index_dir(&name)))
                     .and_then(|()| st.sync_dir("indexes"))
             }
+            Effect::RemoveBackup(name) => {
+                let st = host.storage();
+                st.remove(&paths::backup(&name))
+                    .and_then(|()| st.sync_dir("backups"))
+            }
             Effect::RemoveUnpublished(name) => {
                 let st = host.storage();
                 match st.size(&paths::index_manifest(&name)) {
