@@ -108,7 +108,8 @@ impl<S: Storage> Database<S> {
             notes: opened.notes,
         };
         for name in opened.indexes {
-            let r = recovery::recover_index(&mut db.st, &name);
+            // Single-threaded: nothing would link later, so the replay links as it goes.
+            let r = recovery::recover_index(&mut db.st, &name, false);
             match recovery::load_into(&mut db.engine, &name, r) {
                 Ok(r) => {
                     db.open.insert(name, r.index);

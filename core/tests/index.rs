@@ -469,3 +469,116 @@ fn int8_and_binary_rerank_with_checkpointed_originals() {
         }
     }
 }
+
+#[test]
+fn a_log_replayed_with_deferred_links_answers_at_once_and_links_later() {
+    // 2,500 vectors checkpointed, then a log of 3,000 more with deletes and updates.
+    let dim = 16;
+    let data = clustered(5500, dim, 21);
+    let p = IndexParams::new(dim, SpaceType::L2).with_precision(Precision::Float32);
+    let mut ix = Index::new(p).unwrap();
+    for c in data[..2500].chunks(500) {
+        let base = ix.len();
+        let items = c
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                item(
+                    &format!("v{}", base + i),
+                    v.clone(),
+                    json!({"g": (base + i) % 3}),
+                )
+            })
+            .collect();
+        write(&mut ix, items);
+    }
+    let ckpt = CheckpointEncoder::new(&ix).to_vec().unwrap();
+    let mut log = Vec::new();
+    for (n, c) in data[2500..].chunks(500).enumerate() {
+        let from = 2500 + n * 500;
+        let items = c
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                item(
+                    &format!("v{}", from + i),
+                    v.clone(),
+                    json!({"g": (from + i) % 3}),
+                )
+            })
+            .collect();
+        log.extend(write(&mut ix, items).encode());
+        // Deletes reach both the checkpointed part and the logged part.
+        let gone: Vec<String> = (0..40)
+            .map(|i| format!("v{}", from - 1000 + i * 7))
+            .collect();
+        let r = ix.prepare_delete(gone).unwrap();
+        ix.apply(&r);
+        log.extend(r.encode());
+    }
+    let mut deferred = read_checkpoint(&ckpt[..]).unwrap();
+    let scan = deferred.replay_deferred(&log[..]).unwrap();
+    assert!(!scan.torn);
+    assert_eq!(deferred.len(), ix.len());
+    assert!(
+        deferred.pending_links() > 2000,
+        "{}",
+        deferred.pending_links()
+    );
+    // A checkpoint of a half-linked index is refused: its graph would lose those vectors.
+    assert!(CheckpointEncoder::new(&deferred).to_vec().is_err());
+
+    let live: Vec<usize> = (0..data.len())
+        .filter(|&i| ix.get(&format!("v{i}")).is_some())
+        .collect();
+    let live_data: Vec<Vec<f32>> = live.iter().map(|&i| data[i].clone()).collect();
+    let mut r = SplitMix64::new(5);
+    let (mut hit_pending, mut hit_linked, mut total) = (0, 0, 0);
+    for _ in 0..50 {
+        let qi = r.below(data.len() as u64) as usize;
+        let q: Vec<f32> = data[qi].iter().map(|x| x + 0.05 * r.gaussian()).collect();
+        let want: Vec<String> = brute(&live_data, &q, 10, SpaceType::L2)
+            .into_iter()
+            .map(|j| format!("v{}", live[j]))
+            .collect();
+        let mut req = SearchRequest::new(q.clone(), 10);
+        req.ef = 128;
+        let ids = |ix: &Index, req: &SearchRequest| -> Vec<String> {
+            ix.search(req).unwrap().into_iter().map(|h| h.id).collect()
+        };
+        let got = ids(&deferred, &req);
+        hit_pending += got.iter().filter(|id| want.contains(id)).count();
+        total += want.len();
+        // Filtered searches see pending vectors too, and only the matching ones.
+        req.filter = Some(Filter::parse(&json!([{"g": {"$eq": 1}}])).unwrap());
+        for id in ids(&deferred, &req) {
+            let n: usize = id[1..].parse().unwrap();
+            assert_eq!(n % 3, 1, "{id} does not match the filter");
+        }
+        req.filter = None;
+        hit_linked += ids(&ix, &req).iter().filter(|id| want.contains(id)).count();
+    }
+    let recall_pending = hit_pending as f64 / total as f64;
+    let recall_linked = hit_linked as f64 / total as f64;
+    assert!(
+        recall_pending >= 0.95,
+        "recall with pending links {recall_pending}"
+    );
+    assert!(
+        recall_pending + 0.02 >= recall_linked,
+        "{recall_pending} vs {recall_linked}"
+    );
+
+    // Linked a few at a time, the index ends whole and checkpoints again.
+    while deferred.link_pending(256) > 0 {}
+    assert_eq!(deferred.pending_links(), 0);
+    assert!(CheckpointEncoder::new(&deferred).to_vec().is_ok());
+    let q = data[4000].clone();
+    let top = deferred.search(&SearchRequest::new(q, 1)).unwrap();
+    let want = if ix.get("v4000").is_some() {
+        "v4000"
+    } else {
+        top[0].id.as_str()
+    };
+    assert_eq!(top[0].id, want);
+}

@@ -163,8 +163,15 @@ pub struct Recovered {
 
 /// Brings index `name` back (see the module doc). Fails with [`RecoveryError::Damaged`] when
 /// its files are missing or damaged, touching none of them; a torn tail (a write that was
-/// never acknowledged) is cut and the cut synced.
-pub fn recover_index(st: &mut dyn Storage, name: &str) -> Result<Recovered, RecoveryError> {
+/// never acknowledged) is cut and the cut synced. With `defer_links` the log's vectors are
+/// stored and searchable but not yet linked into the graph ([`Index::replay_deferred`]): a
+/// host with threads serves at once and links them in the background
+/// ([`Index::link_pending`]).
+pub fn recover_index(
+    st: &mut dyn Storage,
+    name: &str,
+    defer_links: bool,
+) -> Result<Recovered, RecoveryError> {
     let damaged = RecoveryError::Damaged;
     let bytes = st.read_all(&paths::index_manifest(name))?.ok_or_else(|| {
         damaged("manifest.json is missing (damage, or an interrupted restore); delete the index to clear it".into())
@@ -192,12 +199,13 @@ pub fn recover_index(st: &mut dyn Storage, name: &str) -> Result<Recovered, Reco
         .ok_or_else(|| damaged(format!("log {g} is missing")))?;
     // Every record is checked before it is applied; corruption in the middle of the log (a
     // bad frame with data after it) fails the index instead of dropping what follows.
-    let scan = index
-        .replay(BufReader::with_capacity(
-            1 << 20,
-            RangeReader::new(st, &log, 0, log_size),
-        ))
-        .map_err(|e| damaged(format!("log {g}: {e}")))?;
+    let reader = BufReader::with_capacity(1 << 20, RangeReader::new(st, &log, 0, log_size));
+    let scan = if defer_links {
+        index.replay_deferred(reader)
+    } else {
+        index.replay(reader)
+    }
+    .map_err(|e| damaged(format!("log {g}: {e}")))?;
     let cut_from = if scan.torn {
         st.truncate(&log, scan.valid_len)?;
         st.sync(&log)?;

@@ -122,6 +122,12 @@ impl<'a> CheckpointEncoder<'a> {
     /// Appends the next chunk to `out`; returns false once everything was produced. Fails only
     /// when reading originals from the old checkpoint fails.
     pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        if self.index.pending_links() > 0 {
+            // Its graph would not hold those vectors: a reload could never find them.
+            return Err(io::Error::other(
+                "vectors replayed with deferred links must be linked before a checkpoint",
+            ));
+        }
         let before = out.len();
         let more = self.produce(out)?;
         self.written += (out.len() - before) as u64;
