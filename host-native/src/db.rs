@@ -291,6 +291,9 @@ impl Db {
             let mut linked = false;
             while write_lock(&h.index).link_pending(LINK_BATCH) > 0 {
                 linked = true;
+                // Let waiting searches in: the lock prefers writers, and this one would
+                // otherwise take it straight back.
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
             if linked {
                 tracing::info!(index = %h.name, ms = t.elapsed().as_millis() as u64, "replayed vectors linked");
