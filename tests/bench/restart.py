@@ -3,6 +3,8 @@ ef_construction=200), through the HTTP API: after a clean stop (SIGTERM) and aft
 
     tests/bench/.venv/bin/python tests/bench/restart.py [--bin target/release/cairn] [--n 50000]
 
+--n above 50,000 adds noisy copies of the real vectors (bash tests/bench/run.sh --restart --n 100000).
+
 "first query" = the first POST /index/minilm/search answered 200, polled every 10 ms from the
 moment the process is spawned.
 """
@@ -10,6 +12,7 @@ moment the process is spawned.
 import argparse, json, os, shutil, signal, socket, struct, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 import msgpack
+import numpy as np
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "minilm-50k")
 
@@ -24,6 +27,12 @@ def fvecs(path, n):
             d = struct.unpack("<i", h)[0]
             out.append(list(struct.unpack(f"<{d}f", f.read(4 * d))))
     return out
+
+
+def fvecs_np(path):
+    raw = np.fromfile(path, dtype=np.int32)
+    d = raw[0]
+    return raw.reshape(-1, d + 1)[:, 1:].view(np.float32).copy()
 
 
 def free_port():
@@ -69,7 +78,7 @@ def load(bin_, data, port, vecs):
                                  "precision": "float32", "M": 16, "ef_con": 200})
     t0 = time.time()
     for i in range(0, len(vecs), 1000):
-        rows = [[str(i + j), b"", "{}", 1.0, v] for j, v in enumerate(vecs[i:i + 1000])]
+        rows = [[str(i + j), b"", "{}", 1.0, v] for j, v in enumerate(vecs[i:i + 1000].tolist())]
         call(base, "/index/minilm/vector/insert", msgpack.packb(rows, use_bin_type=True, use_single_float=True),
              "application/msgpack")
     return srv, base, time.time() - t0
@@ -80,7 +89,15 @@ def main():
     ap.add_argument("--bin", default="target/release/cairn")
     ap.add_argument("--n", type=int, default=50000)
     a = ap.parse_args()
-    vecs = fvecs(os.path.join(DATA, "base.fvecs"), a.n)
+    vecs = fvecs_np(os.path.join(DATA, "base.fvecs"))[: a.n]
+    # Past the 50,000 real vectors: copies of them with small noise (same distribution of
+    # neighbourhoods, distinct points), deterministic.
+    if a.n > len(vecs):
+        rng = np.random.default_rng(7)
+        reps = -(-a.n // len(vecs))
+        big = np.tile(vecs, (reps, 1))[: a.n]
+        big[len(vecs):] += rng.normal(0, 0.01, size=(a.n - len(vecs), vecs.shape[1])).astype(np.float32)
+        vecs = big
     q = fvecs(os.path.join(DATA, "queries.fvecs"), 1)[0]
     print(f"| stop | vectors | load s (HTTP, msgpack batches of 1,000) | stop s | start to first query s |")
     print("|---|---|---|---|---|")

@@ -5,7 +5,7 @@
 #   bash tests/bench/run.sh --quick    # minilm-50k, float32, three peers
 #   bash tests/bench/run.sh --backup   # backup figures (archive vs tar, write latency, restore)
 #   bash tests/bench/run.sh --request-memory   # peak RSS growth per request ÷ body size (JSON, msgpack, upload)
-#   bash tests/bench/run.sh --restart          # minilm-50k: start to first query after SIGTERM and after kill -9
+#   bash tests/bench/run.sh --restart [--n N]  # minilm-50k (N > 50k: noisy copies): start to first query after SIGTERM and kill -9
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=tests/bench/.venv
