@@ -8,7 +8,9 @@
 
 use crate::filter::{Filter, FilterError};
 use crate::index::{MAX_FILTER_BYTES, MAX_META_BYTES, SearchRequest};
+use crate::params::{IndexParams, Precision, SpaceType};
 use crate::record::UpsertItem;
+use crate::sparse::SparseModel;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -337,21 +339,49 @@ struct SearchBody<'a> {
     #[serde(borrow)]
     filter: Option<&'a RawValue>,
     filter_params: Option<FilterParams>,
-    sparse_indices: Option<IgnoredAny>,
+    sparse_indices: Option<U32s>,
+    sparse_values: Option<Floats>,
+    dense_rrf_weight: Option<OptF32>,
+    rrf_rank_constant: Option<OptF32>,
 }
 
-/// Decodes a search body `{k, vector, ef?, include_vectors?, filter?, filter_params?}`.
+/// Decodes a search body `{k, vector?, sparse_indices?, sparse_values?, ef?, include_vectors?,
+/// filter?, filter_params?, dense_rrf_weight?, rrf_rank_constant?}`: dense (`vector`), sparse
+/// (`sparse_indices` + `sparse_values`) or both (fused by weighted reciprocal rank).
 pub fn decode_search(body: &[u8]) -> Result<SearchRequest, WireError> {
     let b: SearchBody =
         serde_json::from_slice(body).map_err(|e| werr(format!("Invalid JSON: {e}")))?;
     let k = b.k.ok_or_else(|| werr("Missing required parameter 'k'"))?;
+    let sparse_indices = b.sparse_indices.map(|x| x.0).unwrap_or_default();
+    let sparse_values = b.sparse_values.map(|x| x.0).unwrap_or_default();
     let vector = match b.vector {
         Some(v) => v.0,
-        None if b.sparse_indices.is_some() => {
-            return Err(werr("sparse-only search is not supported; send 'vector'"));
+        None if !sparse_indices.is_empty() => Vec::new(),
+        None => {
+            return Err(werr(
+                "Missing required parameter 'vector' (or 'sparse_indices')",
+            ));
         }
-        None => return Err(werr("Missing required parameter 'vector'")),
     };
+    if sparse_indices.len() != sparse_values.len() {
+        return Err(werr(
+            "sparse_indices and sparse_values must have the same length",
+        ));
+    }
+    let w = b
+        .dense_rrf_weight
+        .and_then(|x| x.0)
+        .unwrap_or(crate::index::DEFAULT_DENSE_RRF_WEIGHT);
+    if !(0.0..=1.0).contains(&w) {
+        return Err(werr(format!("dense_rrf_weight must be in [0, 1], got {w}")));
+    }
+    let c = b
+        .rrf_rank_constant
+        .and_then(|x| x.0)
+        .unwrap_or(crate::index::DEFAULT_RRF_RANK_CONSTANT);
+    if !(c > 0.0 && c.is_finite()) {
+        return Err(werr(format!("rrf_rank_constant must be > 0, got {c}")));
+    }
     let mut req = SearchRequest::new(vector, usize::try_from(k).unwrap_or(usize::MAX));
     req.ef = b.ef.map_or(0, |e| usize::try_from(e).unwrap_or(usize::MAX));
     req.include_vectors = b.include_vectors.unwrap_or(false);
@@ -360,6 +390,10 @@ pub fn decode_search(body: &[u8]) -> Result<SearchRequest, WireError> {
         Some(raw) => filter_from_json(Some(&small_json(raw, "filter", MAX_FILTER_BYTES)?))?,
     };
     req.prefilter_threshold = b.filter_params.and_then(|p| p.prefilter_threshold);
+    req.sparse_indices = sparse_indices;
+    req.sparse_values = sparse_values;
+    req.dense_rrf_weight = w;
+    req.rrf_rank_constant = c;
     Ok(req)
 }
 
@@ -433,9 +467,71 @@ pub fn decode_id(body: &[u8]) -> Result<String, WireError> {
         .0)
 }
 
+/// Decodes a create-index body `{index_name, dim, space_type, M?, ef_con?, precision?,
+/// sparse_model?, sparse_dim?, checksum?}` into the name and checked parameters.
+/// `sparse_model` (`None` | `default` | `endee_bm25`) is Endee's current way to ask for a
+/// hybrid index; `sparse_dim` is the older one, which Endee's npm client 1.0.8 still sends, so
+/// it is kept (dot-product scoring, term ids below it). Both at once is refused.
+pub fn decode_create_index(body: &[u8]) -> Result<(String, IndexParams), WireError> {
+    #[derive(Deserialize)]
+    struct Body {
+        index_name: Option<String>,
+        dim: Option<u64>,
+        space_type: Option<String>,
+        #[serde(rename = "M")]
+        m: Option<u64>,
+        ef_con: Option<u64>,
+        precision: Option<String>,
+        sparse_model: Option<String>,
+        sparse_dim: Option<u64>,
+        checksum: Option<i64>,
+    }
+    let b: Body = serde_json::from_slice(body).map_err(|e| werr(format!("Invalid JSON: {e}")))?;
+    let name = b
+        .index_name
+        .ok_or_else(|| werr("Missing required parameters: index_name"))?;
+    let dim = b
+        .dim
+        .ok_or_else(|| werr("Missing required parameters: dim"))?;
+    let space = b
+        .space_type
+        .ok_or_else(|| werr("Missing required parameters: space_type"))?;
+    let mut p = IndexParams::new(
+        usize::try_from(dim).unwrap_or(usize::MAX),
+        SpaceType::parse(&space).map_err(|e| werr(e.to_string()))?,
+    );
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(m) = b.m {
+        p.m = size(m);
+    }
+    if let Some(e) = b.ef_con {
+        p.ef_construction = size(e);
+    }
+    if let Some(pr) = b.precision {
+        p.precision = Precision::parse(&pr).map_err(|e| werr(e.to_string()))?;
+    }
+    if let Some(m) = b.sparse_model {
+        p.sparse_model = SparseModel::parse(&m).ok_or_else(|| {
+            werr(format!(
+                "Invalid sparse_model: {m}. Must be one of 'None', 'default', 'endee_bm25'"
+            ))
+        })?;
+    }
+    p.sparse_dim = b.sparse_dim.unwrap_or(0);
+    if p.sparse_dim > 0 && p.sparse_model != SparseModel::None {
+        return Err(werr("give sparse_model or the legacy sparse_dim, not both"));
+    }
+    if let Some(c) = b.checksum {
+        p.checksum = c;
+    }
+    p.validate().map_err(|e| werr(e.to_string()))?;
+    Ok((name, p))
+}
+
 /// Runs every body decoder over one input (the fuzz targets call it): none may panic.
 #[doc(hidden)]
 pub fn decode_all(body: &[u8]) {
+    let _ = decode_create_index(body);
     let _ = decode_msgpack_insert(body);
     let _ = decode_json_insert(body);
     let _ = decode_search(body);

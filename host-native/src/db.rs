@@ -145,7 +145,7 @@ impl IndexHandle {
     /// read from its checkpoint file) with whether the index is hybrid (has a sparse part).
     pub fn get(&self, id: &str) -> Result<Option<(VectorRecord, bool)>, DbError> {
         self.with_checkpoint(|ix, src| {
-            let hybrid = ix.params().sparse_dim > 0;
+            let hybrid = ix.params().is_hybrid();
             Ok(ix.get_with(id, src)?.map(|r| (r, hybrid)))
         })
     }

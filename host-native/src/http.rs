@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cairn_core::Fault;
 use cairn_core::control::upload::UploadTask;
-use cairn_core::{IndexError, IndexParams, Job, JobKind, JobStatus, Precision, SpaceType};
+use cairn_core::{IndexError, Job, JobKind, JobStatus};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -300,51 +300,8 @@ async fn stats(State(s): St) -> Json<Value> {
     }))
 }
 
-fn field_usize(v: &Value, key: &str, default: usize) -> ApiResult<usize> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(x) => x
-            .as_u64()
-            .map(|n| n as usize)
-            .ok_or_else(|| bad(format!("{key} must be a non-negative integer"))),
-    }
-}
-
 async fn create_index(State(s): St, body: axum::body::Bytes) -> ApiResult<Response> {
-    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
-    let name = v
-        .get("index_name")
-        .and_then(|x| x.as_str())
-        .ok_or_else(|| bad("Missing required parameters: index_name"))?
-        .to_string();
-    let dim = v
-        .get("dim")
-        .and_then(|x| x.as_u64())
-        .ok_or_else(|| bad("Missing required parameters: dim"))? as usize;
-    let space = SpaceType::parse(
-        v.get("space_type")
-            .and_then(|x| x.as_str())
-            .ok_or_else(|| bad("Missing required parameters: space_type"))?,
-    )
-    .map_err(|e| bad(e.to_string()))?;
-    let mut p = IndexParams::new(dim, space);
-    p.m = field_usize(&v, "M", p.m)?;
-    p.ef_construction = field_usize(&v, "ef_con", p.ef_construction)?;
-    if let Some(prec) = v.get("precision").and_then(|x| x.as_str()) {
-        p.precision = Precision::parse(prec).map_err(|e| bad(e.to_string()))?;
-    }
-    p.sparse_dim = field_usize(&v, "sparse_dim", 0)? as u64;
-    if let Some(m) = v.get("sparse_model").and_then(|x| x.as_str())
-        && !m.eq_ignore_ascii_case("none")
-    {
-        return Err(bad(format!(
-            "sparse_model {m:?} is not supported; use sparse_dim for hybrid indexes"
-        )));
-    }
-    if let Some(c) = v.get("checksum").and_then(|x| x.as_i64()) {
-        p.checksum = c;
-    }
-    p.validate().map_err(|e| bad(e.to_string()))?;
+    let (name, p) = cairn_core::wire::decode_create_index(&body)?;
     let db = s.db.clone();
     blocking(move || db.create_index(&name, p)).await?;
     Ok(text(StatusCode::OK, "Index created successfully"))
@@ -363,7 +320,7 @@ fn index_json(db: &Db, name: &str) -> Result<Value, DbError> {
         "index_name": name,
         "dimension": p.dim,
         "sparse_dim": p.sparse_dim,
-        "sparse_model": "None",
+        "sparse_model": p.scoring().as_str(),
         "space_type": p.space.as_str(),
         "precision": p.precision.as_str(),
         "total_elements": ix.len(),

@@ -7,9 +7,7 @@
 
 mod js_storage;
 
-use cairn_core::{
-    Database, DatabaseError, Fault, IndexParams, MemStorage, Precision, SpaceType, Storage, wire,
-};
+use cairn_core::{Database, DatabaseError, Fault, IndexParams, MemStorage, Storage, wire};
 use js_storage::JsStorage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -130,23 +128,6 @@ fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> Result<T, Js
     serde_wasm_bindgen::from_value(v).map_err(|e| err(400, format!("invalid {what}: {e}")))
 }
 
-#[derive(Deserialize)]
-struct CreateOpts {
-    dim: usize,
-    #[serde(default = "cosine")]
-    space_type: String,
-    #[serde(rename = "M", default)]
-    m: Option<usize>,
-    #[serde(default)]
-    ef_con: Option<usize>,
-    #[serde(default)]
-    precision: Option<String>,
-}
-
-fn cosine() -> String {
-    "cosine".into()
-}
-
 fn meta_value(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         return Value::Null;
@@ -180,22 +161,19 @@ impl CairnDb {
             .map_err(db_err)
     }
 
-    /// Creates an index: `{dim, space_type?, M?, ef_con?, precision?}`.
+    /// Creates an index: `{dim, space_type?, M?, ef_con?, precision?, sparse_model?}`
+    /// (`sparse_model`: `default` or `endee_bm25` for hybrid search).
     #[wasm_bindgen(js_name = createIndex)]
     pub fn create_index(&mut self, name: &str, opts: JsValue) -> Result<(), JsValue> {
-        let o: CreateOpts = from_js(opts, "index options")?;
-        let space = SpaceType::parse(&o.space_type).map_err(|e| err(400, e))?;
-        let mut p = IndexParams::new(o.dim, space);
-        if let Some(m) = o.m {
-            p.m = m;
-        }
-        if let Some(e) = o.ef_con {
-            p.ef_construction = e;
-        }
-        if let Some(pr) = o.precision {
-            p.precision = Precision::parse(&pr).map_err(|e| err(400, e))?;
-        }
-        self.db.create_index(name, p, now()).map_err(db_err)
+        // The server's own create parser, with this API's defaults (cosine) and the name given
+        // apart: the browser accepts exactly what the server does.
+        let body = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&body, &"space_type".into(), &"cosine".into());
+        let body = js_sys::Object::assign(&body, &js_sys::Object::from(opts));
+        let _ = js_sys::Reflect::set(&body, &"index_name".into(), &name.into());
+        let text = json_text(&body, "index options")?;
+        let (name, p) = wire::decode_create_index(text.as_bytes()).map_err(|e| err(400, e))?;
+        self.db.create_index(&name, p, now()).map_err(db_err)
     }
 
     /// Every index with its parameters and count.
@@ -235,7 +213,8 @@ impl CairnDb {
     pub fn get(&mut self, name: &str, id: &str) -> Result<JsValue, JsValue> {
         let r = self.db.get(name, id).map_err(db_err)?;
         to_js(
-            &json!({"id": r.id, "vector": r.vector, "meta": meta_value(&r.meta), "filter": serde_json::from_str::<Value>(&r.filter).unwrap_or(Value::Null), "norm": r.norm}),
+            &json!({"id": r.id, "vector": r.vector, "meta": meta_value(&r.meta), "filter": serde_json::from_str::<Value>(&r.filter).unwrap_or(Value::Null), "norm": r.norm,
+                    "sparse_indices": r.sparse_indices, "sparse_values": r.sparse_values}),
         )
     }
 
@@ -370,7 +349,7 @@ impl CairnDb {
 
 fn describe_json(name: &str, p: &IndexParams, created: u64, count: usize) -> Value {
     json!({"name": name, "dimension": p.dim, "space_type": p.space.as_str(), "precision": p.precision.as_str(),
-           "M": p.m, "ef_con": p.ef_construction, "total_elements": count, "created_at": created})
+           "M": p.m, "ef_con": p.ef_construction, "sparse_model": p.scoring().as_str(), "total_elements": count, "created_at": created})
 }
 
 /// Which distance kernels this build uses (`wasm simd128` when built with `+simd128`).

@@ -73,3 +73,44 @@ fn memory_database_flow() {
         serde_wasm_bindgen::from_value(other.describe("copy").unwrap()).unwrap();
     assert_eq!(d["total_elements"], 2);
 }
+
+#[wasm_bindgen_test]
+fn hybrid_search_in_the_browser_matches_the_server_shapes() {
+    let mut db = CairnDb::open_memory().unwrap();
+    db.create_index(
+        "h",
+        js(json!({"dim": 4, "precision": "float32", "sparse_model": "endee_bm25"})),
+    )
+    .unwrap();
+    db.upsert(
+        "h",
+        js(json!([
+            {"id": "a", "vector": [1, 0, 0, 0], "sparse_indices": [7, 9], "sparse_values": [1.5, 0.5]},
+            {"id": "b", "vector": [0, 1, 0, 0], "sparse_indices": [9], "sparse_values": [2.0]},
+        ])),
+    )
+    .unwrap();
+    let hits: serde_json::Value = serde_wasm_bindgen::from_value(
+        db.search(
+            "h",
+            js(json!({"sparse_indices": [7], "sparse_values": [1.0]})),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(hits.as_array().map(Vec::len), Some(1));
+    assert_eq!(hits[0]["id"], "a");
+    let got: serde_json::Value = serde_wasm_bindgen::from_value(db.get("h", "b").unwrap()).unwrap();
+    assert_eq!(got["sparse_indices"], json!([9]));
+    let d: serde_json::Value = serde_wasm_bindgen::from_value(db.describe("h").unwrap()).unwrap();
+    assert_eq!(d["sparse_model"], "endee_bm25");
+    // The server's create rules: an unknown model is refused with its message.
+    let e = db
+        .create_index("bad", js(json!({"dim": 4, "sparse_model": "splade"})))
+        .unwrap_err();
+    let msg = js_sys::Reflect::get(&e, &"message".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    assert!(msg.contains("Invalid sparse_model"), "{msg}");
+}

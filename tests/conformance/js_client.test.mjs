@@ -51,3 +51,24 @@ test('documented flow: create, list, describe, upsert, query, filter, get, delet
   const after = await client.listIndexes();
   assert.ok(!after.indexes.some((i) => i.name === 'js_docs'));
 });
+
+test('hybrid index through the 1.0.8 client (sparseDimension): dense, sparse and fused queries', async () => {
+  const client = new Endee();
+  client.setBaseUrl(base);
+  await client.createIndex({ name: 'js_hybrid', dimension: 8, spaceType: 'cosine', precision: Precision.FLOAT32, sparseDimension: 10000 });
+  const index = await client.getIndex('js_hybrid');
+  assert.ok(index.isHybrid());
+  const r = rand(11);
+  const data = Array.from({ length: 100 }, () => Array.from({ length: 8 }, r));
+  await index.upsert(data.map((v, i) => ({
+    id: `h${i}`, vector: v, filter: { g: i % 2 }, sparseIndices: [i, 1000 + Math.floor(i / 10)], sparseValues: [2, 1],
+  })));
+  assert.equal((await index.query({ vector: data[42], topK: 1 }))[0].id, 'h42');
+  const sparse = await index.query({ sparseIndices: [17], sparseValues: [1], topK: 3 });
+  assert.deepEqual(sparse.map((h) => h.id), ['h17']);
+  const both = await index.query({ vector: data[42], sparseIndices: [17], sparseValues: [1], topK: 5 });
+  assert.ok(['h42', 'h17'].every((id) => both.slice(0, 2).some((h) => h.id === id)), JSON.stringify(both));
+  const got = await index.getVector('h17'); // this client returns the dense part only
+  assert.equal(got.vector.length, 8);
+  await client.deleteIndex('js_hybrid');
+});

@@ -117,3 +117,44 @@ def test_errors_surface_as_client_exceptions(client):
     res = index.query(vector=[1, 2, 3, 4], top_k=1)
     assert res[0]["id"] == "a" and abs(res[0]["distance"]) < 1e-5, "l2: distance shown is squared L2"
     client.delete_index("errs")
+
+
+@pytest.mark.parametrize("sparse_model", ["default", "endee_bm25"])
+def test_hybrid_flow(client, sparse_model):
+    """Dense + sparse in one index: dense-only, sparse-only and fused queries, with a filter."""
+    name = f"hybrid_{sparse_model}"
+    client.create_index(name=name, dimension=8, space_type="cosine", precision="float32",
+                        sparse_model=sparse_model)
+    index = client.get_index(name)
+    assert index.is_hybrid and index.sparse_model == sparse_model
+    data = vecs(200, 8, seed=7)
+    # Document i holds terms i, i+1000 (shared by ten documents) and 5000 (shared by all).
+    index.upsert([
+        {"id": f"h{i}", "vector": v, "meta": {"i": i}, "filter": {"g": i % 2},
+         "sparse_indices": [i, 1000 + i // 10, 5000], "sparse_values": [2.0, 1.0, 0.1]}
+        for i, v in enumerate(data)
+    ])
+    dense = index.query(vector=data[42], top_k=3)
+    assert dense[0]["id"] == "h42"
+    sparse = index.query(sparse_indices=[17], sparse_values=[1.0], top_k=3)
+    assert [r["id"] for r in sparse] == ["h17"]
+    sparse = index.query(sparse_indices=[1003], sparse_values=[1.0], top_k=20)
+    assert {r["id"] for r in sparse} == {f"h{i}" for i in range(30, 40)}
+    # Fused: the dense winner for data[42] and the sparse winner for term 17 both rank high.
+    both = index.query(vector=data[42], sparse_indices=[17], sparse_values=[1.0], top_k=5)
+    assert {"h42", "h17"} <= {r["id"] for r in both[:2]}
+    only_dense = index.query(vector=data[42], sparse_indices=[17], sparse_values=[1.0], top_k=1,
+                             dense_rrf_weight=1.0)
+    assert only_dense[0]["id"] == "h42"
+    filtered = index.query(vector=data[42], sparse_indices=[1004], sparse_values=[1.0], top_k=10,
+                           filter=[{"g": {"$eq": 1}}])
+    assert filtered and all(r["filter"]["g"] == 1 for r in filtered)
+    got = index.get_vector("h17")
+    assert got["sparse_indices"] == [17, 1001, 5000]
+    assert got["sparse_values"] == pytest.approx([2.0, 1.0, 0.1], rel=1e-6)  # float32 on the wire
+    # A dense-only index refuses a sparse query with a clear error.
+    client.create_index(name=f"{name}_dense", dimension=8, space_type="cosine", precision="float32")
+    with pytest.raises(Exception):
+        client.get_index(f"{name}_dense").query(sparse_indices=[1], sparse_values=[1.0], top_k=1)
+    client.delete_index(f"{name}_dense")
+    client.delete_index(name)

@@ -330,6 +330,7 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
                 &d.sparse_values,
             );
             ix.set_live(slot, true);
+            ix.sparse.add(slot, &d.sparse_indices, &d.sparse_values);
             let stored = filter::parse_object(&d.filter).map_err(|e| corrupt(e.to_string()))?;
             ix.filters.add(slot, &stored);
         }

@@ -12,6 +12,7 @@ pub mod originals;
 pub mod params;
 pub(crate) mod rows;
 pub(crate) mod slots;
+pub mod sparse;
 pub(crate) mod vectors;
 
 use crate::filter::{Filter, FilterError, FilterIndex};
@@ -20,6 +21,7 @@ use crate::originals::{CheckpointBytes, NoCheckpoint, Originals, OriginalsLayout
 use crate::params::{IndexParams, ParamError, Precision, SpaceType};
 use crate::record::{FrameError, LogScan, Record, UpsertItem, scan_log};
 use crate::slots::SlotTable;
+use crate::sparse::SparseIndex;
 use crate::vectors::VectorStore;
 use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
@@ -38,6 +40,10 @@ pub const MAX_META_BYTES: usize = 256 << 10;
 pub const MAX_FILTER_BYTES: usize = 64 << 10;
 /// Largest search beam accepted.
 pub const MAX_EF: usize = 4096;
+/// Endee's default weight of the dense ranking in hybrid search.
+pub const DEFAULT_DENSE_RRF_WEIGHT: f32 = 0.5;
+/// Endee's default reciprocal rank fusion constant.
+pub const DEFAULT_RRF_RANK_CONSTANT: f32 = 60.0;
 
 /// Why a write or search was refused. Nothing changes when one is returned.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -93,6 +99,9 @@ pub enum IndexError {
         /// The limit.
         max: usize,
     },
+    /// A search that asks for nothing, or for a part the index does not have.
+    #[error("{0}")]
+    BadQuery(String),
     /// Reading float32 originals from the checkpoint failed.
     #[error("reading originals failed: {0}")]
     Io(String),
@@ -126,6 +135,14 @@ pub struct SearchRequest {
     pub include_vectors: bool,
     /// Filters matching fewer vectors than this use exact search (default 10,000).
     pub prefilter_threshold: Option<u64>,
+    /// Sparse query terms (hybrid indexes); with `vector` empty, a sparse-only search.
+    pub sparse_indices: Vec<u32>,
+    /// Weights of `sparse_indices`.
+    pub sparse_values: Vec<f32>,
+    /// Weight of the dense ranking when both are fused, in [0, 1] (Endee's default 0.5).
+    pub dense_rrf_weight: f32,
+    /// Reciprocal rank fusion's constant, > 0 (Endee's default 60).
+    pub rrf_rank_constant: f32,
 }
 
 impl SearchRequest {
@@ -138,6 +155,10 @@ impl SearchRequest {
             filter: None,
             include_vectors: false,
             prefilter_threshold: None,
+            sparse_indices: Vec::new(),
+            sparse_values: Vec::new(),
+            dense_rrf_weight: DEFAULT_DENSE_RRF_WEIGHT,
+            rrf_rank_constant: DEFAULT_RRF_RANK_CONSTANT,
         }
     }
 }
@@ -199,6 +220,8 @@ pub struct Index {
     /// [`Index::replay_deferred`]): searches scan them exactly until
     /// [`Index::link_pending`] has linked them.
     unlinked: RoaringBitmap,
+    /// Postings of the sparse parts (hybrid indexes).
+    pub(crate) sparse: SparseIndex,
     /// Set while applying a replay whose links are deferred.
     defer_links: bool,
     scratch: Mutex<Vec<Scratch>>,
@@ -294,6 +317,7 @@ impl Index {
             filters: FilterIndex::default(),
             originals: None,
             unlinked: RoaringBitmap::new(),
+            sparse: SparseIndex::default(),
             defer_links: false,
             scratch: Mutex::new(Vec::new()),
         }
@@ -445,12 +469,12 @@ impl Index {
             ));
         }
         if !sparse_indices.is_empty() {
-            if self.params.sparse_dim == 0 {
+            if !self.params.is_hybrid() {
                 return Err(sparse_err("this index is dense-only".into()));
             }
             if let Some(bad) = sparse_indices
                 .iter()
-                .find(|&&i| i as u64 >= self.params.sparse_dim)
+                .find(|&&i| self.params.sparse_dim > 0 && i as u64 >= self.params.sparse_dim)
             {
                 return Err(sparse_err(format!(
                     "index {bad} >= sparse_dim {}",
@@ -678,6 +702,7 @@ impl Index {
         let slot = match self.slots.find(&it.id) {
             Some(s) => {
                 self.unindex_filter(s);
+                self.unindex_sparse(s);
                 s
             }
             None => match self.free.pop() {
@@ -700,6 +725,7 @@ impl Index {
             &it.sparse_indices,
             &it.sparse_values,
         );
+        self.sparse.add(slot, &it.sparse_indices, &it.sparse_values);
         self.store.set(slot as usize, &v);
         if let Some(o) = &mut self.originals {
             o.set(slot, &v);
@@ -717,10 +743,19 @@ impl Index {
             return false;
         };
         self.unindex_filter(slot);
+        self.unindex_sparse(slot);
         self.slots.clear(slot);
         self.set_live(slot, false);
         self.free.push(slot);
         true
+    }
+
+    /// Takes a slot's sparse part out of the postings (before it is replaced or cleared).
+    fn unindex_sparse(&mut self, slot: u32) {
+        if let Some(d) = self.slots.get(slot) {
+            let (terms, _) = d.sparse();
+            self.sparse.remove(slot, &terms);
+        }
     }
 
     /// Marks a slot live or dead in both live sets.
@@ -853,6 +888,91 @@ impl Index {
         src: &mut dyn CheckpointBytes,
     ) -> Result<Vec<SearchHit>, IndexError> {
         params::validate_k(req.k)?;
+        let dense = !req.vector.is_empty();
+        let sparse = !req.sparse_indices.is_empty() || !req.sparse_values.is_empty();
+        if !dense && !sparse {
+            return Err(IndexError::BadQuery(
+                "send 'vector', 'sparse_indices' with 'sparse_values', or both".into(),
+            ));
+        }
+        let filtered = req.filter.as_ref().and_then(|f| self.matching(f));
+        let dense_ranked = if dense {
+            Some(self.dense_ranked(req, src, filtered.as_ref())?)
+        } else {
+            None
+        };
+        let sparse_ranked = if sparse {
+            Some(self.sparse_ranked(req, filtered.as_ref())?)
+        } else {
+            None
+        };
+        let ranked = match (dense_ranked, sparse_ranked) {
+            (Some(d), Some(s)) => fuse(&d, &s, req),
+            (Some(r), None) | (None, Some(r)) => r,
+            (None, None) => Vec::new(),
+        };
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (slot, similarity) in ranked {
+            let Some(d) = self.slots.get(slot) else {
+                continue;
+            };
+            hits.push(SearchHit {
+                similarity,
+                id: d.id.to_string(),
+                meta: d.meta.to_vec(),
+                filter: d.filter.to_string(),
+                norm: d.norm,
+                vector: if req.include_vectors {
+                    self.vector_of(slot, src)?
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(hits)
+    }
+
+    /// The sparse ranking: the best `k` by the index's sparse model, as (slot, score).
+    fn sparse_ranked(
+        &self,
+        req: &SearchRequest,
+        filtered: Option<&RoaringBitmap>,
+    ) -> Result<Vec<(u32, f32)>, IndexError> {
+        let bad = |why: &str| Err(IndexError::BadQuery(why.into()));
+        if !self.params.is_hybrid() {
+            return bad(
+                "this index is dense-only: create it with a sparse_model for sparse or hybrid search",
+            );
+        }
+        if req.sparse_indices.len() != req.sparse_values.len() {
+            return bad("sparse_indices and sparse_values differ in length");
+        }
+        if !req.sparse_values.iter().all(|x| x.is_finite()) {
+            return bad("NaN or infinity in sparse_values");
+        }
+        let accept = |s: u32| self.is_live(s) && filtered.is_none_or(|bm| bm.contains(s));
+        Ok(self
+            .sparse
+            .search(
+                &req.sparse_indices,
+                &req.sparse_values,
+                self.params.scoring(),
+                req.k,
+                &accept,
+            )
+            .into_iter()
+            .map(|h| (h.slot, h.score))
+            .collect())
+    }
+
+    /// The dense ranking: the best `k` as (slot, similarity), exact or HNSW, re-ranked with
+    /// originals when the index keeps them.
+    fn dense_ranked(
+        &self,
+        req: &SearchRequest,
+        src: &mut dyn CheckpointBytes,
+        filtered: Option<&RoaringBitmap>,
+    ) -> Result<Vec<(u32, f32)>, IndexError> {
         self.check_vector("query", &req.vector)?;
         if req.ef > MAX_EF {
             return Err(ParamError::Invalid {
@@ -876,9 +996,8 @@ impl Index {
         } else {
             req.k
         };
-        let filtered = req.filter.as_ref().and_then(|f| self.matching(f));
         let mut graph_searched = false;
-        let found = match &filtered {
+        let found = match filtered {
             Some(bm) if bm.is_empty() => Vec::new(),
             Some(bm)
                 if bm.len()
@@ -933,7 +1052,7 @@ impl Index {
         let found = if self.unlinked.is_empty() || !graph_searched {
             found
         } else {
-            let pending = match &filtered {
+            let pending = match filtered {
                 Some(bm) => bm & &self.unlinked,
                 None => &self.live & &self.unlinked,
             };
@@ -949,29 +1068,18 @@ impl Index {
             (Some(o), true) => (self.rerank(o, &nq, found, want, src)?, true),
             _ => (found, false),
         };
-        let mut hits = Vec::with_capacity(req.k.min(found.len()));
-        for s in found.into_iter().take(req.k) {
-            let Some(d) = self.slots.get(s.slot) else {
-                continue;
-            };
-            hits.push(SearchHit {
-                similarity: if exact {
+        Ok(found
+            .into_iter()
+            .take(req.k)
+            .map(|s| {
+                let sim = if exact {
                     self.exact_similarity(s.dist)
                 } else {
                     self.store.similarity(s.dist)
-                },
-                id: d.id.to_string(),
-                meta: d.meta.to_vec(),
-                filter: d.filter.to_string(),
-                norm: d.norm,
-                vector: if req.include_vectors {
-                    self.vector_of(s.slot, src)?
-                } else {
-                    Vec::new()
-                },
-            });
-        }
-        Ok(hits)
+                };
+                (s.slot, sim)
+            })
+            .collect())
     }
 
     /// The best `want` of `found` (best first), re-scored by float32 distance and re-sorted.
@@ -1009,4 +1117,21 @@ impl Index {
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.slots.ids().map(|(id, _)| id)
     }
+}
+
+/// Weighted reciprocal rank fusion of a dense and a sparse ranking (each best first): a slot
+/// scores `w / (c + rank)` from the dense list and `(1 - w) / (c + rank)` from the sparse one
+/// (ranks from 1, as Endee's `1 / (c + rank0 + 1)`); the best `k` by that score.
+fn fuse(dense: &[(u32, f32)], sparse: &[(u32, f32)], req: &SearchRequest) -> Vec<(u32, f32)> {
+    let (w, c) = (req.dense_rrf_weight, req.rrf_rank_constant);
+    let mut score: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
+    for (list, weight) in [(dense, w), (sparse, 1.0 - w)] {
+        for (rank, &(slot, _)) in list.iter().enumerate() {
+            *score.entry(slot).or_default() += weight / (c + rank as f32 + 1.0);
+        }
+    }
+    let mut out: Vec<(u32, f32)> = score.into_iter().collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(req.k);
+    out
 }

@@ -1,5 +1,6 @@
 //! Index parameters: what a user chooses when creating an index, with Endee's bounds.
 
+use crate::sparse::SparseModel;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -149,12 +150,16 @@ pub struct IndexParams {
     pub ef_construction: usize,
     /// Storage precision.
     pub precision: Precision,
-    /// Sparse dimension; 0 means dense only.
+    /// Sparse dimension of indexes made before `sparse_model` (term ids below it); 0 for
+    /// every new index.
     #[serde(default)]
     pub sparse_dim: u64,
     /// Endee's opaque `checksum` field, stored and echoed.
     #[serde(default = "default_checksum")]
     pub checksum: i64,
+    /// How sparse parts are scored; `None` (with `sparse_dim` 0): dense only.
+    #[serde(default)]
+    pub sparse_model: SparseModel,
 }
 
 fn default_checksum() -> i64 {
@@ -172,6 +177,18 @@ impl IndexParams {
             precision: Precision::Int8,
             sparse_dim: 0,
             checksum: -1,
+            sparse_model: SparseModel::None,
+        }
+    }
+    /// True when vectors carry a sparse part (hybrid search).
+    pub fn is_hybrid(&self) -> bool {
+        self.sparse_model != SparseModel::None || self.sparse_dim > 0
+    }
+    /// How sparse parts are scored (a legacy `sparse_dim` index: dot product).
+    pub fn scoring(&self) -> SparseModel {
+        match self.sparse_model {
+            SparseModel::None if self.sparse_dim > 0 => SparseModel::Default,
+            m => m,
         }
     }
     /// Builder: set precision.
