@@ -6,12 +6,13 @@
 #   bash tests/bench/run.sh --backup   # backup figures (archive vs tar, write latency, restore)
 #   bash tests/bench/run.sh --request-memory   # peak RSS growth per request ÷ body size (JSON, msgpack, upload)
 #   bash tests/bench/run.sh --restart [--n N]  # minilm-50k (N > 50k: noisy copies): start to first query after SIGTERM and kill -9
+#   bash tests/bench/run.sh --sparse           # BM25 on the minilm-50k sentences: CairnDB's inverted index vs bm25s
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=tests/bench/.venv
 [ -x $VENV/bin/python ] || python3 -m venv $VENV
-$VENV/bin/python -c 'import hnswlib, faiss, usearch, numpy, msgpack, requests' 2>/dev/null \
-  || $VENV/bin/pip install -q hnswlib faiss-cpu usearch numpy msgpack requests
+$VENV/bin/python -c 'import hnswlib, faiss, usearch, numpy, msgpack, requests, bm25s' 2>/dev/null \
+  || $VENV/bin/pip install -q hnswlib faiss-cpu usearch numpy msgpack requests bm25s
 cargo build --release -p cairn-native -p cairn-bench
 # numpy/faiss run at full speed with OpenBLAS's own kernel choice (see the machine notes).
 if [ "${1:-}" = "--request-memory" ]; then
@@ -21,6 +22,10 @@ fi
 if [ "${1:-}" = "--restart" ]; then
   shift
   exec $VENV/bin/python tests/bench/restart.py --bin target/release/cairn "$@"
+fi
+if [ "${1:-}" = "--sparse" ]; then
+  shift
+  exec $VENV/bin/python tests/bench/sparse_bench.py "$@"
 fi
 if [ "${1:-}" = "--backup" ]; then
   shift

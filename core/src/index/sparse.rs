@@ -71,6 +71,8 @@ pub struct SparseIndex {
     terms: HashMap<u32, Postings>,
     /// Documents (slots) with at least one term.
     docs: u64,
+    /// One past the highest slot ever posted (the size of a query's accumulators).
+    slot_end: usize,
 }
 
 /// A scored slot, best first by `score`.
@@ -90,6 +92,7 @@ impl SparseIndex {
             return;
         }
         self.docs += 1;
+        self.slot_end = self.slot_end.max(slot as usize + 1);
         for (&t, &w) in terms.iter().zip(weights) {
             let p = self.terms.entry(t).or_default();
             let i = match p.find(slot) {
@@ -178,49 +181,74 @@ impl SparseIndex {
         let mut rest: f32 = plan.iter().map(bound).sum();
         // Pruning needs scores that only grow as terms add up.
         let monotone = plan.iter().all(|(p, w)| *w > 0.0 && !p.negative);
-        let mut acc: HashMap<u32, f32> = HashMap::new();
+        // Dense accumulators (a query touches a good part of the slots): score and state
+        // per slot — 0 unseen, 1 candidate, 2 refused by `accept`.
+        let mut score = vec![0f32; self.slot_end];
+        let mut state = vec![0u8; self.slot_end];
+        let mut seen: Vec<u32> = Vec::new();
         let mut theta = f32::NEG_INFINITY;
         for (p, w) in plan.iter().copied() {
             rest -= bound(&(p, w));
-            let essential = !monotone || acc.len() < k || theta <= rest + bound(&(p, w));
-            if essential || acc.len() * 8 > p.slots.len() {
+            let essential = !monotone || seen.len() < k || theta <= rest + bound(&(p, w));
+            if essential || seen.len() * 8 > p.slots.len() {
                 // Walk the postings (adding new candidates only while they could still win).
                 for (&s, &pw) in p.slots.iter().zip(&p.weights) {
-                    match acc.get_mut(&s) {
-                        Some(a) => *a += w * pw,
-                        None if essential && accept(s) => {
-                            acc.insert(s, w * pw);
+                    let i = s as usize;
+                    match state[i] {
+                        1 => score[i] += w * pw,
+                        0 if essential => {
+                            if accept(s) {
+                                state[i] = 1;
+                                score[i] = w * pw;
+                                seen.push(s);
+                            } else {
+                                state[i] = 2;
+                            }
                         }
-                        None => {}
+                        _ => {}
                     }
                 }
             } else {
                 // Few candidates: look each one up instead of walking the list.
-                for (s, a) in acc.iter_mut() {
-                    if let Ok(i) = p.find(*s) {
-                        *a += w * p.weights[i];
+                for &s in &seen {
+                    if let Ok(i) = p.find(s) {
+                        score[s as usize] += w * p.weights[i];
                     }
                 }
             }
-            if acc.len() >= k {
-                theta = kth_best(&acc, k);
+            // A document not yet seen scores at most `rest`: once the k-th best beats that,
+            // later terms add no candidates.
+            // (Recomputed only while it is not yet enough: θ only grows, `rest` only shrinks.)
+            if monotone && seen.len() >= k && theta <= rest {
+                theta = kth_best(&seen, &score, k);
             }
-            // A document not yet seen scores at most `rest`: below θ it can't enter.
         }
-        let mut hits: Vec<SparseHit> = acc
+        let mut hits: Vec<SparseHit> = seen
             .into_iter()
-            .filter(|&(_, score)| score != 0.0)
-            .map(|(slot, score)| SparseHit { slot, score })
+            .map(|slot| SparseHit {
+                slot,
+                score: score[slot as usize],
+            })
+            .filter(|h| h.score != 0.0)
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.slot.cmp(&b.slot)));
-        hits.truncate(k);
+        let cut = k.min(hits.len());
+        if cut > 0 && cut < hits.len() {
+            hits.select_nth_unstable_by(cut - 1, by_score);
+            hits.truncate(cut);
+        }
+        hits.sort_by(by_score);
         hits
     }
 }
 
-/// The k-th best score among the candidates (`acc.len() >= k >= 1`).
-fn kth_best(acc: &HashMap<u32, f32>, k: usize) -> f32 {
-    let mut v: Vec<f32> = acc.values().copied().collect();
+/// Best first; equal scores by slot.
+fn by_score(a: &SparseHit, b: &SparseHit) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then(a.slot.cmp(&b.slot))
+}
+
+/// The k-th best score among the candidates (`seen.len() >= k >= 1`).
+fn kth_best(seen: &[u32], score: &[f32], k: usize) -> f32 {
+    let mut v: Vec<f32> = seen.iter().map(|&s| score[s as usize]).collect();
     let i = k.min(v.len()).saturating_sub(1);
     v.select_nth_unstable_by(i, |a, b| b.total_cmp(a));
     v[i]
