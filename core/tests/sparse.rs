@@ -9,6 +9,11 @@ use cairn_core::sparse::SparseModel;
 use cairn_core::{Filter, Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
 use std::collections::HashMap;
 
+// The client side: tokens and BM25 weights, shared with the sparse benchmark.
+#[path = "../../tests/bench/src/bm25_tokens.rs"]
+mod bm25_tokens;
+use bm25_tokens::{bm25_doc, tokens};
+
 /// The corpus: one sentence per line (50,000 documents, then 1,000 held-out queries).
 fn corpus() -> Vec<String> {
     let path = concat!(
@@ -20,36 +25,6 @@ fn corpus() -> Vec<String> {
         .lines()
         .map(String::from)
         .collect()
-}
-
-/// Lower-cased alphanumeric words, hashed to term ids (FNV-1a, 24 bits).
-fn tokens(text: &str) -> Vec<u32> {
-    text.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut h: u32 = 0x811c_9dc5;
-            for b in w.bytes() {
-                h = (h ^ b as u32).wrapping_mul(0x0100_0193);
-            }
-            h & 0xff_ffff
-        })
-        .collect()
-}
-
-/// BM25 document weights (k1 = 1.2, b = 0.75): what a client computes and sends.
-fn bm25_doc(toks: &[u32], avgdl: f32) -> (Vec<u32>, Vec<f32>) {
-    let mut tf: HashMap<u32, f32> = HashMap::new();
-    for t in toks {
-        *tf.entry(*t).or_default() += 1.0;
-    }
-    let dl = toks.len() as f32;
-    let mut v: Vec<(u32, f32)> = tf
-        .into_iter()
-        .map(|(t, f)| (t, f * 2.2 / (f + 1.2 * (0.25 + 0.75 * dl / avgdl))))
-        .collect();
-    v.sort_by_key(|x| x.0);
-    v.into_iter().unzip()
 }
 
 fn item(i: usize, sparse: (Vec<u32>, Vec<f32>)) -> UpsertItem {

@@ -5,38 +5,11 @@
 //!
 //!     target/release/sparse [--data ../shared/data/minilm-50k] [--k 10]
 
+mod bm25_tokens;
+
+use bm25_tokens::{bm25_doc, tokens};
 use cairn_core::sparse::{SparseIndex, SparseModel};
-use std::collections::HashMap;
 use std::time::Instant;
-
-/// Lower-cased alphanumeric words, hashed to term ids (FNV-1a, 24 bits): the same tokens the
-/// Python side hands to `bm25s`.
-fn tokens(text: &str) -> Vec<u32> {
-    text.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut h: u32 = 0x811c_9dc5;
-            for b in w.bytes() {
-                h = (h ^ b as u32).wrapping_mul(0x0100_0193);
-            }
-            h & 0xff_ffff
-        })
-        .collect()
-}
-
-/// BM25 document weights (k1 = 1.2, b = 0.75; Lucene's form, without the (k1 + 1) factor,
-/// as `bm25s` computes them).
-fn bm25_doc(toks: &[u32], avgdl: f32) -> (Vec<u32>, Vec<f32>) {
-    let mut tf: HashMap<u32, f32> = HashMap::new();
-    for t in toks {
-        *tf.entry(*t).or_default() += 1.0;
-    }
-    let dl = toks.len() as f32;
-    tf.into_iter()
-        .map(|(t, f)| (t, f / (f + 1.2 * (0.25 + 0.75 * dl / avgdl))))
-        .unzip()
-}
 
 fn main() {
     let mut data = "../shared/data/minilm-50k".to_string();
