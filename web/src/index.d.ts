@@ -3,14 +3,14 @@
 export type SpaceType = 'cosine' | 'l2' | 'ip';
 export type Precision = 'float32' | 'float16' | 'int16' | 'int8' | 'binary';
 
-export interface IndexOptions { dim: number; space_type?: SpaceType; M?: number; ef_con?: number; precision?: Precision }
+export interface IndexOptions { dim: number; space_type?: SpaceType; M?: number; ef_con?: number; precision?: Precision; sparse_model?: 'None' | 'default' | 'endee_bm25' }
 export interface IndexInfo { name: string; dimension: number; space_type: SpaceType; precision: Precision; M: number; ef_con: number; total_elements: number; created_at: number }
 /** Endee's filter language: `[{field: {$eq | $in | $range: value}}]`, ANDed. */
 export type Filter = Array<Record<string, { $eq?: string | number | boolean; $in?: Array<string | number | boolean>; $range?: [number, number] }>>;
 export interface VectorItem { id: string | number; vector: number[] | Float32Array; meta?: unknown; filter?: Record<string, unknown>; norm?: number; sparse_indices?: number[]; sparse_values?: number[] }
-export interface Query { vector: number[] | Float32Array; k?: number; ef?: number; filter?: Filter; include_vectors?: boolean }
+export interface Query { vector?: number[] | Float32Array; sparse_indices?: number[]; sparse_values?: number[]; dense_rrf_weight?: number; rrf_rank_constant?: number; k?: number; ef?: number; filter?: Filter; include_vectors?: boolean }
 export interface Hit { id: string; similarity: number; meta: unknown; filter: Record<string, unknown>; norm: number; vector?: number[] }
-export interface StoredVector { id: string; vector: number[]; meta: unknown; filter: Record<string, unknown>; norm: number }
+export interface StoredVector { id: string; vector: number[]; meta: unknown; filter: Record<string, unknown>; norm: number; sparse_indices: number[]; sparse_values: number[] }
 export type JobStatus = 'queued' | 'running' | 'cancelling' | 'completed' | 'failed' | 'cancelled';
 export interface Job {
   job_id: string; kind: 'backup' | 'restore'; index_name: string; backup_name: string; status: JobStatus;
