@@ -176,6 +176,13 @@ impl CairnDb {
         self.db.create_index(&name, p, now()).map_err(db_err)
     }
 
+    /// What opening did that someone should hear about: a jobs file kept aside, an index that
+    /// did not load and why (it answers 503 until deleted), a create that never committed.
+    #[wasm_bindgen(js_name = recoveryNotes)]
+    pub fn recovery_notes(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.db.recovery_notes())
+    }
+
     /// Every index with its parameters and count.
     #[wasm_bindgen(js_name = listIndexes)]
     pub fn list_indexes(&self) -> Result<JsValue, JsValue> {

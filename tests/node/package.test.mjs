@@ -88,3 +88,36 @@ console.log(JSON.stringify({ names, backups, jobs, v7: (await db.get('docs', 'v7
   assert.ok(readdirSync(join(dir, 'backups')).includes('snap.tar'));
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('directory storage: a damaged index is reported, the others open, and deleting it clears it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairndb-data-'));
+  run(`
+import { open } from 'cairndb';
+const db = await open({ storage: { dir: ${JSON.stringify(dir)} } });
+for (const name of ['good', 'bad']) {
+  await db.createIndex(name, { dim: 4, precision: 'float32' });
+  await db.upsert(name, [{ id: 'a', vector: [1, 0, 0, 0] }, { id: 'b', vector: [0, 1, 0, 0] }]);
+}
+await db.close();
+console.log('{}');
+`);
+  const ck = readdirSync(join(dir, 'indexes', 'bad')).find((f) => f.startsWith('ckpt-') && f.endsWith('.bin'));
+  writeFileSync(join(dir, 'indexes', 'bad', ck), 'not a checkpoint');
+  const out = run(`
+import { open } from 'cairndb';
+const db = await open({ storage: { dir: ${JSON.stringify(dir)} } });
+const notes = await db.recoveryNotes();
+const good = (await db.search('good', { vector: [1, 0, 0, 0], k: 1 }))[0].id;
+let status = null;
+try { await db.search('bad', { vector: [1, 0, 0, 0], k: 1 }); } catch (e) { status = e.status; }
+await db.deleteIndex('bad');
+await db.createIndex('bad', { dim: 4 });
+const names = (await db.listIndexes()).map((i) => i.name).sort();
+console.log(JSON.stringify({ notes, good, status, names }));
+`);
+  assert.equal(out.good, 'a');
+  assert.equal(out.status, 503);
+  assert.ok(out.notes.some((n) => n.includes('bad') && n.includes('checkpoint')), JSON.stringify(out.notes));
+  assert.deepEqual(out.names, ['bad', 'good']);
+  rmSync(dir, { recursive: true, force: true });
+});

@@ -56,6 +56,8 @@ export interface Database {
   /** Runs a restore to its end (a failed or cancelled one rejects). */
   restore(backup: string, target: string, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
   checkpoint(index: string): Promise<void>;
+  /** What opening recovered or set aside (a damaged index, a jobs file kept aside). */
+  recoveryNotes(): Promise<string[]>;
   close(): Promise<void>;
 }
 

@@ -15,7 +15,7 @@ export class CairnError extends Error {
 
 const METHODS = ['createIndex', 'listIndexes', 'describe', 'deleteIndex', 'upsert', 'get', 'delete', 'deleteByFilter',
   'search', 'startBackup', 'startRestore', 'setBackupRate', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
-  'backupInfo', 'importBackup', 'deleteBackup', 'checkpoint'];
+  'backupInfo', 'importBackup', 'deleteBackup', 'checkpoint', 'recoveryNotes'];
 
 /** Resolves with a job that completed; a failed or cancelled one is a `CairnError`. */
 function completed(job) {
