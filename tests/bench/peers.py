@@ -255,7 +255,10 @@ def bench_cairn_http(base, queries, gt, space, precision):
         return build, pts
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 PEER_RUNNERS = {
