@@ -477,27 +477,9 @@ fn a_log_replayed_with_deferred_links_answers_at_once_and_links_later() {
     let data = clustered(5500, dim, 21);
     let p = IndexParams::new(dim, SpaceType::L2).with_precision(Precision::Float32);
     let mut ix = Index::new(p).unwrap();
-    for c in data[..2500].chunks(500) {
-        let base = ix.len();
-        let items = c
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                item(
-                    &format!("v{}", base + i),
-                    v.clone(),
-                    json!({"g": (base + i) % 3}),
-                )
-            })
-            .collect();
-        write(&mut ix, items);
-    }
-    let ckpt = CheckpointEncoder::new(&ix).to_vec().unwrap();
-    let mut log = Vec::new();
-    for (n, c) in data[2500..].chunks(500).enumerate() {
-        let from = 2500 + n * 500;
-        let items = c
-            .iter()
+    // Vector i is "v{i}" in filter group i % 3.
+    let batch = |from: usize, c: &[Vec<f32>]| -> Vec<UpsertItem> {
+        c.iter()
             .enumerate()
             .map(|(i, v)| {
                 item(
@@ -506,8 +488,16 @@ fn a_log_replayed_with_deferred_links_answers_at_once_and_links_later() {
                     json!({"g": (from + i) % 3}),
                 )
             })
-            .collect();
-        log.extend(write(&mut ix, items).encode());
+            .collect()
+    };
+    for (n, c) in data[..2500].chunks(500).enumerate() {
+        write(&mut ix, batch(n * 500, c));
+    }
+    let ckpt = CheckpointEncoder::new(&ix).to_vec().unwrap();
+    let mut log = Vec::new();
+    for (n, c) in data[2500..].chunks(500).enumerate() {
+        let from = 2500 + n * 500;
+        log.extend(write(&mut ix, batch(from, c)).encode());
         // Deletes reach both the checkpointed part and the logged part.
         let gone: Vec<String> = (0..40)
             .map(|i| format!("v{}", from - 1000 + i * 7))

@@ -490,23 +490,7 @@ impl Engine {
         index: &str,
         name: &str,
     ) -> Job {
-        let job = Job {
-            job_id: self.registry.new_id(now, entropy),
-            kind,
-            index_name: index.into(),
-            backup_name: name.into(),
-            status: JobStatus::Queued,
-            bytes_done: 0,
-            bytes_total: 0,
-            created_at: now,
-            started_at: None,
-            completed_at: None,
-            error: None,
-            archive_size: None,
-            archive_sha256: None,
-            write_pause_us: 0,
-            cut: None,
-        };
+        let job = Job::queued(self.registry.new_id(now, entropy), kind, index, name, now);
         self.registry.insert(job.clone());
         self.effect(Effect::PersistJobs);
         job

@@ -97,6 +97,29 @@ pub struct Job {
     pub cut: Option<CutPoint>,
 }
 
+impl Job {
+    /// A new record, queued: no progress, no cut, no result yet.
+    pub fn queued(job_id: String, kind: JobKind, index: &str, backup: &str, now: u64) -> Self {
+        Self {
+            job_id,
+            kind,
+            index_name: index.into(),
+            backup_name: backup.into(),
+            status: JobStatus::Queued,
+            bytes_done: 0,
+            bytes_total: 0,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            error: None,
+            archive_size: None,
+            archive_sha256: None,
+            write_pause_us: 0,
+            cut: None,
+        }
+    }
+}
+
 /// Registry errors.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JobError {
@@ -358,23 +381,9 @@ mod tests {
     use super::*;
 
     fn job(id: &str, status: JobStatus) -> Job {
-        Job {
-            job_id: id.into(),
-            kind: JobKind::Backup,
-            index_name: "i".into(),
-            backup_name: format!("b{id}"),
-            status,
-            bytes_done: 0,
-            bytes_total: 0,
-            created_at: 1,
-            started_at: None,
-            completed_at: None,
-            error: None,
-            archive_size: None,
-            archive_sha256: None,
-            write_pause_us: 0,
-            cut: None,
-        }
+        let mut j = Job::queued(id.into(), JobKind::Backup, "i", &format!("b{id}"), 1);
+        j.status = status;
+        j
     }
 
     #[test]
