@@ -6,7 +6,8 @@
 use crate::archive::{self, Manifest, NullSink, Source};
 use crate::control::backup::BackupTask;
 use crate::control::engine::{EngineError, paths, validate_backup_name};
-use crate::control::generation::{self, OriginalsFrom, StoredCheckpoint};
+use crate::control::generation::{self, CheckpointError, OriginalsFrom, StoredCheckpoint};
+use crate::control::rebuild::RebuildTask;
 use crate::control::recovery;
 use crate::control::restore::RestoreTask;
 use crate::control::task::{self, Lend, RangeReader, Stepped, Task};
@@ -56,10 +57,20 @@ pub enum DatabaseError {
 
 type Result<T> = std::result::Result<T, DatabaseError>;
 
+impl From<CheckpointError> for DatabaseError {
+    fn from(e: CheckpointError) -> Self {
+        match e {
+            CheckpointError::Engine(e) => Self::Engine(e),
+            CheckpointError::Io(e) => Self::Io(e),
+        }
+    }
+}
+
 /// A job a step machine is carrying out in the background.
 enum Running {
     Backup(Box<BackupTask>),
     Restore(Box<RestoreTask>),
+    Rebuild(Box<RebuildTask>),
 }
 
 impl Running {
@@ -67,12 +78,14 @@ impl Running {
         match self {
             Running::Backup(t) => t.as_mut(),
             Running::Restore(t) => t.as_mut(),
+            Running::Rebuild(t) => t.as_mut(),
         }
     }
     fn job(&self) -> &str {
         match self {
             Running::Backup(t) => t.job(),
             Running::Restore(t) => t.job(),
+            Running::Rebuild(t) => t.job(),
         }
     }
 }
@@ -136,6 +149,7 @@ impl<S: Storage> Database<S> {
         let mut host = Lend {
             engine: &mut self.engine,
             st: &mut self.st,
+            indexes: None,
         };
         task::apply_effects(&mut host)?;
         Ok(())
@@ -310,20 +324,12 @@ impl<S: Storage> Database<S> {
 
     /// Writes a new checkpoint generation and starts a new log.
     pub fn checkpoint(&mut self, name: &str) -> Result<()> {
-        let e = self.engine.index(name)?;
-        let (g0, created) = (e.generation, e.created_at);
-        let g = g0 + 1;
+        self.engine.index(name)?;
         let ix = self
             .open
-            .get(name)
+            .get_mut(name)
             .ok_or_else(|| EngineError::IndexNotFound(name.into()))?;
-        let from = OriginalsFrom::Stored(paths::checkpoint(name, g0));
-        let dir = paths::index_dir(name);
-        let layout = generation::write_generation(&mut self.st, &dir, name, g, created, ix, from)?;
-        if let Some(ix) = self.open.get_mut(name) {
-            ix.checkpointed(layout);
-        }
-        self.engine.checkpoint_done(name, g)?;
+        generation::checkpoint_index(&mut self.st, &mut self.engine, name, ix)?;
         self.effects()
     }
 
@@ -370,6 +376,43 @@ impl<S: Storage> Database<S> {
         self.job(&id)
     }
 
+    /// Accepts a rebuild of `index`'s graph with `m` / `ef_con` (every rule, now) and starts
+    /// it in the background: [`Database::step`] builds the new graph a batch at a time while
+    /// searches and writes go on with the old one.
+    pub fn start_rebuild(
+        &mut self,
+        index: &str,
+        m: usize,
+        ef_con: usize,
+        now: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        let task = self.engine.begin_rebuild(now, entropy, index, m, ef_con)?;
+        let id = task.job().to_string();
+        self.running.push(Running::Rebuild(Box::new(task)));
+        let _ = self.effects();
+        self.job(&id)
+    }
+
+    /// Runs a rebuild to its end (other jobs step along); returns the finished job.
+    pub fn rebuild(
+        &mut self,
+        index: &str,
+        m: usize,
+        ef_con: usize,
+        now: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        let job = self.start_rebuild(index, m, ef_con, now, entropy)?;
+        self.run_job(&job.job_id, now, &mut |_, _| {})
+    }
+
+    /// The newest rebuild job of `index` (`None`: never rebuilt, or its record was pruned).
+    pub fn rebuild_status(&self, index: &str) -> Result<Option<Job>> {
+        self.engine.index(index)?;
+        Ok(self.engine.last_rebuild(index).cloned())
+    }
+
     /// Carries background jobs forward by up to `steps` steps (a step is one storage call
     /// or one engine turn). Returns how many jobs are still running and, if all of them are
     /// paced, when the next step is due.
@@ -386,6 +429,7 @@ impl<S: Storage> Database<S> {
                 let mut host = Lend {
                     engine: &mut self.engine,
                     st: &mut self.st,
+                    indexes: Some(&mut self.open),
                 };
                 match task::step(self.running[i].task(), &mut host, now) {
                     Stepped::Busy => {
@@ -526,6 +570,7 @@ impl<S: Storage> Database<S> {
         let mut host = Lend {
             engine: &mut self.engine,
             st: &mut self.st,
+            indexes: None,
         };
         while task::step(&mut up, &mut host, 0) != Stepped::Done {}
         match (up.manifest(), up.error()) {

@@ -26,12 +26,14 @@ fn freed(e: &mut Engine) -> Vec<(String, u64)> {
     out
 }
 
+fn params() -> IndexParams {
+    IndexParams::new(4, SpaceType::L2)
+}
+
 fn engine() -> Engine {
     let mut e = Engine::new(JobRegistry::default());
-    e.create_index("idx", IndexParams::new(4, SpaceType::L2), 1)
-        .unwrap();
-    e.create_index("other", IndexParams::new(4, SpaceType::L2), 1)
-        .unwrap();
+    e.create_index("idx", params(), 1).unwrap();
+    e.create_index("other", params(), 1).unwrap();
     e
 }
 
@@ -168,7 +170,7 @@ fn cancel_at_each_state() {
     let r = e.submit_backup(1, E, "idx", "r").unwrap();
     e.start(&r.job_id, 2).unwrap();
     e.cut(&r.job_id, cut(1)).unwrap();
-    e.checkpoint_done("idx", 2).unwrap();
+    e.checkpoint_done("idx", 2, params()).unwrap();
     e.take_effects();
     e.cancel(&r.job_id, 3).unwrap();
     assert_eq!(
@@ -226,9 +228,9 @@ fn pins_hold_generations_and_the_gate_guards_deletion() {
     e.cut(&j.job_id, cut(1)).unwrap();
     assert!(e.cut(&j.job_id, cut(1)).is_err(), "one cut per job");
     e.take_effects();
-    e.checkpoint_done("idx", 2).unwrap();
+    e.checkpoint_done("idx", 2, params()).unwrap();
     assert!(freed(&mut e).is_empty(), "pinned generation kept");
-    e.checkpoint_done("idx", 3).unwrap();
+    e.checkpoint_done("idx", 3, params()).unwrap();
     assert_eq!(freed(&mut e), vec![("idx".to_string(), 2)]);
     e.record_pause(&j.job_id, 40).unwrap();
     e.finish(&j.job_id, 5, Outcome::Failed("disk".into()))

@@ -549,15 +549,21 @@ impl Db {
             .index(name)
             .map(|e| e.created_at)
             .unwrap_or(0);
-        let layout = generation::write_generation(
-            &mut FsStorage::new(&self.root),
-            &paths::index_dir(name),
-            name,
-            g,
-            created,
-            &read_lock(&h.index),
-            OriginalsFrom::Reader(&mut PreadFile(&old)),
-        )?;
+        // One read guard for the whole write: a rebuild swapping the graph waits, so the
+        // params the engine records are the ones this generation was written with.
+        let (layout, params) = {
+            let ix = read_lock(&h.index);
+            let layout = generation::write_generation(
+                &mut FsStorage::new(&self.root),
+                &paths::index_dir(name),
+                name,
+                g,
+                created,
+                &ix,
+                OriginalsFrom::Reader(&mut PreadFile(&old)),
+            )?;
+            (layout, ix.params().clone())
+        };
         let (log, ck) = self.open_generation(name, g)?;
         {
             let mut ix = write_lock(&h.index);
@@ -566,7 +572,7 @@ impl Db {
         }
         w.log = log;
         w.generation = g;
-        lock(&self.engine).checkpoint_done(name, g)?;
+        lock(&self.engine).checkpoint_done(name, g, params)?;
         drop(w);
         if let Err(e) = task::apply_effects(&mut NativeHost::new(self)) {
             tracing::warn!(index = %name, error = %e, "could not delete an old generation; it goes at the next start");

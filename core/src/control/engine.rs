@@ -8,12 +8,15 @@
 use crate::archive::Source;
 use crate::control::backup::BackupTask;
 use crate::control::gate::{Admit, WriteGate};
+use crate::control::rebuild::RebuildTask;
 use crate::control::restore::RestoreTask;
 use crate::control::upload::UploadTask;
 pub use crate::durability::layout::{IndexManifest, paths};
 use crate::params::{self, IndexParams, ParamError};
 use crate::record::checkpoint_due;
-use crate::registry::{CutPoint, INTERRUPTED, Job, JobError, JobKind, JobRegistry, JobStatus};
+use crate::registry::{
+    CutPoint, INTERRUPTED, Job, JobError, JobKind, JobRegistry, JobStatus, RebuildSpec,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
@@ -44,6 +47,14 @@ pub enum EngineError {
     /// Another backup of the index is active.
     #[error("a backup of index {index:?} is already running (job {job})")]
     BackupInProgress {
+        /// The index.
+        index: String,
+        /// The active job.
+        job: String,
+    },
+    /// Another rebuild of the index is active.
+    #[error("a rebuild of index {index:?} is already running (job {job})")]
+    RebuildInProgress {
         /// The index.
         index: String,
         /// The active job.
@@ -172,6 +183,7 @@ pub struct IndexEntry {
     retired: BTreeSet<u64>,
     users: BTreeSet<String>,
     active_backup: Option<String>,
+    active_rebuild: Option<String>,
 }
 
 /// Generations of an index whose files may now be deleted.
@@ -230,6 +242,7 @@ impl Engine {
                 retired: BTreeSet::new(),
                 users: BTreeSet::new(),
                 active_backup: None,
+                active_rebuild: None,
             },
         );
     }
@@ -603,6 +616,60 @@ impl Engine {
         ))
     }
 
+    /// Accepts a rebuild of `index`'s graph with `m` and `ef_con` (Endee's bounds), or
+    /// refuses: the index must be served and have no other active rebuild. Backups of the
+    /// index may run beside it (they copy pinned generations; the rebuild changes memory
+    /// until its own checkpoint); deleting the index waits for it to end or be cancelled.
+    /// The job starts at once; the host drives the returned task.
+    pub fn begin_rebuild(
+        &mut self,
+        now: u64,
+        entropy: [u8; 6],
+        index: &str,
+        m: usize,
+        ef_con: usize,
+    ) -> Result<RebuildTask, EngineError> {
+        let e = self.index(index)?;
+        IndexParams {
+            m,
+            ef_construction: ef_con,
+            ..e.params.clone()
+        }
+        .validate()?;
+        if let Some(job) = &e.active_rebuild {
+            return Err(EngineError::RebuildInProgress {
+                index: index.into(),
+                job: job.clone(),
+            });
+        }
+        let spec = RebuildSpec {
+            m,
+            ef_con,
+            previous_m: e.params.m,
+            previous_ef_con: e.params.ef_construction,
+        };
+        let total = e.log.live;
+        let id = self.registry.new_id(now, entropy);
+        let mut job = Job::queued(id.clone(), JobKind::Rebuild, index, "", now);
+        job.rebuild = Some(spec);
+        job.bytes_total = total;
+        self.registry.insert(job);
+        if let Some(e) = self.indexes.get_mut(index) {
+            e.users.insert(id.clone());
+            e.active_rebuild = Some(id.clone());
+        }
+        self.start(&id, now)?;
+        Ok(RebuildTask::new(id, index.into(), m, ef_con))
+    }
+
+    /// The newest rebuild job of `index` (what its rebuild status reports), if any.
+    pub fn last_rebuild(&self, index: &str) -> Option<&Job> {
+        self.registry
+            .list()
+            .filter(|j| j.kind == JobKind::Rebuild && j.index_name == index)
+            .last()
+    }
+
     /// True when a cancel was asked of a running job: its task stops at its next step.
     pub fn cancel_requested(&self, job: &str) -> bool {
         self.registry.get(job).map(|j| j.status) == Some(JobStatus::Cancelling)
@@ -651,6 +718,9 @@ impl Engine {
             if e.active_backup.as_deref() == Some(job.job_id.as_str()) {
                 e.active_backup = None;
             }
+            if e.active_rebuild.as_deref() == Some(job.job_id.as_str()) {
+                e.active_rebuild = None;
+            }
             if let Some(c) = job.cut
                 && let Some(n) = e.pins.get_mut(&c.generation)
             {
@@ -677,7 +747,9 @@ impl Engine {
     /// A completed backup publishes its archive name; a completed restore, its index.
     pub fn finish(&mut self, job: &str, now: u64, outcome: Outcome) -> Result<(), EngineError> {
         let (status, error) = match &outcome {
-            Outcome::Backup { .. } | Outcome::Restore { .. } => (JobStatus::Completed, None),
+            Outcome::Backup { .. } | Outcome::Restore { .. } | Outcome::Rebuilt => {
+                (JobStatus::Completed, None)
+            }
             Outcome::Failed(e) => (JobStatus::Failed, Some(e.clone())),
             Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".into())),
         };
@@ -697,6 +769,7 @@ impl Engine {
                 j.bytes_done = j.bytes_total.max(j.bytes_done);
                 self.load_index(&name, params, generation, now, log);
             }
+            Outcome::Rebuilt => j.bytes_done = j.bytes_total.max(j.bytes_done),
             _ => {}
         }
         let j = self
@@ -738,14 +811,22 @@ impl Engine {
         }
     }
 
-    /// Records a new checkpoint generation; returns generations that may be deleted now.
-    pub fn checkpoint_done(&mut self, index: &str, generation: u64) -> Result<(), EngineError> {
+    /// Records a new checkpoint generation, written with `params` (a finished rebuild changes
+    /// `M` and `ef_con`; backups cut from now on describe the generation they copy). The old
+    /// generation's files go now, or when the last backup pinning them ends.
+    pub fn checkpoint_done(
+        &mut self,
+        index: &str,
+        generation: u64,
+        params: IndexParams,
+    ) -> Result<(), EngineError> {
         let e = self
             .indexes
             .get_mut(index)
             .ok_or_else(|| EngineError::IndexNotFound(index.into()))?;
         let old = e.generation;
         e.generation = generation;
+        e.params = params;
         e.log.log_len = 0;
         e.log.log_vectors = 0;
         let mut out = Deletable::default();
@@ -798,18 +879,21 @@ impl Engine {
     pub fn recover(&mut self, now: u64) {
         let active: Vec<Job> = self.registry.active().cloned().collect();
         for j in active {
-            self.effect(match j.kind {
+            match j.kind {
                 // A backup that renamed its archive but crashed before its record said
                 // completed: the job ends failed, so its archive goes too (the name was
                 // reserved for it, so the file can be no one else's).
-                JobKind::Backup => Effect::Remove(vec![
+                JobKind::Backup => self.effect(Effect::Remove(vec![
                     paths::backup_tmp(&j.job_id),
                     paths::backup(&j.backup_name),
-                ]),
-                JobKind::Restore => Effect::RemoveTree(paths::restore_tmp(&j.job_id)),
-            });
-            if j.kind == JobKind::Restore {
-                self.effect(Effect::RemoveUnpublished(j.index_name.clone()));
+                ])),
+                JobKind::Restore => {
+                    self.effect(Effect::RemoveTree(paths::restore_tmp(&j.job_id)));
+                    self.effect(Effect::RemoveUnpublished(j.index_name.clone()));
+                }
+                // A rebuild wrote nothing but (perhaps) its checkpoint, a whole generation
+                // like any other: whichever generation the manifest names is the index.
+                JobKind::Rebuild => {}
             }
             let outcome = if j.status == JobStatus::Cancelling {
                 Outcome::Cancelled
@@ -841,6 +925,8 @@ pub enum Outcome {
         /// Its log as published.
         log: LogState,
     },
+    /// A rebuild's graph serves and is checkpointed.
+    Rebuilt,
     /// An error stopped it.
     Failed(String),
     /// Cancelled on request.

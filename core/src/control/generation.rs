@@ -7,13 +7,14 @@
 //! ([`crate::Engine::checkpoint_done`]), which frees the old files once no backup pins them.
 
 use crate::checkpoint;
-use crate::control::engine::{IndexManifest, paths};
+use crate::control::engine::{Engine, EngineError, IndexManifest, paths};
 use crate::digest::encode_digest;
 use crate::index::Index;
 use crate::originals::{CheckpointBytes, NoCheckpoint, OriginalsLayout};
 use crate::storage::Storage;
 use std::cell::RefCell;
 use std::io::{self, Write};
+use thiserror::Error;
 
 /// Where the checkpoint being written finds the originals an int8 or binary index keeps on
 /// disk (other precisions read none).
@@ -74,6 +75,37 @@ pub fn write_generation(
         &IndexManifest::new(name, ix.params().clone(), g, created_at).encode(),
     )?;
     Ok(layout)
+}
+
+/// Why a checkpoint was not written.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    /// The engine does not serve the index.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Storage failed; the old generation is still the index.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A single-threaded host's checkpoint of index `name` (the browser, Node, the simulation):
+/// writes the next generation in the index's own folder, with originals from the current
+/// checkpoint, then serves it and tells the engine. The engine's effects (old generations to
+/// delete) are left for the caller to perform.
+pub fn checkpoint_index(
+    st: &mut dyn Storage,
+    engine: &mut Engine,
+    name: &str,
+    ix: &mut Index,
+) -> Result<(), CheckpointError> {
+    let e = engine.index(name)?;
+    let (g0, created) = (e.generation, e.created_at);
+    let g = g0 + 1;
+    let from = OriginalsFrom::Stored(paths::checkpoint(name, g0));
+    let layout = write_generation(st, &paths::index_dir(name), name, g, created, ix, from)?;
+    ix.checkpointed(layout);
+    engine.checkpoint_done(name, g, ix.params().clone())?;
+    Ok(())
 }
 
 /// Appends through a [`Storage`] in 1 MiB chunks.

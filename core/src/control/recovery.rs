@@ -67,6 +67,7 @@ pub fn open_engine(st: &mut dyn Storage, now: u64) -> io::Result<Opened> {
     if let Err(e) = apply_effects(&mut Lend {
         engine: &mut engine,
         st,
+        indexes: None,
     }) {
         notes.push(format!(
             "could not clean up after an interrupted job ({e}); retried at the next start"

@@ -1,4 +1,5 @@
-//! The job registry: backup and restore jobs, their states, the jobs file and recovery.
+//! The job registry: backup, restore and rebuild jobs, their states, the jobs file and
+//! recovery.
 //!
 //! Every rule is checked at submit time, synchronously, by [`crate::engine::Engine`]; the
 //! registry itself owns ids, transitions, retention and the versioned jobs-file encoding.
@@ -24,6 +25,21 @@ pub enum JobKind {
     Backup,
     /// Builds a new index from an archive.
     Restore,
+    /// Rebuilds an index's graph with new `M` / `ef_con`.
+    Rebuild,
+}
+
+/// What a rebuild job changes: the graph parameters before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildSpec {
+    /// `M` asked for.
+    pub m: usize,
+    /// `ef_con` asked for.
+    pub ef_con: usize,
+    /// `M` when the job was submitted.
+    pub previous_m: usize,
+    /// `ef_con` when the job was submitted.
+    pub previous_ef_con: usize,
 }
 
 /// Where a job is in its life.
@@ -71,13 +87,13 @@ pub struct Job {
     pub kind: JobKind,
     /// Source index (backup) or target index (restore).
     pub index_name: String,
-    /// Archive name.
+    /// Archive name (empty for a rebuild).
     pub backup_name: String,
     /// Current status.
     pub status: JobStatus,
-    /// Bytes processed.
+    /// Bytes processed (a rebuild: vectors placed in the new graph).
     pub bytes_done: u64,
-    /// Bytes to process (0 until known).
+    /// Bytes to process, 0 until known (a rebuild: vectors in the index).
     pub bytes_total: u64,
     /// Submit time (ms since epoch).
     pub created_at: u64,
@@ -95,6 +111,9 @@ pub struct Job {
     pub write_pause_us: u64,
     /// The cut, once taken.
     pub cut: Option<CutPoint>,
+    /// A rebuild's parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<RebuildSpec>,
 }
 
 impl Job {
@@ -116,6 +135,7 @@ impl Job {
             archive_sha256: None,
             write_pause_us: 0,
             cut: None,
+            rebuild: None,
         }
     }
 }
@@ -364,7 +384,10 @@ impl JobRegistry {
             // Ids and names become file paths (temp files, archives, index directories): a
             // tampered file must not name `../` anything.
             let safe_name = |n: &str| crate::params::validate_index_name(n).is_ok();
-            if !valid_job_id(&j.job_id) || !safe_name(&j.index_name) || !safe_name(&j.backup_name) {
+            // A rebuild names no archive.
+            let safe_backup = j.kind == JobKind::Rebuild && j.backup_name.is_empty()
+                || safe_name(&j.backup_name);
+            if !valid_job_id(&j.job_id) || !safe_name(&j.index_name) || !safe_backup {
                 return Err(JobsFileError::Unreadable(format!(
                     "job {:?}: invalid id or name",
                     j.job_id

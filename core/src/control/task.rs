@@ -20,8 +20,11 @@
 //! host has to remember them.
 
 use crate::control::engine::{Effect, Engine};
+use crate::control::generation;
 use crate::engine::paths;
+use crate::index::Index;
 use crate::storage::Storage;
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 
 /// IO a task asks for. Paths are relative to the data directory, `/`-separated.
@@ -110,6 +113,23 @@ pub enum Poll {
     },
     /// Call [`Task::engine`] with the engine (progress, cancel, concluding).
     Engine,
+    /// Call [`Task::read_index`] with index `name` borrowed shared (a host with threads
+    /// holds its read lock: searches go on, writes wait for this call).
+    ReadIndex {
+        /// The index.
+        name: String,
+    },
+    /// Call [`Task::write_index`] with index `name` borrowed exclusively (writes held).
+    WriteIndex {
+        /// The index.
+        name: String,
+    },
+    /// Write a checkpoint of index `name` the way the host always does (a new generation
+    /// with the index's in-memory state), then hand the result to [`Task::handle`].
+    Checkpoint {
+        /// The index.
+        name: String,
+    },
     /// Waiting for the host to hand it input (an upload's next bytes).
     Input,
     /// Nothing to do before `until_ms` (pacing): do other work, then poll again.
@@ -132,6 +152,10 @@ pub trait Task {
     /// Exchanges state with the engine after [`Poll::Engine`]: reads a cancel request,
     /// publishes progress, concludes.
     fn engine(&mut self, engine: &mut Engine, now_ms: u64);
+    /// Works on the index a [`Poll::ReadIndex`] named (only tasks that ask for one).
+    fn read_index(&mut self, _ix: &Index) {}
+    /// Works on the index a [`Poll::WriteIndex`] named (only tasks that ask for one).
+    fn write_index(&mut self, _ix: &mut Index) {}
 }
 
 /// What a host lends a task: the engine (behind whatever lock it keeps) and storage.
@@ -147,14 +171,39 @@ pub trait TaskHost {
         let bytes = self.with_engine(|e| e.registry.encode());
         self.storage().replace(paths::JOBS, &bytes)
     }
+    /// Runs `f` on index `name` borrowed shared; false if the host serves no such index.
+    fn read_index(&mut self, _name: &str, _f: &mut dyn FnMut(&Index)) -> bool {
+        false
+    }
+    /// Runs `f` on index `name` borrowed exclusively; false if the host serves no such index.
+    fn write_index(&mut self, _name: &str, _f: &mut dyn FnMut(&mut Index)) -> bool {
+        false
+    }
+    /// Checkpoints index `name` (see [`Poll::Checkpoint`]).
+    fn checkpoint(&mut self, name: &str) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this host cannot checkpoint index {name}"),
+        ))
+    }
 }
 
-/// A single-threaded host's lending: the engine and storage, borrowed for a turn.
+fn not_served(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("index {name:?} is not open"),
+    )
+}
+
+/// A single-threaded host's lending: the engine and storage, borrowed for a turn, and the
+/// open indexes when a task works on them.
 pub struct Lend<'a> {
     /// The engine.
     pub engine: &'a mut Engine,
     /// The storage.
     pub st: &'a mut dyn Storage,
+    /// The open indexes (`None`: this turn lends none).
+    pub indexes: Option<&'a mut BTreeMap<String, Index>>,
 }
 
 impl TaskHost for Lend<'_> {
@@ -163,6 +212,34 @@ impl TaskHost for Lend<'_> {
     }
     fn storage(&mut self) -> &mut dyn Storage {
         self.st
+    }
+    fn read_index(&mut self, name: &str, f: &mut dyn FnMut(&Index)) -> bool {
+        match self.indexes.as_deref().and_then(|m| m.get(name)) {
+            Some(ix) => {
+                f(ix);
+                true
+            }
+            None => false,
+        }
+    }
+    fn write_index(&mut self, name: &str, f: &mut dyn FnMut(&mut Index)) -> bool {
+        match self.indexes.as_deref_mut().and_then(|m| m.get_mut(name)) {
+            Some(ix) => {
+                f(ix);
+                true
+            }
+            None => false,
+        }
+    }
+    fn checkpoint(&mut self, name: &str) -> io::Result<()> {
+        let ix = self
+            .indexes
+            .as_deref_mut()
+            .and_then(|m| m.get_mut(name))
+            .ok_or_else(|| not_served(name))?;
+        generation::checkpoint_index(self.st, self.engine, name, ix)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        apply_effects(self)
     }
 }
 
@@ -290,6 +367,23 @@ pub fn step(task: &mut dyn Task, host: &mut impl TaskHost, now_ms: u64) -> Stepp
             host.with_engine(|e| task.engine(e, now_ms));
             // The engine's effects are the host's job: the jobs file, freed generations.
             let _ = apply_effects(host);
+            Stepped::Busy
+        }
+        Poll::ReadIndex { name } => {
+            if !host.read_index(&name, &mut |ix| task.read_index(ix)) {
+                task.handle(Err(not_served(&name)));
+            }
+            Stepped::Busy
+        }
+        Poll::WriteIndex { name } => {
+            if !host.write_index(&name, &mut |ix| task.write_index(ix)) {
+                task.handle(Err(not_served(&name)));
+            }
+            Stepped::Busy
+        }
+        Poll::Checkpoint { name } => {
+            let r = host.checkpoint(&name);
+            task.handle(r.map(|()| Done::Unit));
             Stepped::Busy
         }
         Poll::Wait { until_ms } => Stepped::Wait(until_ms),

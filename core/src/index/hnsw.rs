@@ -479,6 +479,15 @@ impl Graph {
         }
     }
 
+    /// Appends a node for slot `len()` with no links on any level: a slot that holds no
+    /// vector now (a rebuild skips deleted slots, whose old links only cost searches). Nodes
+    /// are numbered without gaps, so a dead slot still needs one; if it is reused,
+    /// [`Graph::insert`] links it on layer 0.
+    pub fn push_unlinked(&mut self) {
+        self.levels.push(0);
+        self.layer0.push(&[]);
+    }
+
     /// k-NN search: up to `ef.max(k)` accepted nodes, closest first (caller truncates).
     pub fn search(
         &self,

@@ -12,6 +12,7 @@ pub mod originals;
 pub mod params;
 pub(crate) mod rows;
 pub(crate) mod slots;
+pub mod rebuild;
 pub mod sparse;
 pub(crate) mod vectors;
 
@@ -224,6 +225,9 @@ pub struct Index {
     pub(crate) sparse: SparseIndex,
     /// Set while applying a replay whose links are deferred.
     defer_links: bool,
+    /// Slots written since a graph rebuild began ([`rebuild::GraphBuilder`]), in order:
+    /// the rebuild relinks those it had already placed. `None` when no rebuild runs.
+    changes: Option<Vec<u32>>,
     scratch: Mutex<Vec<Scratch>>,
 }
 
@@ -246,6 +250,13 @@ impl crate::hnsw::Probe for StoreProbe<'_> {
     fn prefetch(&self, slot: u32) {
         self.store.prefetch(slot)
     }
+}
+
+/// Inserts (or relinks) `slot` of `store` into `graph`, measuring from its stored vector.
+fn link_into(graph: &mut Graph, store: &VectorStore, slot: u32, scratch: &mut Scratch) {
+    let q = store.prepare(&store.get(slot as usize));
+    let probe = StoreProbe { store, q: &q };
+    graph.insert(slot, &probe, &|a, b| store.dist_slots(a, b), scratch);
 }
 
 /// Candidates re-ranked per result wanted, for indexes with float32 originals. Measured on
@@ -319,6 +330,7 @@ impl Index {
             unlinked: RoaringBitmap::new(),
             sparse: SparseIndex::default(),
             defer_links: false,
+            changes: None,
             scratch: Mutex::new(Vec::new()),
         }
     }
@@ -690,11 +702,7 @@ impl Index {
 
     fn link_one(&mut self, slot: u32, scratch: &mut Scratch) {
         self.unlinked.remove(slot);
-        let q = self.store.prepare(&self.store.get(slot as usize));
-        let store = &self.store;
-        let probe = StoreProbe { store, q: &q };
-        self.graph
-            .insert(slot, &probe, &|a, b| store.dist_slots(a, b), scratch);
+        link_into(&mut self.graph, &self.store, slot, scratch);
     }
 
     fn upsert_one(&mut self, it: &UpsertItem, scratch: &mut Scratch) {
@@ -736,6 +744,9 @@ impl Index {
             self.link(slot, scratch);
         }
         self.set_live(slot, true);
+        if let Some(c) = &mut self.changes {
+            c.push(slot);
+        }
     }
 
     fn delete_one(&mut self, id: &str) -> bool {

@@ -1,0 +1,231 @@
+//! The rebuild protocol as a step machine: an index's HNSW graph rebuilt with new `M` /
+//! `ef_con` in the background, while searches and writes go on against the old graph.
+//!
+//! 1. *Open* (index borrowed exclusively, O(1)): the index starts noting the slots it writes
+//!    and the task creates the new, empty graph ([`GraphBuilder::begin`]).
+//! 2. *Build*, repeated (index borrowed shared — a host's read lock, searches go on; writes
+//!    wait at most one batch): relink placed slots that writes changed, then place the next
+//!    slots in order. Each batch is followed by an engine turn (progress, cancel). The batch
+//!    size adapts so that a batch takes about [`BATCH_TARGET_MS`].
+//! 3. *Swap* (exclusive, writes held for this batch only): place what writes added since,
+//!    then swap in the new graph and the new parameters ([`GraphBuilder::install`]).
+//! 4. *Save*: the host writes a checkpoint as it always does — a new generation with the new
+//!    graph and parameters, committed by its manifest. That checkpoint is the rebuild's
+//!    commit point: a crash before it leaves the old generation, the old graph and the old
+//!    parameters (the log replays into them); after it, the new ones.
+//! 5. *Conclude* (engine turn): completed, or failed with the reason.
+//!
+//! A cancel seen at an engine turn before the swap drops the new graph (the old one never
+//! stopped serving). If the checkpoint fails, the job fails; the new graph keeps serving in
+//! memory and the next checkpoint that succeeds makes it durable (the data is in the log
+//! either way).
+
+use crate::control::engine::{Engine, Outcome};
+use crate::control::task::{Done, Poll, Task};
+use crate::index::Index;
+use crate::index::rebuild::GraphBuilder;
+use std::io::{self, Read};
+
+/// Time a build batch aims at: long enough that locking costs nothing, short enough that a
+/// write waiting for the batch barely notices.
+pub const BATCH_TARGET_MS: u64 = 4;
+
+/// Slots in the first batch (then adapted to [`BATCH_TARGET_MS`]).
+const FIRST_BATCH: usize = 16;
+/// Largest batch.
+const MAX_BATCH: usize = 4096;
+
+#[derive(Debug)]
+enum Phase {
+    Open,
+    Build,
+    /// Engine turn after a build batch: progress, cancel.
+    Report,
+    Swap,
+    Save,
+    /// Cancelled or failed before the swap: the index stops noting writes.
+    Abandon,
+    Conclude,
+    Done,
+}
+
+/// A rebuild in progress (see the module doc).
+#[derive(Debug)]
+pub struct RebuildTask {
+    job: String,
+    index: String,
+    m: usize,
+    ef_con: usize,
+    phase: Phase,
+    builder: Option<GraphBuilder>,
+    batch: usize,
+    /// When the current build batch was asked for.
+    batch_at: Option<u64>,
+    done: u64,
+    total: u64,
+    outcome: Option<Outcome>,
+}
+
+impl RebuildTask {
+    /// A task for job `job` (already running), rebuilding `index` with `m` / `ef_con`.
+    pub fn new(job: String, index: String, m: usize, ef_con: usize) -> Self {
+        Self {
+            job,
+            index,
+            m,
+            ef_con,
+            phase: Phase::Open,
+            builder: None,
+            batch: FIRST_BATCH,
+            batch_at: None,
+            done: 0,
+            total: 0,
+            outcome: None,
+        }
+    }
+
+    /// The job id.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The index being rebuilt.
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
+    fn fail(&mut self, why: String) {
+        self.outcome = Some(Outcome::Failed(why));
+        self.phase = if self.builder.is_some() {
+            Phase::Abandon
+        } else {
+            Phase::Conclude
+        };
+    }
+
+    /// Adapts the batch size to the time the last batch took.
+    fn adapt(&mut self, now_ms: u64) {
+        if let Some(t0) = self.batch_at.take() {
+            let took = now_ms.saturating_sub(t0);
+            if took < BATCH_TARGET_MS / 2 {
+                self.batch = (self.batch * 2).min(MAX_BATCH);
+            } else if took > BATCH_TARGET_MS * 2 {
+                self.batch = (self.batch / 2).max(1);
+            }
+        }
+    }
+}
+
+impl Task for RebuildTask {
+    fn poll(&mut self, now_ms: u64) -> Poll {
+        let name = self.index.clone();
+        match self.phase {
+            Phase::Open | Phase::Swap | Phase::Abandon => Poll::WriteIndex { name },
+            Phase::Build => {
+                self.batch_at = Some(now_ms);
+                Poll::ReadIndex { name }
+            }
+            Phase::Report => {
+                self.adapt(now_ms);
+                Poll::Engine
+            }
+            Phase::Save => Poll::Checkpoint { name },
+            Phase::Conclude => Poll::Engine,
+            Phase::Done => Poll::Done,
+        }
+    }
+
+    fn handle(&mut self, result: io::Result<Done>) {
+        match (&self.phase, result) {
+            (Phase::Save, Ok(_)) => {
+                self.outcome = Some(Outcome::Rebuilt);
+                self.phase = Phase::Conclude;
+            }
+            (Phase::Save, Err(e)) => {
+                self.outcome = Some(Outcome::Failed(format!(
+                    "the rebuilt graph serves but its checkpoint failed: {e} \
+                     (the next checkpoint saves it; until then a restart serves the old graph)"
+                )));
+                self.phase = Phase::Conclude;
+            }
+            // The index is not served (it cannot be deleted while the job runs, so this is a
+            // host that lost it): nothing of the rebuild was installed.
+            (_, Err(e)) => {
+                self.builder = None;
+                self.outcome = Some(Outcome::Failed(e.to_string()));
+                self.phase = Phase::Conclude;
+            }
+            (_, Ok(_)) => {}
+        }
+    }
+
+    fn decode(&mut self, _reader: &mut dyn Read) {}
+
+    fn read_index(&mut self, ix: &Index) {
+        let Some(b) = self.builder.as_mut() else {
+            return;
+        };
+        b.step(ix, self.batch);
+        let p = b.progress(ix);
+        (self.done, self.total) = (p.done, p.total);
+        self.phase = if b.caught_up(ix) {
+            Phase::Swap
+        } else {
+            Phase::Report
+        };
+    }
+
+    fn write_index(&mut self, ix: &mut Index) {
+        match self.phase {
+            Phase::Open => {
+                if ix.rebuilding() {
+                    // The engine allows one rebuild per index; a second watcher would
+                    // steal the first one's change list.
+                    self.fail("another rebuild is running on this index".into());
+                    return;
+                }
+                self.builder = Some(GraphBuilder::begin(ix, self.m, self.ef_con));
+                self.total = u64::from(ix.slot_count());
+                self.phase = Phase::Build;
+            }
+            Phase::Swap => {
+                if let Some(b) = self.builder.take() {
+                    b.install(ix);
+                }
+                self.done = u64::from(ix.slot_count());
+                self.total = self.done;
+                self.phase = Phase::Save;
+            }
+            Phase::Abandon => {
+                self.builder = None;
+                ix.abandon_rebuild();
+                self.phase = Phase::Conclude;
+            }
+            _ => {}
+        }
+    }
+
+    fn engine(&mut self, engine: &mut Engine, now_ms: u64) {
+        match self.phase {
+            Phase::Report => {
+                engine.progress(&self.job, self.done, self.total);
+                if engine.cancel_requested(&self.job) {
+                    self.outcome = Some(Outcome::Cancelled);
+                    self.phase = Phase::Abandon;
+                } else {
+                    self.phase = Phase::Build;
+                }
+            }
+            Phase::Conclude => {
+                engine.progress(&self.job, self.done, self.total);
+                let outcome = self
+                    .outcome
+                    .take()
+                    .unwrap_or_else(|| Outcome::Failed("rebuild ended without an outcome".into()));
+                let _ = engine.finish(&self.job, now_ms, outcome);
+                self.phase = Phase::Done;
+            }
+            _ => {}
+        }
+    }
+}
