@@ -376,14 +376,15 @@ impl<S: Storage> Database<S> {
         self.job(&id)
     }
 
-    /// Accepts a rebuild of `index`'s graph with `m` / `ef_con` (every rule, now) and starts
+    /// Accepts a rebuild of `index`'s graph with `m` / `ef_con` (`None` keeps the current
+    /// value; every rule checked now) and starts
     /// it in the background: [`Database::step`] builds the new graph a batch at a time while
     /// searches and writes go on with the old one.
     pub fn start_rebuild(
         &mut self,
         index: &str,
-        m: usize,
-        ef_con: usize,
+        m: Option<usize>,
+        ef_con: Option<usize>,
         now: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {
@@ -398,8 +399,8 @@ impl<S: Storage> Database<S> {
     pub fn rebuild(
         &mut self,
         index: &str,
-        m: usize,
-        ef_con: usize,
+        m: Option<usize>,
+        ef_con: Option<usize>,
         now: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {

@@ -528,6 +528,27 @@ pub fn decode_create_index(body: &[u8]) -> Result<(String, IndexParams), WireErr
     Ok((name, p))
 }
 
+/// A rebuild body `{"M": m, "ef_con": e}` (Endee's client sends both); each may be left out
+/// to keep the index's current value. Bounds are the engine's to check.
+pub fn decode_rebuild(body: &[u8]) -> Result<(Option<usize>, Option<usize>), WireError> {
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(rename = "M")]
+        m: Option<u64>,
+        ef_con: Option<u64>,
+    }
+    let b: Body = if body.iter().all(u8::is_ascii_whitespace) {
+        Body {
+            m: None,
+            ef_con: None,
+        }
+    } else {
+        serde_json::from_slice(body).map_err(|e| werr(format!("Invalid JSON: {e}")))?
+    };
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Ok((b.m.map(size), b.ef_con.map(size)))
+}
+
 /// Runs every body decoder over one input (the fuzz targets call it): none may panic.
 #[doc(hidden)]
 pub fn decode_all(body: &[u8]) {
@@ -538,6 +559,7 @@ pub fn decode_all(body: &[u8]) {
     let _ = decode_delete_by_filter(body);
     let _ = decode_filter_updates(body);
     let _ = decode_id(body);
+    let _ = decode_rebuild(body);
 }
 
 #[cfg(test)]

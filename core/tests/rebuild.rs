@@ -61,7 +61,9 @@ fn m_and_ef(db: &Database<MemStorage>) -> (usize, usize) {
 fn writes_during_a_rebuild_land_in_the_new_graph_and_the_new_params_survive_a_crash() {
     let mut r = SplitMix64::new(7);
     let mut db = db_with(3000, &mut r);
-    let job = db.start_rebuild("a", 24, 200, 2, [1; 6]).unwrap();
+    let job = db
+        .start_rebuild("a", Some(24), Some(200), 2, [1; 6])
+        .unwrap();
     assert_eq!(job.status, JobStatus::Running);
     let (mut steps, mut now) = (0, 3);
     let mut n = 3000;
@@ -88,13 +90,20 @@ fn writes_during_a_rebuild_land_in_the_new_graph_and_the_new_params_survive_a_cr
         }
         // Searches run on the old graph throughout.
         if steps % 7 == 0 {
-            assert!(!db.search("a", &SearchRequest::new(vec![0.5; DIM], 5)).unwrap().is_empty());
+            assert!(
+                !db.search("a", &SearchRequest::new(vec![0.5; DIM], 5))
+                    .unwrap()
+                    .is_empty()
+            );
         }
     }
     assert!(steps > 200, "the rebuild ran in many steps ({steps})");
     let done = db.job(&job.job_id).unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
-    assert_eq!(done.bytes_done, done.bytes_total, "progress reaches the total");
+    assert_eq!(
+        done.bytes_done, done.bytes_total,
+        "progress reaches the total"
+    );
     assert_eq!(m_and_ef(&db), (24, 200));
     every_vector_finds_itself(&mut db);
     let live = db.index("a").unwrap().len();
@@ -112,7 +121,9 @@ fn writes_during_a_rebuild_land_in_the_new_graph_and_the_new_params_survive_a_cr
 fn a_crash_or_a_cancel_before_the_swap_leaves_the_old_graph() {
     let mut r = SplitMix64::new(8);
     let mut db = db_with(2000, &mut r);
-    let job = db.start_rebuild("a", 32, 100, 2, [1; 6]).unwrap();
+    let job = db
+        .start_rebuild("a", Some(32), Some(100), 2, [1; 6])
+        .unwrap();
     db.step(3, 6);
     db.upsert("a", vec![item("late", &mut r)]).unwrap();
     let mut st = db.into_storage();
@@ -127,17 +138,26 @@ fn a_crash_or_a_cancel_before_the_swap_leaves_the_old_graph() {
     assert!(db.get("a", "late").is_ok(), "the write during it is kept");
     assert_eq!(db.rebuild_status("a").unwrap().unwrap().job_id, job.job_id);
 
-    let job = db.start_rebuild("a", 32, 100, 11, [2; 6]).unwrap();
+    let job = db
+        .start_rebuild("a", Some(32), Some(100), 11, [2; 6])
+        .unwrap();
     db.step(12, 4);
     db.cancel(&job.job_id, 12).unwrap();
     while db.running_jobs().contains(&job.job_id) {
         db.step(13, 1);
     }
     assert_eq!(db.job(&job.job_id).unwrap().status, JobStatus::Cancelled);
-    assert_eq!(m_and_ef(&db), (8, 32), "a cancelled rebuild changes nothing");
-    assert!(!db.index("a").unwrap().rebuilding(), "the index stops noting writes");
+    assert_eq!(
+        m_and_ef(&db),
+        (8, 32),
+        "a cancelled rebuild changes nothing"
+    );
+    assert!(
+        !db.index("a").unwrap().rebuilding(),
+        "the index stops noting writes"
+    );
     // The next one runs to the end.
-    let j = db.rebuild("a", 12, 48, 14, [3; 6]).unwrap();
+    let j = db.rebuild("a", Some(12), Some(48), 14, [3; 6]).unwrap();
     assert_eq!(j.status, JobStatus::Completed);
     assert_eq!(m_and_ef(&db), (12, 48));
     every_vector_finds_itself(&mut db);
@@ -149,18 +169,26 @@ fn rebuild_rules_one_per_index_bounds_delete_waits_backups_run_beside() {
     let mut db = db_with(1000, &mut r);
     for (m, ef) in [(3, 64), (513, 64), (16, 7), (16, 4097)] {
         assert_eq!(
-            db.start_rebuild("a", m, ef, 2, [1; 6]).unwrap_err().fault(),
+            db.start_rebuild("a", Some(m), Some(ef), 2, [1; 6])
+                .unwrap_err()
+                .fault(),
             Fault::BadInput,
             "M {m} ef_con {ef}"
         );
     }
     assert_eq!(
-        db.start_rebuild("nope", 16, 64, 2, [1; 6]).unwrap_err().fault(),
+        db.start_rebuild("nope", Some(16), Some(64), 2, [1; 6])
+            .unwrap_err()
+            .fault(),
         Fault::NotFound
     );
-    let job = db.start_rebuild("a", 16, 64, 2, [1; 6]).unwrap();
+    let job = db
+        .start_rebuild("a", Some(16), Some(64), 2, [1; 6])
+        .unwrap();
     db.step(3, 3);
-    let second = db.start_rebuild("a", 20, 64, 3, [2; 6]).unwrap_err();
+    let second = db
+        .start_rebuild("a", Some(20), Some(64), 3, [2; 6])
+        .unwrap_err();
     assert_eq!(second.fault(), Fault::Conflict);
     assert!(second.to_string().contains(&job.job_id), "{second}");
     let del = db.delete_index("a").unwrap_err();
@@ -181,7 +209,7 @@ fn rebuild_rules_one_per_index_bounds_delete_waits_backups_run_beside() {
     assert_eq!(db.index("copy2").unwrap().params().m, 16);
     // A rebuild during a backup is accepted too, and the index deletes once both ended.
     let b = db.start_backup("a", "b3", 9, 9000, [7; 6]).unwrap();
-    let j = db.start_rebuild("a", 8, 32, 9, [8; 6]).unwrap();
+    let j = db.start_rebuild("a", Some(8), Some(32), 9, [8; 6]).unwrap();
     while !db.running_jobs().is_empty() {
         db.step(10, 8);
     }

@@ -207,6 +207,31 @@ impl TaskHost for NativeHost<'_> {
         let bytes = lock(&self.db.engine).registry.encode();
         fsutil::replace_atomic(&self.db.path(paths::JOBS), &bytes)
     }
+    fn read_index(&mut self, name: &str, f: &mut dyn FnMut(&Index)) -> bool {
+        // Searches share the read lock; a write waits for this one call.
+        match self.db.handle(name) {
+            Ok(h) => {
+                f(&read_lock(&h.index));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    fn write_index(&mut self, name: &str, f: &mut dyn FnMut(&mut Index)) -> bool {
+        match self.db.handle(name) {
+            Ok(h) => {
+                f(&mut write_lock(&h.index));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    fn checkpoint(&mut self, name: &str) -> std::io::Result<()> {
+        let h = self.db.handle(name).map_err(std::io::Error::other)?;
+        self.db
+            .checkpoint(&h)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked holder must not wedge the server).
@@ -371,6 +396,13 @@ impl Db {
     /// Every job record, oldest first.
     pub fn jobs(&self) -> Vec<Job> {
         lock(&self.engine).registry.list().cloned().collect()
+    }
+
+    /// The newest rebuild job of index `name` (`None`: never rebuilt).
+    pub fn rebuild_status(&self, name: &str) -> Result<Option<Job>, DbError> {
+        let e = lock(&self.engine);
+        e.index(name)?;
+        Ok(e.last_rebuild(name).cloned())
     }
 
     /// One job record.

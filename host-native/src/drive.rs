@@ -1,7 +1,7 @@
-//! Runs the core's step machines (backup, restore, upload) on threads over real files. Every
-//! rule and every step of those protocols is the core's (`cairn_core::control`); this module
-//! only picks the thread, sleeps when a task is paced, and hands a restored index to the
-//! server.
+//! Runs the core's step machines (backup, restore, upload, rebuild) on threads over real
+//! files and the server's indexes. Every rule and every step of those protocols is the core's
+//! (`cairn_core::control`); this module only picks the thread, sleeps when a task is paced,
+//! and hands a restored index to the server.
 
 use crate::db::{Db, DbError, NativeHost, lock};
 use crate::fs_storage::IoTime;
@@ -130,6 +130,36 @@ pub fn submit_restore(
         .spawn(move || finish(&db2, &mut t))
         .map_err(DbError::Io)?;
     job(db, &id)
+}
+
+/// Accepts a rebuild of `index`'s graph (rules checked now; `None` keeps the current value)
+/// and runs it on its own thread: batches under the index's read lock, the swap under its
+/// write lock, then a checkpoint.
+pub fn submit_rebuild(
+    db: &Arc<Db>,
+    index: &str,
+    m: Option<usize>,
+    ef_con: Option<usize>,
+) -> Result<Job, DbError> {
+    let mut t =
+        db.control(|e| e.begin_rebuild(now_ms(), fsutil::entropy(), index, m, ef_con))??;
+    let job = job(db, t.job())?;
+    let db2 = db.clone();
+    std::thread::Builder::new()
+        .name(format!("rebuild-{}", job.job_id))
+        .spawn(move || {
+            let t0 = Instant::now();
+            run(&db2, &mut t);
+            log_end(&db2, t.job(), None);
+            tracing::info!(
+                job = t.job(),
+                index = t.index(),
+                ms = t0.elapsed().as_millis() as u64,
+                "rebuild ended"
+            );
+        })
+        .map_err(DbError::Io)?;
+    Ok(job)
 }
 
 /// Asks a job to stop and waits (up to 10 s) for its task to acknowledge; returns the job.

@@ -166,6 +166,8 @@ pub fn router(
         .route("/index/{name}/vectors/delete", delete(delete_by_filter))
         .route("/index/{name}/filters/update", post(update_filters))
         .route("/index/{name}/backup", post(create_backup))
+        .route("/index/{name}/rebuild", post(rebuild))
+        .route("/index/{name}/rebuild/status", get(rebuild_status))
         .route("/backups", get(list_backups))
         .route("/backups/jobs", get(list_jobs))
         .route("/backups/jobs/{id}", get(get_job).delete(cancel_job))
@@ -467,7 +469,11 @@ fn job_json(j: &Job) -> Value {
     };
     let mut v = json!({
         "job_id": j.job_id,
-        "kind": match j.kind { JobKind::Backup => "backup", JobKind::Restore => "restore" },
+        "kind": match j.kind {
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
+            JobKind::Rebuild => "rebuild",
+        },
         "index_id": j.index_name,
         "index_name": j.index_name,
         "backup_name": j.backup_name,
@@ -495,7 +501,50 @@ fn job_json(j: &Job) -> Value {
     if let Some(c) = &j.cut {
         v["vector_count"] = json!(c.vector_count);
     }
+    if let Some(r) = &j.rebuild {
+        v["previous_config"] = json!({"M": r.previous_m, "ef_con": r.previous_ef_con});
+        v["new_config"] = json!({"M": r.m, "ef_con": r.ef_con});
+    }
     v
+}
+
+/// A rebuild job as Endee's `rebuild/status` shows it: `status` is one of Endee's four
+/// (`in_progress`, `completed`, `failed`, `idle`; a cancelled rebuild is `failed` with
+/// error `cancelled`, and `state` says the exact status), progress in vectors.
+fn rebuild_json(j: Option<&Job>) -> Value {
+    let Some(j) = j else {
+        return json!({"status": "idle"});
+    };
+    let mut v = job_json(j);
+    if j.status == JobStatus::Cancelled {
+        v["status"] = json!("failed");
+    }
+    let (done, total) = (j.bytes_done, j.bytes_total);
+    v["vectors_processed"] = json!(done);
+    v["total_vectors"] = json!(total);
+    v["percent_complete"] = json!(if total > 0 {
+        (done as f64 * 100.0 / total as f64).min(100.0)
+    } else if j.status == JobStatus::Completed {
+        100.0
+    } else {
+        0.0
+    });
+    v
+}
+
+async fn rebuild(
+    State(s): St,
+    Path(index): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let (m, ef_con) = cairn_core::wire::decode_rebuild(&body)?;
+    let db = s.db.clone();
+    let job = blocking(move || drive::submit_rebuild(&db, &index, m, ef_con)).await?;
+    Ok((StatusCode::ACCEPTED, Json(rebuild_json(Some(&job)))).into_response())
+}
+
+async fn rebuild_status(State(s): St, Path(index): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(rebuild_json(s.db.rebuild_status(&index)?.as_ref())))
 }
 
 #[derive(Deserialize)]

@@ -152,9 +152,63 @@ def test_hybrid_flow(client, sparse_model):
     got = index.get_vector("h17")
     assert got["sparse_indices"] == [17, 1001, 5000]
     assert got["sparse_values"] == pytest.approx([2.0, 1.0, 0.1], rel=1e-6)  # float32 on the wire
+    # Rebuild with new graph parameters, poll to the end; the server's describe says so.
+    started = index.rebuild(M=24, ef_con=200)
+    assert started["status"] == "in_progress"
+    assert started["previous_config"] == {"M": 16, "ef_con": 128}
+    assert started["new_config"] == {"M": 24, "ef_con": 200}
+    assert started["total_vectors"] == 200
+    status = wait_rebuild(index)
+    assert status["vectors_processed"] == status["total_vectors"] == 200
+    info = client.get_index(name).describe()
+    assert (info["M"], info["ef_con"]) == (24, 200)
+    assert index.query(vector=data[42], sparse_indices=[17], sparse_values=[1.0],
+                       top_k=2)[0]["id"] in {"h42", "h17"}
     # A dense-only index refuses a sparse query with a clear error.
     client.create_index(name=f"{name}_dense", dimension=8, space_type="cosine", precision="float32")
     with pytest.raises(Exception):
         client.get_index(f"{name}_dense").query(sparse_indices=[1], sparse_values=[1.0], top_k=1)
     client.delete_index(f"{name}_dense")
     client.delete_index(name)
+
+
+def wait_rebuild(index, timeout=60):
+    """Polls `rebuild_status()` until the rebuild ends; returns the last status."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        status = index.rebuild_status()
+        assert status["status"] in ("in_progress", "completed"), status
+        assert 0.0 <= status["percent_complete"] <= 100.0
+        if status["status"] == "completed":
+            assert status["percent_complete"] == 100.0
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"rebuild did not finish: {status}")
+
+
+def test_rebuild_while_writes_and_searches_go_on(client):
+    """A rebuild runs in the background: searches and writes during it, the writes are in the
+    rebuilt graph, bad parameters and unknown indexes get the client's exceptions."""
+    name = "rebuild_live"
+    client.create_index(name=name, dimension=32, space_type="l2", precision="float32",
+                        M=8, ef_con=64)
+    index = client.get_index(name)
+    assert index.rebuild_status()["status"] == "idle"
+    data = vecs(4000, 32, seed=11)
+    for c in range(0, 4000, 1000):
+        index.upsert([{"id": f"r{i}", "vector": data[i]} for i in range(c, c + 1000)])
+    index.rebuild(M=32, ef_con=400)
+    during = vecs(50, 32, seed=12)
+    for i, v in enumerate(during):
+        index.upsert([{"id": f"d{i}", "vector": v}])
+        assert index.query(vector=data[i], top_k=1)[0]["id"] == f"r{i}"
+    wait_rebuild(index)
+    fresh = client.get_index(name)
+    assert (fresh.M, fresh.ef_con) == (32, 400)
+    for i, v in enumerate(during):
+        assert index.query(vector=v, top_k=1, ef=64)[0]["id"] == f"d{i}"
+    with pytest.raises(APIException):
+        index.rebuild(M=600, ef_con=128)
+    client.delete_index(name)
+    with pytest.raises(NotFoundException):
+        index.rebuild_status()

@@ -616,8 +616,9 @@ impl Engine {
         ))
     }
 
-    /// Accepts a rebuild of `index`'s graph with `m` and `ef_con` (Endee's bounds), or
-    /// refuses: the index must be served and have no other active rebuild. Backups of the
+    /// Accepts a rebuild of `index`'s graph with `m` and `ef_con` (Endee's bounds; `None`
+    /// keeps the current value), or refuses: the index must be served and have no other
+    /// active rebuild. Backups of the
     /// index may run beside it (they copy pinned generations; the rebuild changes memory
     /// until its own checkpoint); deleting the index waits for it to end or be cancelled.
     /// The job starts at once; the host drives the returned task.
@@ -626,10 +627,12 @@ impl Engine {
         now: u64,
         entropy: [u8; 6],
         index: &str,
-        m: usize,
-        ef_con: usize,
+        m: Option<usize>,
+        ef_con: Option<usize>,
     ) -> Result<RebuildTask, EngineError> {
         let e = self.index(index)?;
+        let m = m.unwrap_or(e.params.m);
+        let ef_con = ef_con.unwrap_or(e.params.ef_construction);
         IndexParams {
             m,
             ef_construction: ef_con,

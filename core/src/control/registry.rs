@@ -385,8 +385,8 @@ impl JobRegistry {
             // tampered file must not name `../` anything.
             let safe_name = |n: &str| crate::params::validate_index_name(n).is_ok();
             // A rebuild names no archive.
-            let safe_backup = j.kind == JobKind::Rebuild && j.backup_name.is_empty()
-                || safe_name(&j.backup_name);
+            let safe_backup =
+                j.kind == JobKind::Rebuild && j.backup_name.is_empty() || safe_name(&j.backup_name);
             if !valid_job_id(&j.job_id) || !safe_name(&j.index_name) || !safe_backup {
                 return Err(JobsFileError::Unreadable(format!(
                     "job {:?}: invalid id or name",

@@ -10,9 +10,9 @@ pub mod kernels;
 pub(crate) mod links;
 pub mod originals;
 pub mod params;
+pub mod rebuild;
 pub(crate) mod rows;
 pub(crate) mod slots;
-pub mod rebuild;
 pub mod sparse;
 pub(crate) mod vectors;
 

@@ -62,7 +62,12 @@ impl GraphBuilder {
     pub fn begin(ix: &mut Index, m: usize, ef_construction: usize) -> Self {
         ix.changes = Some(Vec::new());
         Self {
-            graph: Graph::new(m, ef_construction, GRAPH_SEED, packs_links(ix.params.precision)),
+            graph: Graph::new(
+                m,
+                ef_construction,
+                GRAPH_SEED,
+                packs_links(ix.params.precision),
+            ),
             m,
             ef_construction,
             next: 0,
