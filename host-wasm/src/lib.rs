@@ -285,6 +285,35 @@ impl CairnDb {
         to_js(&job)
     }
 
+    /// Starts rebuilding `index`'s graph with `m` / `ef_con` (absent: keep the current value)
+    /// and returns the running job at once; [`CairnDb::step`] builds the new graph a batch at
+    /// a time while searches and writes go on with the old one.
+    #[wasm_bindgen(js_name = startRebuild)]
+    pub fn start_rebuild(
+        &mut self,
+        index: &str,
+        m: Option<u32>,
+        ef_con: Option<u32>,
+    ) -> Result<JsValue, JsValue> {
+        let job = self
+            .db
+            .start_rebuild(
+                index,
+                m.map(|m| m as usize),
+                ef_con.map(|e| e as usize),
+                now(),
+                entropy(),
+            )
+            .map_err(db_err)?;
+        to_js(&job)
+    }
+
+    /// The newest rebuild job of `index`, or `null` if it was never rebuilt.
+    #[wasm_bindgen(js_name = rebuildStatus)]
+    pub fn rebuild_status(&self, index: &str) -> Result<JsValue, JsValue> {
+        to_js(&self.db.rebuild_status(index).map_err(db_err)?)
+    }
+
     /// Carries background jobs up to `steps` steps forward (a step is one storage call or one
     /// turn of bookkeeping). Returns `{running, waitMs}`: jobs still running, and when every
     /// one of them is paced, milliseconds until the next step is due (`null`: step again now).

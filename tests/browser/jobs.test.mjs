@@ -78,3 +78,55 @@ test('a running backup is cancelled while writes and searches go on', async () =
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('a graph rebuild runs between messages, cancels cleanly, and its parameters survive a reopen', async () => {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.origin}/index.html`);
+  const r = await page.evaluate(async () => {
+    const { open } = await import('/src/index.js');
+    const DIM = 64;
+    const vec = (i) => Array.from({ length: DIM }, (_, d) => { const x = Math.sin((i + 1) * 12.9898 + (d + 1) * 78.233) * 43758.5453; return x - Math.floor(x) - 0.5; });
+    const batch = (from, n) => Array.from({ length: n }, (_, k) => ({ id: `v${from + k}`, vector: vec(from + k) }));
+    let db = await open({ name: 'rebuild-test' });
+    await db.createIndex('rb', { dim: DIM, precision: 'float32', M: 8, ef_con: 64 });
+    for (let i = 0; i < 6000; i += 500) await db.upsert('rb', batch(i, 500));
+    // A slow rebuild (M 64, ef_con 1000): writes and searches answer while it runs, then cancel.
+    const slow = await db.startRebuild('rb', 64, 1000);
+    const during = [];
+    for (let i = 0; i < 3; i++) {
+      const from = 100000 + i * 10;
+      await db.upsert('rb', batch(from, 10));
+      const top = (await db.search('rb', { vector: vec(from + 3), k: 1 }))[0].id;
+      during.push({ top, want: `v${from + 3}`, status: (await db.job(slow.job_id)).status });
+    }
+    await db.cancel(slow.job_id);
+    const cancelled = await db.waitJob(slow.job_id);
+    const afterCancel = (await db.describe('rb')).M;
+    // The next one runs to the end; a write made during it is in the new graph.
+    const next = await db.startRebuild('rb', 16, 100);
+    await db.upsert('rb', batch(200000, 1));
+    const done = await db.waitJob(next.job_id);
+    await db.close();
+    db = await open({ name: 'rebuild-test' });
+    const info = await db.describe('rb');
+    const found = (await db.search('rb', { vector: vec(200000), k: 1 }))[0].id;
+    const status = await db.rebuildStatus('rb');
+    await db.deleteIndex('rb');
+    await db.close();
+    return { during, cancelled: cancelled.status, afterCancel, done: done.status, M: info.M, ef: info.ef_con, count: info.total_elements, found, last: status.job_id === next.job_id };
+  });
+  for (const d of r.during) {
+    assert.equal(d.top, d.want);
+    assert.equal(d.status, 'running', JSON.stringify(r.during));
+  }
+  assert.equal(r.cancelled, 'cancelled');
+  assert.equal(r.afterCancel, 8, 'a cancelled rebuild leaves the old graph');
+  assert.equal(r.done, 'completed');
+  assert.deepEqual([r.M, r.ef, r.count], [16, 100, 6031]);
+  assert.equal(r.found, 'v200000');
+  assert.ok(r.last);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

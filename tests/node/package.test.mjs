@@ -50,6 +50,16 @@ for (const f of [() => db.search('docs', { vector: [1, 2] }), () => db.search('n
 out.errs = errs;
 await db.restore('snap', 'copy');
 out.copyCount = (await db.describe('copy')).total_elements;
+// Rebuild the graph with new parameters while a write goes on; the write is in the new graph.
+out.idle = await db.rebuildStatus('docs');
+const rb = await db.startRebuild('docs', 24, 100);
+await db.upsert('docs', [{ id: 'during', vector: [9, 1, 0, 0, 0, 0, 0, 1] }]);
+const done = await db.waitJob(rb.job_id);
+const info = await db.describe('docs');
+out.rebuild = { kind: rb.kind, status: done.status, M: info.M, ef_con: info.ef_con, last: (await db.rebuildStatus('docs')).job_id === rb.job_id, progress: done.bytes_done === done.bytes_total };
+out.during = (await db.search('docs', { vector: [9, 1, 0, 0, 0, 0, 0, 1], k: 1 }))[0].id;
+await db.delete('docs', ['during']);
+try { await db.rebuild('docs', { M: 2 }); out.badM = 'no error'; } catch (e) { out.badM = e.status; }
 console.log(JSON.stringify(out));
 `;
 
@@ -65,20 +75,27 @@ test('memory storage: the whole flow', () => {
   assert.equal(out.ticks, true);
   assert.deepEqual(out.errs, [400, 404, 409, 400, 400]);
   assert.equal(out.copyCount, 200);
+  assert.equal(out.idle, null);
+  assert.deepEqual(out.rebuild, { kind: 'rebuild', status: 'completed', M: 24, ef_con: 100, last: true, progress: true });
+  assert.equal(out.during, 'during');
+  assert.equal(out.badM, 400);
 });
 
 test('directory storage: data and archives survive a reopen', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cairndb-data-'));
   const out = run(flow({ dir }));
   assert.equal(out.copyCount, 200);
+  assert.equal(out.rebuild.M, 24);
   const again = run(`
 import { open } from 'cairndb';
 const db = await open({ storage: { dir: ${JSON.stringify(dir)} } });
 const names = (await db.listIndexes()).map((i) => i.name + ':' + i.total_elements);
 const backups = await db.backups();
 const jobs = (await db.jobs()).map((j) => j.status);
-console.log(JSON.stringify({ names, backups, jobs, v7: (await db.get('docs', 'v7')).meta }));
+const M = (await db.describe('docs')).M;
+console.log(JSON.stringify({ names, backups, jobs, M, v7: (await db.get('docs', 'v7')).meta }));
 `);
+  assert.equal(again.M, 24, 'the rebuilt parameters are durable');
   assert.deepEqual(again.names.sort(), ['copy:200', 'docs:200']);
   assert.deepEqual(again.backups, ['snap']);
   assert.ok(again.jobs.every((s) => s === 'completed'));

@@ -13,10 +13,12 @@ export interface Hit { id: string; similarity: number; meta: unknown; filter: Re
 export interface StoredVector { id: string; vector: number[]; meta: unknown; filter: Record<string, unknown>; norm: number; sparse_indices: number[]; sparse_values: number[] }
 export type JobStatus = 'queued' | 'running' | 'cancelling' | 'completed' | 'failed' | 'cancelled';
 export interface Job {
-  job_id: string; kind: 'backup' | 'restore'; index_name: string; backup_name: string; status: JobStatus;
+  job_id: string; kind: 'backup' | 'restore' | 'rebuild'; index_name: string; backup_name: string; status: JobStatus;
   bytes_done: number; bytes_total: number; created_at: number; started_at: number | null; completed_at: number | null;
   error: string | null; archive_size: number | null; archive_sha256: string | null; write_pause_us: number;
   cut: { generation: number; log_len: number; vector_count: number } | null;
+  /** A rebuild's graph parameters (its progress, in vectors, is `bytes_done` / `bytes_total`). */
+  rebuild?: { m: number; ef_con: number; previous_m: number; previous_ef_con: number };
 }
 export interface Manifest { format: string; version: number; index_name: string; vector_count: number; created_at: number; source: { host: string; version: string }; entries: Array<{ path: string; size: number; sha256: string }> }
 
@@ -39,6 +41,13 @@ export interface Database {
   startBackup(index: string, name: string): Promise<Job>;
   /** Starts a restore into a new index and answers at once with the running job. */
   startRestore(backup: string, target: string): Promise<Job>;
+  /** Rebuilds an index's HNSW graph with new `M` / `ef_con` (either may be left out) and resolves with the
+   *  finished job; searches and writes go on with the old graph until the new one replaces it. */
+  rebuild(index: string, opts?: { M?: number; ef_con?: number; onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
+  /** Starts a rebuild and answers at once with the running job (one per index; cancel with `cancel`). */
+  startRebuild(index: string, M?: number, ef_con?: number): Promise<Job>;
+  /** The newest rebuild job of an index, or `null` if it was never rebuilt. */
+  rebuildStatus(index: string): Promise<Job | null>;
   /** Resolves with the job once it has ended: completed, failed or cancelled. */
   waitJob(id: string, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
   /** Paces backups to this many MiB a second of reads (0: as fast as storage goes). */

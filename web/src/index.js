@@ -1,8 +1,8 @@
 // cairndb: a promise-based façade over the CairnDB wasm core.
 // Browser: the database runs in a dedicated Worker on OPFS (or memory).
 // Node 20: in-process, in memory or in a directory through node:fs.
-// Either way backups and restores run in the background, a slice at a time between requests
-// (see jobs.js): `startBackup` answers at once, `waitJob` follows it to its end.
+// Either way backups, restores and rebuilds run in the background, a slice at a time between
+// requests (see jobs.js): `startBackup` answers at once, `waitJob` follows it to its end.
 
 import { JobRunner } from './jobs.js';
 
@@ -14,7 +14,7 @@ export class CairnError extends Error {
 }
 
 const METHODS = ['createIndex', 'listIndexes', 'describe', 'deleteIndex', 'upsert', 'get', 'delete', 'deleteByFilter',
-  'search', 'startBackup', 'startRestore', 'setBackupRate', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
+  'search', 'startBackup', 'startRestore', 'startRebuild', 'rebuildStatus', 'setBackupRate', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
   'backupInfo', 'importBackup', 'deleteBackup', 'checkpoint', 'recoveryNotes'];
 
 /** Resolves with a job that completed; a failed or cancelled one is a `CairnError`. */
@@ -42,6 +42,12 @@ class Database {
   /** Restores an archive into a new index; resolves with the finished job. */
   async restore(backup, target, { onProgress } = {}) {
     const job = await this.startRestore(backup, target);
+    return completed(await this.waitJob(job.job_id, { onProgress }));
+  }
+  /** Rebuilds an index's graph with new `M` / `ef_con` (either may be left out); resolves with the finished job.
+   *  Searches and writes go on during it; `onProgress({done, total})` counts vectors placed. */
+  async rebuild(index, { M, ef_con, onProgress } = {}) {
+    const job = await this.startRebuild(index, M, ef_con);
     return completed(await this.waitJob(job.job_id, { onProgress }));
   }
   /** Stores an archive given as bytes, a Blob or a File, after validating it whole. */

@@ -5,8 +5,8 @@
 //!    and the task creates the new, empty graph ([`GraphBuilder::begin`]).
 //! 2. *Build*, repeated (index borrowed shared — a host's read lock, searches go on; writes
 //!    wait at most one batch): relink placed slots that writes changed, then place the next
-//!    slots in order. Each batch is followed by an engine turn (progress, cancel). The batch
-//!    size adapts so that a batch takes about [`BATCH_TARGET_MS`].
+//!    slots in order. Each batch is followed by an engine turn (progress, cancel). A batch
+//!    does about [`BATCH_WORK`] of distance work.
 //! 3. *Swap* (exclusive, writes held for this batch only): place what writes added since,
 //!    then swap in the new graph and the new parameters ([`GraphBuilder::install`]).
 //! 4. *Save*: the host writes a checkpoint as it always does — a new generation with the new
@@ -26,14 +26,23 @@ use crate::index::Index;
 use crate::index::rebuild::GraphBuilder;
 use std::io::{self, Read};
 
-/// Time a build batch aims at: long enough that locking costs nothing, short enough that a
-/// write waiting for the batch barely notices.
-pub const BATCH_TARGET_MS: u64 = 4;
+/// Work one build batch may do, in multiply-adds of distance computations: about 2 ms of
+/// one core (a write waits at most that long; a browser Worker answers its next message
+/// after that). Counted, not timed, so the protocol stays deterministic and a host whose
+/// clock moves only between turns (the browser steps with one timestamp) gets small batches.
+pub const BATCH_WORK: u64 = 8 << 20;
 
-/// Slots in the first batch (then adapted to [`BATCH_TARGET_MS`]).
-const FIRST_BATCH: usize = 16;
-/// Largest batch.
+/// Largest batch (slots are cheap to place when they are deleted ones).
 const MAX_BATCH: usize = 4096;
+
+/// Slots per build batch for a graph of `m` and `ef_con` over `dim`-dimensional vectors:
+/// placing one costs about `ef_con` candidates × `2m` neighbours × `dim`.
+pub fn batch_size(dim: usize, m: usize, ef_con: usize) -> usize {
+    let per_slot = (dim.max(1) as u64)
+        .saturating_mul(2 * m.max(1) as u64)
+        .saturating_mul(ef_con.max(1) as u64);
+    (BATCH_WORK / per_slot).clamp(1, MAX_BATCH as u64) as usize
+}
 
 #[derive(Debug)]
 enum Phase {
@@ -58,9 +67,8 @@ pub struct RebuildTask {
     ef_con: usize,
     phase: Phase,
     builder: Option<GraphBuilder>,
+    /// Slots per build batch (see [`batch_size`]), set when the index is opened.
     batch: usize,
-    /// When the current build batch was asked for.
-    batch_at: Option<u64>,
     done: u64,
     total: u64,
     outcome: Option<Outcome>,
@@ -76,8 +84,7 @@ impl RebuildTask {
             ef_con,
             phase: Phase::Open,
             builder: None,
-            batch: FIRST_BATCH,
-            batch_at: None,
+            batch: 1,
             done: 0,
             total: 0,
             outcome: None,
@@ -102,33 +109,15 @@ impl RebuildTask {
             Phase::Conclude
         };
     }
-
-    /// Adapts the batch size to the time the last batch took.
-    fn adapt(&mut self, now_ms: u64) {
-        if let Some(t0) = self.batch_at.take() {
-            let took = now_ms.saturating_sub(t0);
-            if took < BATCH_TARGET_MS / 2 {
-                self.batch = (self.batch * 2).min(MAX_BATCH);
-            } else if took > BATCH_TARGET_MS * 2 {
-                self.batch = (self.batch / 2).max(1);
-            }
-        }
-    }
 }
 
 impl Task for RebuildTask {
-    fn poll(&mut self, now_ms: u64) -> Poll {
+    fn poll(&mut self, _now_ms: u64) -> Poll {
         let name = self.index.clone();
         match self.phase {
             Phase::Open | Phase::Swap | Phase::Abandon => Poll::WriteIndex { name },
-            Phase::Build => {
-                self.batch_at = Some(now_ms);
-                Poll::ReadIndex { name }
-            }
-            Phase::Report => {
-                self.adapt(now_ms);
-                Poll::Engine
-            }
+            Phase::Build => Poll::ReadIndex { name },
+            Phase::Report => Poll::Engine,
             Phase::Save => Poll::Checkpoint { name },
             Phase::Conclude => Poll::Engine,
             Phase::Done => Poll::Done,
@@ -185,6 +174,7 @@ impl Task for RebuildTask {
                     return;
                 }
                 self.builder = Some(GraphBuilder::begin(ix, self.m, self.ef_con));
+                self.batch = batch_size(ix.params().dim, self.m, self.ef_con);
                 self.total = u64::from(ix.slot_count());
                 self.phase = Phase::Build;
             }
