@@ -217,3 +217,25 @@ fn rebuild_rules_one_per_index_bounds_delete_waits_backups_run_beside() {
     assert_eq!(db.job(&j.job_id).unwrap().status, JobStatus::Completed);
     db.delete_index("a").unwrap();
 }
+
+#[test]
+fn a_rebuild_of_deleted_slots_checkpoints_reopens_and_takes_new_vectors() {
+    let mut r = SplitMix64::new(10);
+    let mut db = db_with(200, &mut r);
+    let ids: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    db.delete("a", ids[..150].to_vec()).unwrap();
+    // Slot 0 is dead: the new graph's first node is an empty one.
+    db.rebuild("a", Some(8), Some(40), 2, [1; 6]).unwrap();
+    every_vector_finds_itself(&mut db);
+    db.delete("a", ids[150..].to_vec()).unwrap();
+    db.rebuild("a", Some(12), Some(40), 3, [2; 6]).unwrap();
+    let st = db.into_storage();
+    let mut db = Database::open(st, 4, "test").unwrap();
+    assert_eq!(m_and_ef(&db), (12, 40), "{:?}", db.recovery_notes());
+    db.upsert(
+        "a",
+        (0..50).map(|i| item(&format!("n{i}"), &mut r)).collect(),
+    )
+    .unwrap();
+    every_vector_finds_itself(&mut db);
+}

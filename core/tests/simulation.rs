@@ -9,9 +9,11 @@
 //! - the disk can fill (ENOSPC): appends past the capacity fail.
 //!
 //! A seeded mix of writes, checkpoints, backups (stepped a few storage calls at a time,
-//! interleaved with writes), cancels, restores, uploads, index deletes during backups, and
-//! crashes runs against a model, checked after every operation: every acknowledged write is
-//! present, every completed archive restores to exactly the state at its cut, no job is left
+//! interleaved with writes), cancels, restores, uploads, graph rebuilds, index deletes during
+//! jobs, and crashes runs against a model, checked after every operation: every acknowledged
+//! write is present, every completed archive restores to exactly the state at its cut, a
+//! completed rebuild serves its new parameters and a cancelled or interrupted one the old (or,
+//! after a crash, the new if its checkpoint landed) with every vector reachable, no job is left
 //! active after recovery, no archive is listed that does not validate.
 //!
 //! `SIM_SEEDS=N` runs N seeds (default 2,000), `SIM_SEED=s` replays one. A failure prints
@@ -269,6 +271,7 @@ struct Figures {
     restores: u64,
     uploads: u64,
     cancels: u64,
+    rebuilds: u64,
     n: Counters,
 }
 
@@ -290,6 +293,29 @@ fn state_of(db: &Database<SimStorage>, name: &str) -> Option<State> {
             })
             .collect(),
     )
+}
+
+/// An index's graph parameters.
+fn graph_of(db: &Database<SimStorage>, name: &str) -> Option<(usize, usize)> {
+    let p = db.index(name).ok()?.params().clone();
+    Some((p.m, p.ef_construction))
+}
+
+/// Every live vector of `name` finds itself first: the graph (rebuilt or not) reaches it.
+fn check_graph(db: &mut Database<SimStorage>, name: &str, seed: u64) {
+    let Some(state) = state_of(db, name) else {
+        return;
+    };
+    for (id, v) in state {
+        let mut q = cairn_core::SearchRequest::new(v, 1);
+        q.ef = 128;
+        let hits = db.search(name, &q).unwrap();
+        assert_eq!(
+            hits.first().map(|h| h.id.as_str()),
+            Some(id.as_str()),
+            "seed {seed}: {name}/{id} unreachable in its graph"
+        );
+    }
 }
 
 /// Checks an archive's bytes restore to exactly `want` (in a fresh in-memory database).
@@ -325,6 +351,9 @@ fn run_seed(seed: u64, f: &mut Figures) {
     let mut archives: BTreeMap<String, State> = BTreeMap::new();
     let mut next_id = 0u64;
     let mut revivable: BTreeSet<String> = BTreeSet::new();
+    // Rebuilds in flight: job → (index, params before, params asked for).
+    let mut rebuilding: BTreeMap<String, (String, (usize, usize), (usize, usize))> =
+        BTreeMap::new();
     let names = ["a", "b", "c"];
     let ops = 40 + pick(&mut r, 60) as u64;
     for _ in 0..ops {
@@ -460,6 +489,18 @@ fn run_seed(seed: u64, f: &mut Figures) {
                     }
                 }
             }
+            93..=95 => {
+                // Rebuild the graph with other parameters; batches interleave with the rest.
+                let want = (
+                    [4, 8, 12, 16][pick(&mut r, 4)],
+                    [16, 32, 64][pick(&mut r, 3)],
+                );
+                let before = graph_of(&db, &ix);
+                let e = [pick(&mut r, 256) as u8; 6];
+                if let Ok(job) = db.start_rebuild(&ix, Some(want.0), Some(want.1), now, e) {
+                    rebuilding.insert(job.job_id, (ix.clone(), before.unwrap(), want));
+                }
+            }
             _ => crash = true,
         }
         // A crash between two operations, or the power lost in the middle of one: recover.
@@ -474,10 +515,22 @@ fn run_seed(seed: u64, f: &mut Figures) {
                     .unwrap_or_else(|e| panic!("seed {seed}: recovery failed: {e}"));
                 db.storage_mut().faults = true;
                 inflight.clear();
+                // An interrupted rebuild leaves the old graph or, if its checkpoint landed,
+                // the new one; either way every vector is reachable.
+                for (_, (name, before, want)) in std::mem::take(&mut rebuilding) {
+                    if let Some(g) = graph_of(&db, &name) {
+                        assert!(
+                            g == before || g == want,
+                            "seed {seed}: {name} has graph {g:?}, neither {before:?} nor {want:?}"
+                        );
+                        check_graph(&mut db, &name, seed);
+                    }
+                }
                 // Acknowledged writes survive; failed ones may or may not.
                 for (name, want) in &model.indexes {
-                    let got = state_of(&db, name)
-                        .unwrap_or_else(|| panic!("seed {seed}: index {name} lost"));
+                    let got = state_of(&db, name).unwrap_or_else(|| {
+                        panic!("seed {seed}: index {name} lost: {:?}", db.recovery_notes())
+                    });
                     let maybe = &model.uncertain[name];
                     for (id, v) in want {
                         if maybe.contains(id) {
@@ -524,6 +577,31 @@ fn run_seed(seed: u64, f: &mut Figures) {
                 check_archive(&bytes, &cut, seed, &name);
                 archives.insert(name, cut);
             }
+        }
+        // Rebuilds that ended: completed ones serve the new graph, cancelled ones the old,
+        // and every vector (those written during the rebuild too) is reachable.
+        for (id, (name, before, want)) in rebuilding.clone() {
+            let j = db.job(&id).unwrap();
+            if j.status.is_active() {
+                continue;
+            }
+            rebuilding.remove(&id);
+            let got = graph_of(&db, &name);
+            match j.status {
+                JobStatus::Completed => {
+                    f.rebuilds += 1;
+                    assert_eq!(got, Some(want), "seed {seed}: completed rebuild of {name}");
+                }
+                JobStatus::Cancelled => {
+                    assert_eq!(
+                        got,
+                        Some(before),
+                        "seed {seed}: cancelled rebuild of {name}"
+                    );
+                }
+                _ => {}
+            }
+            check_graph(&mut db, &name, seed);
         }
         // Live state equals the acknowledged writes (failed writes were never applied).
         for (name, want) in &model.indexes {
@@ -597,6 +675,7 @@ fn the_shipped_protocols_survive_seeded_faults_and_crashes() {
                 f.restores += one.restores;
                 f.uploads += one.uploads;
                 f.cancels += one.cancels;
+                f.rebuilds += one.rebuilds;
                 f.n.crashes += one.n.crashes;
                 f.n.torn += one.n.torn;
                 f.n.fsync_failures += one.n.fsync_failures;
@@ -610,7 +689,7 @@ fn the_shipped_protocols_survive_seeded_faults_and_crashes() {
         }
     }
     println!(
-        "simulation: {} seeds, {} operations, {} crashes, {} torn writes, {} fsync failures, {} disk-full events, {} lost renames, {} backups, {} restores, {} uploads, {} cancels",
+        "simulation: {} seeds, {} operations, {} crashes, {} torn writes, {} fsync failures, {} disk-full events, {} lost renames, {} backups, {} restores, {} uploads, {} cancels, {} rebuilds",
         f.seeds,
         f.ops,
         f.n.crashes,
@@ -621,7 +700,8 @@ fn the_shipped_protocols_survive_seeded_faults_and_crashes() {
         f.backups,
         f.restores,
         f.uploads,
-        f.cancels
+        f.cancels,
+        f.rebuilds
     );
     assert!(f.seeds > 0);
 }

@@ -7,6 +7,7 @@
 #   bash tests/bench/run.sh --request-memory   # peak RSS growth per request ÷ body size (JSON, msgpack, upload)
 #   bash tests/bench/run.sh --restart [--n N]  # minilm-50k (N > 50k: noisy copies): start to first query after SIGTERM and kill -9
 #   bash tests/bench/run.sh --sparse           # BM25 on the minilm-50k sentences: CairnDB's inverted index vs bm25s
+#   bash tests/bench/run.sh --rebuild [--seconds S]  # graph rebuild of minilm-50k: time vs hnswlib build, latency during it
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=tests/bench/.venv
@@ -22,6 +23,10 @@ fi
 if [ "${1:-}" = "--restart" ]; then
   shift
   exec $VENV/bin/python tests/bench/restart.py --bin target/release/cairn "$@"
+fi
+if [ "${1:-}" = "--rebuild" ]; then
+  shift
+  exec $VENV/bin/python tests/bench/rebuild_bench.py --bin target/release/cairn "$@"
 fi
 if [ "${1:-}" = "--sparse" ]; then
   shift

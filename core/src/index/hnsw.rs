@@ -482,10 +482,13 @@ impl Graph {
     /// Appends a node for slot `len()` with no links on any level: a slot that holds no
     /// vector now (a rebuild skips deleted slots, whose old links only cost searches). Nodes
     /// are numbered without gaps, so a dead slot still needs one; if it is reused,
-    /// [`Graph::insert`] links it on layer 0.
+    /// [`Graph::insert`] links it on layer 0. A graph with nodes always has an entry, so the
+    /// first node becomes it until a linked node of a higher level takes over.
     pub fn push_unlinked(&mut self) {
+        let slot = self.len() as u32;
         self.levels.push(0);
         self.layer0.push(&[]);
+        self.entry.get_or_insert(slot);
     }
 
     /// k-NN search: up to `ef.max(k)` accepted nodes, closest first (caller truncates).
