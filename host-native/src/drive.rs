@@ -148,6 +148,7 @@ pub fn submit_rebuild(
     std::thread::Builder::new()
         .name(format!("rebuild-{}", job.job_id))
         .spawn(move || {
+            fsutil::background_priority();
             let t0 = Instant::now();
             run(&db2, &mut t);
             log_end(&db2, t.job(), None);

@@ -57,3 +57,17 @@ pub fn entropy() -> [u8; 6] {
     }
     b
 }
+
+/// Lowers the calling thread's CPU priority (nice +10) for background work that must not slow
+/// requests: on a 2-core machine a rebuild otherwise takes a core the request threads share.
+/// On Linux `setpriority(PRIO_PROCESS, tid)` applies to that one thread. Best effort.
+pub fn background_priority() {
+    // SAFETY: gettid takes no arguments; setpriority only reads its integer arguments.
+    let r = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "could not lower a background thread's priority");
+    }
+}

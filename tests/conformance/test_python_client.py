@@ -188,7 +188,8 @@ def wait_rebuild(index, timeout=60):
 
 def test_rebuild_while_writes_and_searches_go_on(client):
     """A rebuild runs in the background: searches and writes during it, the writes are in the
-    rebuilt graph, bad parameters and unknown indexes get the client's exceptions."""
+    rebuilt graph, bad parameters and unknown indexes get the client's exceptions, one rebuild
+    per index, no delete while it runs, cancel leaves the old graph."""
     name = "rebuild_live"
     client.create_index(name=name, dimension=32, space_type="l2", precision="float32",
                         M=8, ef_con=64)
@@ -209,6 +210,26 @@ def test_rebuild_while_writes_and_searches_go_on(client):
         assert index.query(vector=v, top_k=1, ef=64)[0]["id"] == f"d{i}"
     with pytest.raises(APIException):
         index.rebuild(M=600, ef_con=128)
+    # A slow rebuild: a second one is refused, so is deleting the index; cancel stops it and
+    # leaves the graph as it was.
+    slow = index.rebuild(M=64, ef_con=2000)
+    with pytest.raises(ConflictException):
+        index.rebuild(M=48, ef_con=100)
+    with pytest.raises(ConflictException):
+        client.delete_index(name)
+    jobs = requests.get(index.url + "/backups/jobs").json()["jobs"]
+    assert any(j["job_id"] == slow["job_id"] and j["kind"] == "rebuild" for j in jobs)
+    cancelled = requests.delete(index.url + f"/backups/jobs/{slow['job_id']}").json()
+    assert cancelled["state"] in ("cancelling", "cancelled"), cancelled
+    status = index.rebuild_status()
+    for _ in range(200):
+        if status["status"] != "in_progress":
+            break
+        time.sleep(0.02)
+        status = index.rebuild_status()
+    assert (status["status"], status["state"], status["error"]) == ("failed", "cancelled", "cancelled")
+    fresh = client.get_index(name)
+    assert (fresh.M, fresh.ef_con) == (32, 400)
     client.delete_index(name)
     with pytest.raises(NotFoundException):
         index.rebuild_status()

@@ -26,11 +26,11 @@ use crate::index::Index;
 use crate::index::rebuild::GraphBuilder;
 use std::io::{self, Read};
 
-/// Work one build batch may do, in multiply-adds of distance computations: about 2 ms of
-/// one core (a write waits at most that long; a browser Worker answers its next message
-/// after that). Counted, not timed, so the protocol stays deterministic and a host whose
+/// Work one build batch may do, in multiply-adds of distance computations: about 1 ms of
+/// one core (measured: 384-d, M 24, ef_con 200 places a slot in 1.2 ms ≈ 3.7 M multiply-adds).
+/// A write waits at most that long; a browser Worker answers its next message after that. Counted, not timed, so the protocol stays deterministic and a host whose
 /// clock moves only between turns (the browser steps with one timestamp) gets small batches.
-pub const BATCH_WORK: u64 = 8 << 20;
+pub const BATCH_WORK: u64 = 4 << 20;
 
 /// Largest batch (slots are cheap to place when they are deleted ones).
 const MAX_BATCH: usize = 4096;
