@@ -295,8 +295,11 @@ fn state_of(db: &Database<SimStorage>, name: &str) -> Option<State> {
     )
 }
 
+/// An index's graph parameters: `M`, `ef_con`.
+type Graph = (usize, usize);
+
 /// An index's graph parameters.
-fn graph_of(db: &Database<SimStorage>, name: &str) -> Option<(usize, usize)> {
+fn graph_of(db: &Database<SimStorage>, name: &str) -> Option<Graph> {
     let p = db.index(name).ok()?.params().clone();
     Some((p.m, p.ef_construction))
 }
@@ -352,8 +355,7 @@ fn run_seed(seed: u64, f: &mut Figures) {
     let mut next_id = 0u64;
     let mut revivable: BTreeSet<String> = BTreeSet::new();
     // Rebuilds in flight: job → (index, params before, params asked for).
-    let mut rebuilding: BTreeMap<String, (String, (usize, usize), (usize, usize))> =
-        BTreeMap::new();
+    let mut rebuilding: BTreeMap<String, (String, Graph, Graph)> = BTreeMap::new();
     let names = ["a", "b", "c"];
     let ops = 40 + pick(&mut r, 60) as u64;
     for _ in 0..ops {
