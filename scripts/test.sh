@@ -25,6 +25,10 @@ step "python venv for client conformance (endee==0.1.27)"
 [ -x tests/.venv/bin/python ] || python3 -m venv tests/.venv
 tests/.venv/bin/python -c 'import endee, pytest' 2>/dev/null || tests/.venv/bin/pip install -q endee==0.1.27 pytest
 
+step "python venv for /api/v2 conformance (endee==2.2.0, the current official client)"
+[ -x tests/.venv-v2/bin/python ] || python3 -m venv tests/.venv-v2
+tests/.venv-v2/bin/python -c 'import endee, pytest; from endee import rerank' 2>/dev/null || tests/.venv-v2/bin/pip install -q endee==2.2.0 pytest
+
 step "npm packages for tests (endee@1.0.8 client, playwright-core)"
 ( cd tests/conformance && [ -d node_modules/endee ] || npm ci --no-audit --no-fund --silent )
 ( cd tests/browser && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent )
@@ -59,6 +63,7 @@ echo "wasm gzipped bytes: $(gzip -9 -c web/wasm/cairn_wasm_bg.wasm | wc -c)"
 
 step "official clients against the real server"
 CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv/bin/python -m pytest -q tests/conformance
+CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv-v2/bin/python -m pytest -q tests/conformance_v2
 ( cd tests/conformance && CAIRN_BIN="$ROOT/target/release/cairn" node --test )
 
 step "the packed npm package in Node (memory and directory storage)"

@@ -21,6 +21,7 @@ pub mod fault;
 pub mod index;
 pub mod rng;
 pub mod wire;
+pub mod wire_v2;
 
 // Short paths for what hosts use most (`cairn_core::checkpoint`, `cairn_core::engine`, …).
 pub use control::{engine, registry};

@@ -22,7 +22,7 @@ use std::fmt;
 #[error("{0}")]
 pub struct WireError(pub String);
 
-fn werr(m: impl Into<String>) -> WireError {
+pub(crate) fn werr(m: impl Into<String>) -> WireError {
     WireError(m.into())
 }
 
@@ -33,7 +33,7 @@ impl From<FilterError> for WireError {
 }
 
 /// An id as Endee's clients send it: a string, or a number (kept as its decimal text).
-struct IdText(String);
+pub(crate) struct IdText(pub(crate) String);
 
 impl<'de> Deserialize<'de> for IdText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -75,7 +75,7 @@ impl<'de> Deserialize<'de> for IdText {
 }
 
 /// Bytes or text (msgpack meta), nil as empty.
-struct BytesLike(Vec<u8>);
+pub(crate) struct BytesLike(pub(crate) Vec<u8>);
 
 impl<'de> Deserialize<'de> for BytesLike {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -104,7 +104,7 @@ impl<'de> Deserialize<'de> for BytesLike {
 
 /// A list of `T` (numbers), nil as empty: msgpack clients send nil for "no sparse part".
 /// Capacity comes from the declared length, capped: a declared length is not data.
-struct ListOrNil<T>(Vec<T>);
+pub(crate) struct ListOrNil<T>(pub(crate) Vec<T>);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListOrNil<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -130,12 +130,12 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListOrNil<T> {
 }
 
 /// Vector or sparse values as f32.
-type Floats = ListOrNil<f32>;
+pub(crate) type Floats = ListOrNil<f32>;
 /// Sparse term ids.
-type U32s = ListOrNil<u32>;
+pub(crate) type U32s = ListOrNil<u32>;
 
 /// A number, nil as "not given".
-struct OptF32(Option<f32>);
+pub(crate) struct OptF32(pub(crate) Option<f32>);
 
 impl<'de> Deserialize<'de> for OptF32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -209,7 +209,7 @@ pub fn decode_msgpack_insert(body: &[u8]) -> Result<Vec<UpsertItem>, WireError> 
 }
 
 /// Free-form JSON kept as its text until its size is known (meta, filters).
-fn small_json(raw: &RawValue, what: &str, max: usize) -> Result<Value, WireError> {
+pub(crate) fn small_json(raw: &RawValue, what: &str, max: usize) -> Result<Value, WireError> {
     if raw.get().len() > max {
         return Err(werr(format!(
             "{what} too large: {} bytes (max {max})",

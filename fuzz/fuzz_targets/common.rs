@@ -12,6 +12,17 @@ pub fn shared() -> &'static Index {
     IX.get_or_init(|| small_index(Precision::Int8))
 }
 
+/// A hybrid v2 collection's params: vector field `e` (4-d), sparse field `k`.
+pub fn collection_params() -> IndexParams {
+    let mut p = IndexParams::new(4, SpaceType::Cosine);
+    p.sparse_model = cairn_core::sparse::SparseModel::Bm25;
+    p.fields = Some(cairn_core::params::FieldNames {
+        vector: "e".into(),
+        sparse: Some("k".into()),
+    });
+    p
+}
+
 /// A 4-d index of 24 vectors with filters, in the given precision (small: most targets build
 /// one per input).
 pub fn small_index(precision: Precision) -> Index {

@@ -1,4 +1,5 @@
-//! Search bodies, run against a live index; and every other small JSON body decoder.
+//! Search bodies, run against a live index; and every other small JSON body decoder, v1 and
+//! v2 (a hybrid collection's).
 #![no_main]
 #[path = "common.rs"]
 mod common;
@@ -8,6 +9,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     cairn_core::wire::decode_all(data);
+    cairn_core::wire_v2::decode_all(data, &common::collection_params());
     let ix = common::shared();
     if let Ok(req) = cairn_core::wire::decode_search(data) {
         let _ = ix.search(&req);

@@ -150,6 +150,34 @@ impl IndexHandle {
         })
     }
 
+    /// The index's parameters now.
+    pub fn params(&self) -> IndexParams {
+        read_lock(&self.index).params().clone()
+    }
+
+    /// Live vectors.
+    pub fn live_count(&self) -> usize {
+        read_lock(&self.index).len()
+    }
+
+    /// The ids `id` links to on the graph's base layer, or `None` if `id` is not stored.
+    pub fn links_of(&self, id: &str) -> Option<Vec<String>> {
+        read_lock(&self.index).links_of(id)
+    }
+
+    /// The stored objects among `ids` (those not stored are skipped), in the order asked.
+    pub fn get_many(&self, ids: &[String]) -> Result<Vec<VectorRecord>, DbError> {
+        self.with_checkpoint(|ix, src| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(r) = ix.get_with(id, src)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Runs `f` on the index with its current checkpoint file as the source of originals
     /// (both read under their locks, so they match).
     fn with_checkpoint<T>(
@@ -611,6 +639,16 @@ impl Db {
         }
         tracing::info!(index = %name, generation = g, "checkpoint written");
         Ok(())
+    }
+
+    /// Folds index `name`'s log into a new checkpoint and drops the old generation (unless a
+    /// backup pins it): Endee v2's `shrink`. Returns the bytes the index's folder lost.
+    pub fn shrink(&self, name: &str) -> Result<u64, DbError> {
+        let h = self.handle(name)?;
+        let dir = self.path(&paths::index_dir(name));
+        let before = fsutil::dir_bytes(&dir);
+        self.checkpoint(&h)?;
+        Ok(before.saturating_sub(fsutil::dir_bytes(&dir)))
     }
 
     /// Checkpoints every index whose log holds records (at a clean shutdown): the next start

@@ -71,3 +71,16 @@ pub fn background_priority() {
         tracing::debug!(error = %io::Error::last_os_error(), "could not lower a background thread's priority");
     }
 }
+
+/// Bytes of the files directly in `dir` (0 for what can't be read).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

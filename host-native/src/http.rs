@@ -1,4 +1,4 @@
-//! Endee's `/api/v1` routes plus CairnDB's extensions, on axum.
+//! Endee's `/api/v1` routes plus CairnDB's extensions, on axum (`/api/v2`: [`crate::http_v2`]).
 
 use crate::db::{Db, DbError};
 use crate::drive;
@@ -48,10 +48,10 @@ pub struct AppState {
     requests: AtomicU64,
 }
 
-type St = State<Arc<AppState>>;
+pub(crate) type St = State<Arc<AppState>>;
 
 /// An error response: `{"error": "..."}` with the status the error deserves.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -66,7 +66,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -111,9 +111,9 @@ impl From<cairn_core::wire::WireError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DbError> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
@@ -131,7 +131,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn msgpack(bytes: Vec<u8>) -> Response {
+pub(crate) fn msgpack(bytes: Vec<u8>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/msgpack")],
@@ -182,7 +182,11 @@ pub fn router(
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .route("/health", get(health))
         .route("/stats", get(stats));
-    let mut app = Router::new().nest("/api/v1", api);
+    let v2 = crate::http_v2::routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route("/health", get(health))
+        .route("/stats", get(stats));
+    let mut app = Router::new().nest("/api/v1", api).nest("/api/v2", v2);
     if let Some(dir) = playground {
         app = app.fallback(tower_http_serve(dir));
     }
@@ -273,6 +277,19 @@ async fn auth(State(s): St, req: Request, next: Next) -> Response {
         let given = match given.split_once(' ') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
             _ => given,
+        };
+        // A download link carries its token in the query (`?token=`, as Endee's v2 client
+        // sends it: a browser link has no header). Nothing logs request URIs.
+        let from_query;
+        let given = if given.is_empty() && req.uri().path().ends_with("/download") {
+            from_query =
+                Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri())
+                    .ok()
+                    .and_then(|q| q.0.get("token").cloned())
+                    .unwrap_or_default();
+            from_query.as_str()
+        } else {
+            given
         };
         let digest: [u8; 32] = sha2::Sha256::digest(given.as_bytes()).into();
         let ok: bool = subtle::ConstantTimeEq::ct_eq(&digest[..], &want[..]).into();
@@ -460,7 +477,7 @@ async fn update_filters(
 }
 
 /// A job as the API shows it: Endee's fields plus CairnDB's.
-fn job_json(j: &Job) -> Value {
+pub(crate) fn job_json(j: &Job) -> Value {
     let endee_status = match j.status {
         JobStatus::Queued | JobStatus::Running | JobStatus::Cancelling => "in_progress",
         JobStatus::Completed => "completed",
@@ -593,7 +610,7 @@ async fn delete_backup(State(s): St, Path(name): Path<String>) -> ApiResult<Resp
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub(crate) async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let v = blocking(move || {
         let p = db.backup_file(&name)?;
@@ -609,7 +626,7 @@ async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<V
     Ok(Json(v))
 }
 
-async fn download(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn download(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
     let db = s.db.clone();
     let p = blocking(move || db.backup_file(&name).map(|p| (p, name))).await?;
     let (path, name) = p;
@@ -667,12 +684,12 @@ async fn restore(
 }
 
 #[derive(Deserialize)]
-struct UploadQuery {
+pub(crate) struct UploadQuery {
     name: Option<String>,
 }
 
 /// Streams a body into the upload temp file, then validates and publishes it.
-async fn upload(
+pub(crate) async fn upload(
     State(s): St,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,

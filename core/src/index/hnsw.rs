@@ -479,6 +479,15 @@ impl Graph {
         }
     }
 
+    /// `slot`'s layer-0 links (the graph's pruned edges, not its nearest neighbours).
+    pub fn layer0_links(&self, slot: u32) -> Vec<u32> {
+        if slot as usize >= self.len() {
+            return Vec::new();
+        }
+        let mut buf = Vec::new();
+        self.links(slot, 0, &mut buf).to_vec()
+    }
+
     /// Appends a node for slot `len()` with no links on any level: a slot that holds no
     /// vector now (a rebuild skips deleted slots, whose old links only cost searches). Nodes
     /// are numbered without gaps, so a dead slot still needs one; if it is reused,

@@ -791,6 +791,20 @@ impl Index {
             .is_some_and(|w| (w >> (slot % 64)) & 1 == 1)
     }
 
+    /// The ids `id` links to on the graph's base layer (live ones only), or `None` if `id` is
+    /// not stored. A vector replayed but not yet linked has none.
+    pub fn links_of(&self, id: &str) -> Option<Vec<String>> {
+        let slot = self.slots.find(id)?;
+        Some(
+            self.graph
+                .layer0_links(slot)
+                .into_iter()
+                .filter(|&s| self.is_live(s))
+                .filter_map(|s| self.slots.id(s).map(String::from))
+                .collect(),
+        )
+    }
+
     /// The stored vector for `id`, without a checkpoint file: as [`Index::get_with`], with
     /// the vector decoded from its codes when its original is only in the file.
     pub fn get(&self, id: &str) -> Option<VectorRecord> {

@@ -160,6 +160,26 @@ pub struct IndexParams {
     /// How sparse parts are scored; `None` (with `sparse_dim` 0): dense only.
     #[serde(default)]
     pub sparse_model: SparseModel,
+    /// The field names of a collection created through `/api/v2` (`None`: an index created
+    /// through `/api/v1`, whose fields `/api/v2` calls [`V1_VECTOR_FIELD`] and
+    /// [`V1_SPARSE_FIELD`]). Last, and left out when `None`: checkpoints encode params
+    /// positionally, and every index made before collections keeps its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<FieldNames>,
+}
+
+/// What `/api/v2` calls the dense field of an index created through `/api/v1`.
+pub const V1_VECTOR_FIELD: &str = "dense";
+/// What `/api/v2` calls the sparse field of a hybrid index created through `/api/v1`.
+pub const V1_SPARSE_FIELD: &str = "sparse";
+
+/// A collection's field names: its one dense vector field and its sparse field, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldNames {
+    /// The `vector` field.
+    pub vector: String,
+    /// The `sparse` field (hybrid collections).
+    pub sparse: Option<String>,
 }
 
 fn default_checksum() -> i64 {
@@ -178,7 +198,24 @@ impl IndexParams {
             sparse_dim: 0,
             checksum: -1,
             sparse_model: SparseModel::None,
+            fields: None,
         }
+    }
+    /// The dense field's name as `/api/v2` shows it.
+    pub fn vector_field(&self) -> &str {
+        self.fields.as_ref().map_or(V1_VECTOR_FIELD, |f| &f.vector)
+    }
+    /// The sparse field's name as `/api/v2` shows it (`None`: dense only).
+    pub fn sparse_field(&self) -> Option<&str> {
+        if !self.is_hybrid() {
+            return None;
+        }
+        Some(
+            self.fields
+                .as_ref()
+                .and_then(|f| f.sparse.as_deref())
+                .unwrap_or(V1_SPARSE_FIELD),
+        )
     }
     /// True when vectors carry a sparse part (hybrid search).
     pub fn is_hybrid(&self) -> bool {

@@ -1,0 +1,218 @@
+"""The official Python client `endee==2.2.0` (`/api/v2`), unchanged, against a real `cairn serve`.
+
+Its documented flows on one server that also speaks `/api/v1`: a collection with a vector and a
+sparse field, upsert, search each field and fused with `endee.rerank`, filters, get / delete /
+delete-by-filter / update filters, graph links, rebuild + status, shrink, backup + status,
+download (`?token=`), upload, restore + status; a `/api/v1` index seen as a collection; and what
+is not built yet (multi_vector fields, a second vector field) refused with a clear 400.
+Run by the test command in its own virtualenv (`tests/.venv-v2`).
+"""
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+from endee import Endee, rerank
+from endee.exceptions import APIException, ConflictException, NotFoundException
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
+TOKEN = "v2-conformance-token"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    data = tempfile.mkdtemp(prefix="cairn-conf-v2-")
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--port", str(port),
+                             "--auth-token", TOKEN],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api"
+    for _ in range(200):
+        try:
+            if requests.get(base + "/v2/health", timeout=0.2).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not start")
+    yield base
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def client(server):
+    c = Endee(token=TOKEN)
+    c.set_base_url(server + "/v2")
+    return c
+
+
+def vecs(n, dim, seed=1):
+    r = random.Random(seed)
+    return [[r.uniform(-1, 1) for _ in range(dim)] for _ in range(n)]
+
+
+def wait(status_fn, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        s = status_fn()
+        if s["status"] not in ("running", "in_progress"):
+            return s
+        time.sleep(0.02)
+    raise AssertionError(f"job did not finish: {s}")
+
+
+def test_collection_flow(client, tmp_path):
+    client.create_collection("docs", fields=[
+        {"name": "embedding", "type": "vector",
+         "params": {"dimension": 16, "space_type": "cosine", "precision": "float32", "M": 12}},
+        {"name": "keywords", "type": "sparse", "sparse_model": "endee_bm25"},
+    ])
+    assert "docs" in [c["name"] for c in client.list_collections()]
+    col = client.get_collection("docs")
+    info = col.describe()
+    assert [f["name"] for f in info["fields"]] == ["embedding", "keywords"]
+    assert info["fields"][0]["params"]["M"] == 12
+    data = vecs(300, 16, seed=3)
+    objs = [{"id": f"o{i}", "meta": {"i": i}, "filter": {"g": i % 3, "tag": "even" if i % 2 == 0 else "odd"},
+             "fields": {"embedding": [x * 5 for x in v],
+                        "keywords": {"indices": [i, 1000 + i // 10], "values": [1.0, 0.5]}}}
+            for i, v in enumerate(data)]
+    assert col.upsert(objs[:200])["upserted"] == 200
+    assert col.upsert(objs[200:])["upserted"] == 100
+
+    res = col.search(fields={"embedding": {"query": data[42], "limit": 5},
+                             "keywords": {"query": {"indices": [42], "values": [1.0]}, "limit": 5}})
+    dense, sparse = res["results"]["embedding"], res["results"]["keywords"]
+    assert dense[0]["id"] == "o42" and dense[0]["meta"] == {"i": 42}
+    assert sparse[0]["id"] == "o42" and sparse[0]["filter"] == {"g": 0, "tag": "even"}
+    fused = rerank(res, limit=3)["results"]
+    assert fused[0]["id"] == "o42"
+
+    filtered = col.search(fields={"embedding": {"query": data[42], "limit": 10}},
+                          filter=[{"tag": {"$eq": "odd"}}], prefilter_cardinality_threshold=1000)
+    hits = filtered["results"]["embedding"]
+    assert hits and all(h["filter"]["tag"] == "odd" for h in hits)
+
+    got = col.get_objects(["o7", "missing", "o8"])
+    assert [o["id"] for o in got] == ["o7", "o8"]
+    assert got[0]["meta"] == {"i": 7}
+    # The client multiplies the stored unit vector by the norm it kept in meta.
+    assert got[0]["vectors"]["embedding"] == pytest.approx([x * 5 for x in data[7]], rel=1e-4, abs=1e-5)
+    assert got[0]["sparses"]["keywords"] == {"indices": [7, 1000], "values": [1.0, 0.5]}
+
+    links = col.get_neighbors_by_id("o7", "embedding")
+    assert links["id"] == "o7" and links["links"] and all(l.startswith("o") for l in links["links"])
+
+    assert col.update_filters([{"id": "o1", "filter": {"g": 9, "tag": "moved"}}])["updated"] == 1
+    assert col.search(fields={"embedding": {"query": data[1], "limit": 3}},
+                      filter=[{"g": {"$eq": 9}}])["results"]["embedding"][0]["id"] == "o1"
+    assert col.delete_object("o2") == {"deleted": "o2"}
+    with pytest.raises(NotFoundException):
+        col.delete_object("o2")
+    assert col.delete_by_filter([{"g": {"$eq": 2}}])["deleted"] == 99  # o2 is gone already
+    assert client.get_collection("docs").describe()["count"] == 200
+
+    # Rebuild the vector field with new parameters; poll the database's rebuild status.
+    started = col.rebuild([{"field": "embedding", "M": 20, "ef_con": 100}, {"field": "keywords"}])
+    assert started["status"] == "in_progress" and started["fields_total"] == 1
+    done = wait(col.rebuild_status)
+    assert done["status"] == "completed" and done["percent_complete"] == 100.0
+    assert done["field"] == "embedding" and done["new_config"] == {"M": 20, "ef_con": 100}
+    assert client.get_collection("docs").describe()["fields"][0]["params"]["M"] == 20
+
+    # Overwrites leave superseded records in the log; shrink folds them into a checkpoint.
+    col.upsert([o for o in objs[:100] if o["id"] not in ("o2",) and o["filter"]["g"] != 2])
+    shrunk = col.shrink()
+    assert shrunk["status"] == "ok" and shrunk["reclaimed_bytes"] > 0
+
+    # Backup, status, download with ?token=, upload under a new name, restore, status.
+    assert col.create_backup("snap") == {"backup_name": "snap", "status": "in_progress",
+                                         "job_id": client.backup_status()["job_id"]}
+    assert wait(client.backup_status)["status"] == "completed"
+    assert "snap" in client.list_backups()
+    assert client.backup_info("snap")["vector_count"] == 200
+    path = client.download_backup("snap", str(tmp_path))
+    assert os.path.getsize(path) > 0
+    client.upload_backup(path, "snap_copy")
+    assert sorted(client.list_backups()) == ["snap", "snap_copy"]
+    client.restore_backup("snap_copy", "docs_restored")
+    assert wait(client.restore_status)["status"] == "completed"
+    restored = client.get_collection("docs_restored")
+    assert [f["name"] for f in restored.describe()["fields"]] == ["embedding", "keywords"]
+    assert restored.search(fields={"embedding": {"query": data[42], "limit": 1}})["results"]["embedding"][0]["id"] == "o42"
+    client.delete_backup("snap_copy")
+    assert client.list_backups() == ["snap"]
+
+    with pytest.raises(ConflictException):
+        client.create_collection("docs", fields=[{"name": "e", "type": "vector", "params": {"dimension": 4}}])
+    client.delete_collection("docs_restored")
+    client.delete_collection("docs")
+    with pytest.raises(NotFoundException):
+        client.get_collection("docs")
+
+
+def test_a_v1_index_is_a_collection(client, server):
+    h = {"Authorization": TOKEN}
+    r = requests.post(server + "/v1/index/create", headers=h,
+                      json={"index_name": "legacy", "dim": 8, "space_type": "l2", "precision": "float32",
+                            "sparse_model": "default"})
+    assert r.status_code == 200, r.text
+    r = requests.post(server + "/v1/index/legacy/vector/insert", headers=h,
+                      json=[{"id": "a", "vector": [1, 0, 0, 0, 0, 0, 0, 0], "sparse_indices": [3], "sparse_values": [1.0]},
+                            {"id": "b", "vector": [0, 1, 0, 0, 0, 0, 0, 0], "sparse_indices": [4], "sparse_values": [1.0]}])
+    assert r.status_code == 200, r.text
+    col = client.get_collection("legacy")
+    assert [(f["name"], f["type"]) for f in col.describe()["fields"]] == [("dense", "vector"), ("sparse", "sparse")]
+    res = col.search(fields={"dense": {"query": [0, 1, 0, 0, 0, 0, 0, 0], "limit": 1},
+                             "sparse": {"query": {"indices": [3], "values": [1.0]}, "limit": 1}})
+    assert res["results"]["dense"][0]["id"] == "b" and res["results"]["sparse"][0]["id"] == "a"
+    # Objects written through v2 are vectors through v1.
+    col.upsert([{"id": "c", "fields": {"dense": [0, 0, 1, 0, 0, 0, 0, 0], "sparse": {"indices": [5], "values": [2.0]}}}])
+    r = requests.post(server + "/v1/index/legacy/vector/get", headers=h, json={"id": "c"})
+    assert r.status_code == 200
+    client.delete_collection("legacy")
+
+
+def test_what_is_not_built_yet_is_refused_clearly(client):
+    with pytest.raises(APIException, match="multi_vector"):
+        client.create_collection("mv", fields=[
+            {"name": "colbert", "type": "multi_vector",
+             "params": {"dimension": 8, "space_type": "cosine", "precision": "float32", "pooling": "mean"}}])
+    with pytest.raises(APIException, match="more than one vector field"):
+        client.create_collection("two", fields=[
+            {"name": "a", "type": "vector", "params": {"dimension": 8}},
+            {"name": "b", "type": "vector", "params": {"dimension": 8}}])
+    with pytest.raises(APIException, match="dimension"):
+        client.create_collection("nodim", fields=[{"name": "a", "type": "vector", "params": {}}])
+    client.create_collection("one", fields=[{"name": "e", "type": "vector",
+                                             "params": {"dimension": 4, "precision": "float32"}}])
+    col = client.get_collection("one")
+    with pytest.raises(ValueError):  # the client itself checks field names it knows
+        col.upsert([{"id": "x", "fields": {"nope": [1, 2, 3, 4]}}])
+    with pytest.raises(APIException, match="missing a value"):
+        col.upsert([{"id": "x", "meta": {"a": 1}}])
+    assert client.get_collection("one").describe()["count"] == 0
+    client.delete_collection("one")
+
+
+def test_token_in_query_only_for_downloads(client, server):
+    assert requests.get(server + "/v2/collection").status_code == 401
+    assert requests.get(server + "/v2/collection", params={"token": TOKEN}).status_code == 401
+    assert requests.get(server + "/v2/backup/none/download", params={"token": "wrong"}).status_code == 401
+    assert requests.get(server + "/v2/backup/none/download", params={"token": TOKEN}).status_code == 404
