@@ -10,6 +10,7 @@ use crate::fsutil::{self, now_ms};
 use cairn_core::control::generation::{self, OriginalsFrom};
 use cairn_core::control::recovery;
 use cairn_core::control::task::{self, TaskHost};
+use cairn_core::control::tenants::{TenantError, Tenants};
 use cairn_core::engine::{EngineError, paths};
 use cairn_core::originals::CheckpointBytes;
 use cairn_core::registry::JobError;
@@ -52,6 +53,12 @@ pub enum DbError {
     /// Not enough free disk space.
     #[error("{0}")]
     NoSpace(String),
+    /// A databases-and-tokens rule.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    /// The caller's token may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The index exists but can't serve this now (storage failure).
     #[error("{0}")]
     Unavailable(String),
@@ -198,6 +205,8 @@ pub struct Db {
     pub engine: Mutex<Engine>,
     indexes: RwLock<HashMap<String, Arc<IndexHandle>>>,
     jobs_file: Mutex<()>,
+    /// Databases and token digests (`/api/v2`); written whole after every change.
+    pub tenants: Mutex<Tenants>,
     /// Log bytes after which a write starts a background checkpoint.
     checkpoint_after: u64,
     /// Backup read pace in bytes a second (`None`: unpaced).
@@ -262,6 +271,37 @@ impl TaskHost for NativeHost<'_> {
     }
 }
 
+/// Reads the tenants file. An unreadable one is kept aside and the server starts with no
+/// database: every database token then fails closed (401), nothing is exposed.
+fn load_tenants(root: &Path) -> Tenants {
+    let path = root.join(paths::TENANTS);
+    match fs::read(&path) {
+        Err(_) => Tenants::default(),
+        Ok(b) => Tenants::decode(&b).unwrap_or_else(|e| {
+            let aside = root.join(format!("{}.unreadable-{}", paths::TENANTS, now_ms()));
+            let _ = fs::rename(&path, &aside);
+            tracing::error!(error = %e, aside = %aside.display(), "tenants file unreadable; kept aside, starting with no database");
+            Tenants::default()
+        }),
+    }
+}
+
+impl Db {
+    /// Changes the tenants registry with `f` and writes it (atomically) before answering: a
+    /// token handed out is durable.
+    pub fn tenants_change<T>(
+        &self,
+        f: impl FnOnce(&mut Tenants) -> Result<T, TenantError>,
+    ) -> Result<T, DbError> {
+        let mut t = lock(&self.tenants);
+        let mut next = t.clone();
+        let out = f(&mut next)?;
+        fsutil::replace_atomic(&self.path(paths::TENANTS), &next.encode())?;
+        *t = next;
+        Ok(out)
+    }
+}
+
 /// Locks a mutex, recovering from poisoning (a panicked holder must not wedge the server).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -298,11 +338,13 @@ impl Db {
             fs::create_dir_all(root.join(d))?;
         }
         let names = opened.indexes;
+        let tenants = load_tenants(root);
         let db = Arc::new(Db {
             root: root.to_path_buf(),
             engine: Mutex::new(opened.engine),
             indexes: RwLock::new(HashMap::new()),
             jobs_file: Mutex::new(()),
+            tenants: Mutex::new(tenants),
             checkpoint_after,
             backup_rate,
         });

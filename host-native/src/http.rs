@@ -1,6 +1,6 @@
 //! Endee's `/api/v1` routes plus CairnDB's extensions, on axum (`/api/v2`: [`crate::http_v2`]).
 
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, lock};
 use crate::drive;
 use crate::fsutil::now_ms;
 use crate::wire;
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cairn_core::Fault;
+use cairn_core::control::tenants::{Caller, TenantError};
 use cairn_core::control::upload::UploadTask;
 use cairn_core::{IndexError, Job, JobKind, JobStatus};
 use futures_util::StreamExt;
@@ -91,6 +92,14 @@ impl From<DbError> for ApiError {
             DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DbError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DbError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
+            DbError::Forbidden(_) => StatusCode::FORBIDDEN,
+            DbError::Tenant(t) => match t {
+                TenantError::Invalid(_) => StatusCode::BAD_REQUEST,
+                TenantError::DbNotFound(_) | TenantError::TokenNotFound(_) => StatusCode::NOT_FOUND,
+                TenantError::Exists(_) => StatusCode::CONFLICT,
+                TenantError::Denied => StatusCode::UNAUTHORIZED,
+                TenantError::Inactive(_) => StatusCode::FORBIDDEN,
+            },
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "request failed");
@@ -179,6 +188,7 @@ pub fn router(
         .route("/backups/{name}/info", get(backup_info))
         .route("/backups/{name}/download", get(download))
         .route("/backups/{name}/restore", post(restore))
+        .route_layer(middleware::from_fn(root_only))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .route("/health", get(health))
         .route("/stats", get(stats));
@@ -265,42 +275,77 @@ async fn count_requests(State(s): St, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn auth(State(s): St, req: Request, next: Next) -> Response {
-    if let Some(want) = &s.token_digest {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .trim();
-        // The scheme is case-insensitive (RFC 7235); a bare token is accepted too (Endee).
-        let given = match given.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
-            _ => given,
-        };
-        // A download link carries its token in the query (`?token=`, as Endee's v2 client
-        // sends it: a browser link has no header). Nothing logs request URIs.
-        let from_query;
-        let given = if given.is_empty() && req.uri().path().ends_with("/download") {
-            from_query =
-                Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri())
-                    .ok()
-                    .and_then(|q| q.0.get("token").cloned())
-                    .unwrap_or_default();
-            from_query.as_str()
-        } else {
-            given
-        };
-        let digest: [u8; 32] = sha2::Sha256::digest(given.as_bytes()).into();
-        let ok: bool = subtle::ConstantTimeEq::ct_eq(&digest[..], &want[..]).into();
-        if !ok {
-            let msg = if given.is_empty() {
-                "Authorization header required"
+async fn auth(State(s): St, mut req: Request, next: Next) -> Response {
+    let given = request_token(&req);
+    let tenants = || lock(&s.db.tenants).authenticate(&given);
+    let caller = match &s.token_digest {
+        Some(want) => {
+            let digest: [u8; 32] = sha2::Sha256::digest(given.as_bytes()).into();
+            let root: bool = subtle::ConstantTimeEq::ct_eq(&digest[..], &want[..]).into();
+            if root {
+                Caller::Root
             } else {
-                "Invalid token"
-            };
-            return ApiError(StatusCode::UNAUTHORIZED, msg.into()).into_response();
+                match tenants() {
+                    Ok(c) => c,
+                    Err(e @ TenantError::Inactive(_)) => {
+                        return ApiError(StatusCode::FORBIDDEN, e.to_string()).into_response();
+                    }
+                    Err(_) => {
+                        let msg = if given.is_empty() {
+                            "Authorization header required"
+                        } else {
+                            "Invalid token"
+                        };
+                        return ApiError(StatusCode::UNAUTHORIZED, msg.into()).into_response();
+                    }
+                }
+            }
         }
+        // No root token configured: the server is open, and acts as root, unless a valid
+        // database token narrows the request to its database.
+        None => match tenants() {
+            Ok(c) => c,
+            Err(e @ TenantError::Inactive(_)) => {
+                return ApiError(StatusCode::FORBIDDEN, e.to_string()).into_response();
+            }
+            Err(_) => Caller::Root,
+        },
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// The token a request carries: `Authorization: <token>` or `Bearer <token>` (the scheme in
+/// any case; Endee sends it bare), or on download routes `?token=` (a link has no header).
+/// Nothing logs request URIs.
+fn request_token(req: &Request) -> String {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    let given = match given.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_start(),
+        _ => given,
+    };
+    if given.is_empty() && req.uri().path().ends_with("/download") {
+        return Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri())
+            .ok()
+            .and_then(|q| q.0.get("token").cloned())
+            .unwrap_or_default();
+    }
+    given.to_string()
+}
+
+/// `/api/v1` is the default namespace's: a database token is for `/api/v2` only.
+async fn root_only(req: Request, next: Next) -> Response {
+    if matches!(req.extensions().get::<Caller>(), Some(Caller::Db { .. })) {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "a database token works with /api/v2 only".into(),
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -685,7 +730,7 @@ async fn restore(
 
 #[derive(Deserialize)]
 pub(crate) struct UploadQuery {
-    name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 /// Streams a body into the upload temp file, then validates and publishes it.

@@ -1,18 +1,22 @@
 //! Endee's `/api/v2` routes (the official client `endee` 2.2.0) over the same database as
 //! `/api/v1`: a collection is an index (see `cairn_core::wire_v2` for the mapping), its objects
-//! are the index's vectors, and jobs are the same registry with the same rules. Decoding and
+//! are the index's vectors, and jobs are the same registry with the same rules. Every name is
+//! taken through the caller's [`Scope`]: a database token sees its database only. Decoding and
 //! encoding are the core's; this module only routes.
 
 use crate::db::{Db, DbError};
 use crate::drive;
 use crate::http::{
-    ApiResult, AppState, St, backup_info, bad, blocking, download, job_json, msgpack, upload,
+    ApiResult, AppState, St, UploadQuery, backup_info, bad, blocking, download, job_json, msgpack,
+    upload,
 };
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use cairn_core::control::tenants::{Caller, scoped, unscoped};
 use cairn_core::wire_v2;
 use cairn_core::{IndexError, Job, JobKind, JobStatus};
 use serde::Deserialize;
@@ -42,54 +46,134 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/backup", get(list_backups))
         .route(
             "/backup/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
+            post(receive).layer(DefaultBodyLimit::disable()),
         )
         .route("/backup/{b}", delete(delete_backup))
-        .route("/backup/{b}/info", get(backup_info))
+        .route("/backup/{b}/info", get(info))
         .route("/backup/{b}/restore", post(restore))
-        .route("/backup/{b}/download", get(download))
+        .route("/backup/{b}/download", get(fetch))
+        .merge(crate::http_admin::routes())
 }
 
-fn collection(db: &Db, name: &str) -> Result<Value, DbError> {
-    let h = db.handle(name)?;
+/// The namespace a request acts in: its database's (a database token), or the default one
+/// (the root token). Every collection, archive and job name a handler touches goes through it.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    db: Option<String>,
+    read_only: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Scope {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(match parts.extensions.get::<Caller>() {
+            Some(Caller::Db { db, read_only }) => Scope {
+                db: Some(db.clone()),
+                read_only: *read_only,
+            },
+            _ => Scope::root(),
+        })
+    }
+}
+
+impl Scope {
+    /// The default namespace, with every right.
+    pub(crate) fn root() -> Self {
+        Scope {
+            db: None,
+            read_only: false,
+        }
+    }
+
+    /// Database `db`'s namespace, as the root token acting in it.
+    pub(crate) fn of(db: &str) -> Self {
+        Scope {
+            db: Some(db.into()),
+            read_only: false,
+        }
+    }
+
+    /// The stored name of a user's collection or archive name (which may not contain `.`).
+    pub(crate) fn name(&self, user: &str) -> Result<String, DbError> {
+        cairn_core::params::validate_index_name(user)
+            .map_err(|e| DbError::BadRequest(e.to_string()))?;
+        Ok(scoped(self.db.as_deref(), user))
+    }
+
+    /// The user's name of a stored name, if it is in this namespace.
+    pub(crate) fn show<'a>(&self, stored: &'a str) -> Option<&'a str> {
+        unscoped(self.db.as_deref(), stored)
+    }
+
+    /// Refuses a read-only token.
+    pub(crate) fn write(&self) -> Result<(), DbError> {
+        if self.read_only {
+            return Err(DbError::Forbidden("this token is read-only".into()));
+        }
+        Ok(())
+    }
+}
+
+fn collection(db: &Db, scope: &Scope, stored: &str) -> Result<Value, DbError> {
+    let h = db.handle(stored)?;
+    let user = scope.show(stored).unwrap_or(stored);
     Ok(wire_v2::collection_json(
-        name,
+        user,
         &h.params(),
-        db.created_at(name) / 1000,
+        db.created_at(stored) / 1000,
         h.live_count(),
     ))
 }
 
-async fn create(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+/// The stored names of the collections in `scope`, sorted.
+pub(crate) fn collections_in(db: &Db, scope: &Scope) -> Vec<String> {
+    db.handles()
+        .iter()
+        .filter(|h| scope.show(&h.name).is_some())
+        .map(|h| h.name.clone())
+        .collect()
+}
+
+async fn create(State(s): St, scope: Scope, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    scope.write()?;
     let (name, p) = wire_v2::decode_create_collection(&body)?;
+    let name = scope.name(&name)?;
     let db = s.db.clone();
     Ok(Json(
         blocking(move || {
             db.create_index(&name, p)?;
-            collection(&db, &name)
+            collection(&db, &scope, &name)
         })
         .await?,
     ))
 }
 
-async fn list(State(s): St) -> ApiResult<Json<Value>> {
+async fn list(State(s): St, scope: Scope) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let all = blocking(move || {
-        db.handles()
+        collections_in(&db, &scope)
             .iter()
-            .map(|h| collection(&db, &h.name))
+            .map(|n| collection(&db, &scope, n))
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
     Ok(Json(json!({ "collections": all })))
 }
 
-async fn describe(State(s): St, Path(c): Path<String>) -> ApiResult<Json<Value>> {
+async fn describe(State(s): St, scope: Scope, Path(c): Path<String>) -> ApiResult<Json<Value>> {
+    let c = scope.name(&c)?;
     let db = s.db.clone();
-    Ok(Json(blocking(move || collection(&db, &c)).await?))
+    Ok(Json(blocking(move || collection(&db, &scope, &c)).await?))
 }
 
-async fn drop_collection(State(s): St, Path(c): Path<String>) -> ApiResult<Json<Value>> {
+async fn drop_collection(
+    State(s): St,
+    scope: Scope,
+    Path(c): Path<String>,
+) -> ApiResult<Json<Value>> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let db = s.db.clone();
     blocking(move || db.delete_index(&c)).await?;
     Ok(Json(json!({"message": "Collection deleted"})))
@@ -97,9 +181,12 @@ async fn drop_collection(State(s): St, Path(c): Path<String>) -> ApiResult<Json<
 
 async fn upsert(
     State(s): St,
+    scope: Scope,
     Path(c): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let db = s.db.clone();
     let n = blocking(move || {
         let p = db.handle(&c)?.params();
@@ -113,9 +200,11 @@ async fn upsert(
 
 async fn get_objects(
     State(s): St,
+    scope: Scope,
     Path(c): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    let c = scope.name(&c)?;
     let ids = wire_v2::decode_ids(&body)?;
     let db = s.db.clone();
     let bytes = blocking(move || {
@@ -129,8 +218,11 @@ async fn get_objects(
 
 async fn delete_object(
     State(s): St,
+    scope: Scope,
     Path((c, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let db = s.db.clone();
     let id2 = id.clone();
     let n = blocking(move || db.write(&c, |ix| ix.prepare_delete(vec![id2]))).await?;
@@ -142,9 +234,12 @@ async fn delete_object(
 
 async fn delete_by_filter(
     State(s): St,
+    scope: Scope,
     Path(c): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let filter = cairn_core::wire::decode_delete_by_filter(&body)?;
     let db = s.db.clone();
     let n = blocking(move || db.write(&c, |ix| ix.prepare_delete_by_filter(&filter))).await?;
@@ -153,9 +248,12 @@ async fn delete_by_filter(
 
 async fn update_filters(
     State(s): St,
+    scope: Scope,
     Path(c): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let updates = cairn_core::wire::decode_filter_updates(&body)?;
     let db = s.db.clone();
     let n = blocking(move || db.write(&c, |ix| ix.prepare_update_filters(updates))).await?;
@@ -164,9 +262,11 @@ async fn update_filters(
 
 async fn search(
     State(s): St,
+    scope: Scope,
     Path(c): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    let c = scope.name(&c)?;
     let db = s.db.clone();
     let bytes = blocking(move || {
         let h = db.handle(&c)?;
@@ -184,8 +284,10 @@ async fn search(
 
 async fn links(
     State(s): St,
+    scope: Scope,
     Path((c, id, f)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
+    let c = scope.name(&c)?;
     let db = s.db.clone();
     let (id2, f2) = (id.clone(), f.clone());
     let links = blocking(move || {
@@ -207,9 +309,12 @@ async fn links(
 
 async fn rebuild(
     State(s): St,
+    scope: Scope,
     Path(c): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let db = s.db.clone();
     let job = blocking(move || {
         let p = db.handle(&c)?.params();
@@ -217,12 +322,14 @@ async fn rebuild(
         drive::submit_rebuild(&db, &c, m, ef)
     })
     .await?;
-    let mut v = rebuild_status_json(Some(&job), &s.db);
+    let mut v = rebuild_status_json(Some(&job), &s.db, &scope);
     v["fields_total"] = json!(1);
     Ok((StatusCode::ACCEPTED, Json(v)).into_response())
 }
 
-async fn shrink(State(s): St, Path(c): Path<String>) -> ApiResult<Json<Value>> {
+async fn shrink(State(s): St, scope: Scope, Path(c): Path<String>) -> ApiResult<Json<Value>> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let db = s.db.clone();
     let n = blocking(move || db.shrink(&c)).await?;
     Ok(Json(json!({"status": "ok", "reclaimed_bytes": n})))
@@ -235,17 +342,21 @@ struct NameBody {
 
 async fn backup(
     State(s): St,
+    scope: Scope,
     Path(c): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    scope.write()?;
+    let c = scope.name(&c)?;
     let b: NameBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
-    let name = b.name.ok_or_else(|| bad("Missing backup name"))?;
+    let user = b.name.ok_or_else(|| bad("Missing backup name"))?;
+    let name = scope.name(&user)?;
     let db = s.db.clone();
     let job = blocking(move || drive::submit_backup(&db, &c, &name)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
-            "backup_name": job.backup_name,
+            "backup_name": user,
             "status": "in_progress",
             "job_id": job.job_id,
         })),
@@ -253,14 +364,60 @@ async fn backup(
         .into_response())
 }
 
-async fn list_backups(State(s): St) -> Json<Value> {
-    Json(json!(s.db.backup_names()))
+async fn list_backups(State(s): St, scope: Scope) -> Json<Value> {
+    let names: Vec<String> =
+        s.db.backup_names()
+            .iter()
+            .filter_map(|b| scope.show(b).map(String::from))
+            .collect();
+    Json(json!(names))
 }
 
-async fn delete_backup(State(s): St, Path(b): Path<String>) -> ApiResult<Json<Value>> {
+async fn delete_backup(
+    State(s): St,
+    scope: Scope,
+    Path(b): Path<String>,
+) -> ApiResult<Json<Value>> {
+    scope.write()?;
+    let b = scope.name(&b)?;
     let db = s.db.clone();
     blocking(move || db.delete_backup(&b)).await?;
     Ok(Json(json!({"message": "Backup deleted successfully"})))
+}
+
+async fn info(State(s): St, scope: Scope, Path(b): Path<String>) -> ApiResult<Json<Value>> {
+    backup_info(State(s), Path(scope.name(&b)?)).await
+}
+
+#[derive(Deserialize)]
+struct DownloadQuery {
+    db: Option<String>,
+}
+
+/// `?db=` lets the root token fetch a database's archive (Endee's client sends it).
+async fn fetch(
+    State(s): St,
+    scope: Scope,
+    Path(b): Path<String>,
+    Query(q): Query<DownloadQuery>,
+) -> ApiResult<Response> {
+    let scope = match (&scope.db, q.db) {
+        (None, Some(db)) => Scope::of(&db),
+        _ => scope,
+    };
+    download(State(s), Path(scope.name(&b)?)).await
+}
+
+async fn receive(
+    State(s): St,
+    scope: Scope,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Response> {
+    scope.write()?;
+    let name = q.name.as_deref().map(|n| scope.name(n)).transpose()?;
+    upload(State(s), Query(UploadQuery { name }), headers, req).await
 }
 
 #[derive(Deserialize)]
@@ -270,30 +427,36 @@ struct RestoreBody {
 
 async fn restore(
     State(s): St,
+    scope: Scope,
     Path(b): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    scope.write()?;
     let r: RestoreBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
-    let target = r
+    let user = r
         .target_collection_name
         .ok_or_else(|| bad("Missing target_collection_name"))?;
+    let (b, target) = (scope.name(&b)?, scope.name(&user)?);
     let db = s.db.clone();
     let job = blocking(move || drive::submit_restore(&db, &b, &target, false)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
             "status": "running",
-            "backup_name": job.backup_name,
-            "target_collection_name": job.index_name,
+            "backup_name": scope.show(&job.backup_name),
+            "target_collection_name": user,
             "job_id": job.job_id,
         })),
     )
         .into_response())
 }
 
-/// The newest job of `kind` (what Endee's per-database status routes report).
-fn last_job(db: &Db, kind: JobKind) -> Option<Job> {
-    db.jobs().into_iter().rev().find(|j| j.kind == kind)
+/// The newest job of `kind` in `scope` (what Endee's per-database status routes report).
+fn last_job(db: &Db, scope: &Scope, kind: JobKind) -> Option<Job> {
+    db.jobs()
+        .into_iter()
+        .rev()
+        .find(|j| j.kind == kind && scope.show(&j.index_name).is_some())
 }
 
 fn percent(j: &Job) -> f64 {
@@ -307,8 +470,9 @@ fn percent(j: &Job) -> f64 {
 }
 
 /// Endee v2's status words: active jobs are `running` (`in_progress` for rebuilds), a
-/// cancelled one `failed` with the reason `cancelled`; `phase` says more.
-fn status_json(j: Option<&Job>, active: &str) -> Value {
+/// cancelled one `failed` with the reason `cancelled`; `phase` says more. Names are shown as
+/// the caller knows them.
+fn status_json(j: Option<&Job>, scope: &Scope, active: &str) -> Value {
     let Some(j) = j else {
         return json!({"status": "idle", "phase": "idle", "percent_complete": 0.0, "error_message": null});
     };
@@ -321,16 +485,20 @@ fn status_json(j: Option<&Job>, active: &str) -> Value {
         JobStatus::Cancelled => ("failed", "cancelled"),
     };
     let mut v = job_json(j);
+    let user = scope.show(&j.index_name).unwrap_or_default();
     v["status"] = json!(status);
     v["phase"] = json!(phase);
     v["percent_complete"] = json!(percent(j));
     v["error_message"] = json!(j.error);
-    v["collection"] = json!(j.index_name);
+    v["collection"] = json!(user);
+    v["index_name"] = json!(user);
+    v["index_id"] = json!(user);
+    v["backup_name"] = json!(scope.show(&j.backup_name).unwrap_or_default());
     v
 }
 
-fn rebuild_status_json(j: Option<&Job>, db: &Db) -> Value {
-    let mut v = status_json(j, "in_progress");
+fn rebuild_status_json(j: Option<&Job>, db: &Db, scope: &Scope) -> Value {
+    let mut v = status_json(j, scope, "in_progress");
     if let Some(j) = j {
         let done = j.status == JobStatus::Completed;
         v["field"] = json!(
@@ -346,21 +514,17 @@ fn rebuild_status_json(j: Option<&Job>, db: &Db) -> Value {
     v
 }
 
-async fn status_rebuild(State(s): St) -> Json<Value> {
-    let j = last_job(&s.db, JobKind::Rebuild);
-    Json(rebuild_status_json(j.as_ref(), &s.db))
+async fn status_rebuild(State(s): St, scope: Scope) -> Json<Value> {
+    let j = last_job(&s.db, &scope, JobKind::Rebuild);
+    Json(rebuild_status_json(j.as_ref(), &s.db, &scope))
 }
 
-async fn status_backup(State(s): St) -> Json<Value> {
-    Json(status_json(
-        last_job(&s.db, JobKind::Backup).as_ref(),
-        "running",
-    ))
+async fn status_backup(State(s): St, scope: Scope) -> Json<Value> {
+    let j = last_job(&s.db, &scope, JobKind::Backup);
+    Json(status_json(j.as_ref(), &scope, "running"))
 }
 
-async fn status_restore(State(s): St) -> Json<Value> {
-    Json(status_json(
-        last_job(&s.db, JobKind::Restore).as_ref(),
-        "running",
-    ))
+async fn status_restore(State(s): St, scope: Scope) -> Json<Value> {
+    let j = last_job(&s.db, &scope, JobKind::Restore);
+    Json(status_json(j.as_ref(), &scope, "running"))
 }

@@ -5,6 +5,7 @@ mod drive;
 mod fs_storage;
 mod fsutil;
 mod http;
+mod http_admin;
 mod http_v2;
 mod wire;
 

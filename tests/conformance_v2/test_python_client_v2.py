@@ -3,8 +3,10 @@
 Its documented flows on one server that also speaks `/api/v1`: a collection with a vector and a
 sparse field, upsert, search each field and fused with `endee.rerank`, filters, get / delete /
 delete-by-filter / update filters, graph links, rebuild + status, shrink, backup + status,
-download (`?token=`), upload, restore + status; a `/api/v1` index seen as a collection; and what
-is not built yet (multi_vector fields, a second vector field) refused with a clear 400.
+download (`?token=`), upload, restore + status; a `/api/v1` index seen as a collection;
+databases and tokens (root administers, a database token sees only its database, read-only
+tokens, deactivation, deletion); and what is not built yet (multi_vector fields, a second vector
+field) refused with a clear 400.
 Run by the test command in its own virtualenv (`tests/.venv-v2`).
 """
 import os
@@ -19,11 +21,13 @@ import time
 import pytest
 import requests
 from endee import Endee, rerank
-from endee.exceptions import APIException, ConflictException, NotFoundException
+from endee.exceptions import (APIException, AuthenticationException, ConflictException,
+                              ForbiddenException, NotFoundException)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
 TOKEN = "v2-conformance-token"
+DATA = {}
 
 
 def free_port():
@@ -35,6 +39,7 @@ def free_port():
 @pytest.fixture(scope="module")
 def server():
     data = tempfile.mkdtemp(prefix="cairn-conf-v2-")
+    DATA["dir"] = data
     port = free_port()
     proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--port", str(port),
                              "--auth-token", TOKEN],
@@ -216,3 +221,85 @@ def test_token_in_query_only_for_downloads(client, server):
     assert requests.get(server + "/v2/collection", params={"token": TOKEN}).status_code == 401
     assert requests.get(server + "/v2/backup/none/download", params={"token": "wrong"}).status_code == 401
     assert requests.get(server + "/v2/backup/none/download", params={"token": TOKEN}).status_code == 404
+
+
+def as_token(server, token):
+    c = Endee(token=token)
+    c.set_base_url(server + "/v2")
+    return c
+
+
+def test_databases_and_tokens_isolate(client, server, tmp_path):
+    fields = [{"name": "e", "type": "vector", "params": {"dimension": 4, "precision": "float32"}}]
+    alice_tok = client.create_database("alice")
+    bob_tok = client.create_database("bob", db_type="starter")
+    assert alice_tok.startswith("alice:") and len(alice_tok) > 30
+    assert {d["db_name"]: d["db_type"] for d in client.list_databases()} == {"alice": "enterprise", "bob": "starter"}
+    with pytest.raises(ConflictException):
+        client.create_database("alice")
+    alice, bob = as_token(server, alice_tok), as_token(server, bob_tok)
+
+    alice.create_collection("notes", fields=fields)
+    col = alice.get_collection("notes")
+    col.upsert([{"id": "n1", "meta": {"who": "alice"}, "fields": {"e": [1, 0, 0, 0]}}])
+    # Bob's token names only Bob's database: Alice's collection does not exist for him.
+    assert bob.list_collections() == []
+    with pytest.raises(NotFoundException):
+        bob.get_collection("notes")
+    bob.create_collection("notes", fields=fields)  # the same name, his own
+    assert bob.get_collection("notes").search(fields={"e": {"query": [1, 0, 0, 0]}})["results"]["e"] == []
+    assert "notes" not in [c["name"] for c in client.list_collections()]
+    assert client.list_db_collections("alice") == ["notes"]
+    grouped = {g["db_name"]: g["collections"] for g in client.list_all_collections()}
+    assert grouped["alice"] == ["notes"] and grouped["bob"] == ["notes"]
+    # A database token is for /api/v2 only; admin routes need the root token.
+    r = requests.get(server + "/v1/index/list", headers={"Authorization": alice_tok})
+    assert r.status_code == 403
+    with pytest.raises(ForbiddenException):
+        alice.list_databases()
+    with pytest.raises(ForbiddenException):
+        bob.get_database("alice")
+    assert alice.get_database("alice")["collections"] == 1
+
+    # Backups and their status are per database; the root token fetches one with db=.
+    col.create_backup("ab")
+    assert wait(alice.backup_status)["status"] == "completed"
+    assert alice.list_backups() == ["ab"] and bob.list_backups() == []
+    assert bob.backup_status()["status"] == "idle"
+    path = client.download_backup("ab", str(tmp_path), db_name="alice")
+    assert os.path.getsize(path) > 0
+
+    # A read-only token reads and is refused writes; self-service tokens come and go.
+    ro = as_token(server, client.create_token("alice", "reader", token_type="r"))
+    assert ro.get_collection("notes").search(fields={"e": {"query": [1, 0, 0, 0]}})["results"]["e"][0]["id"] == "n1"
+    with pytest.raises(ForbiddenException):
+        ro.get_collection("notes").upsert([{"id": "x", "fields": {"e": [0, 1, 0, 0]}}])
+    assert sorted(t["name"] for t in client.list_tokens("alice")) == ["default", "reader"]
+    ci_tok = alice.create_my_token("ci")
+    ci = as_token(server, ci_tok)
+    assert [c["name"] for c in ci.list_collections()] == ["notes"]
+    alice.delete_my_token("ci")
+    with pytest.raises(AuthenticationException):
+        ci.list_collections()
+    # Secrets are shown once and stored only as digests.
+    stored = open(os.path.join(DATA["dir"], "tenants.json")).read()
+    assert alice_tok.split(":")[1] not in stored and "reader" in stored
+
+    # Deactivated: refused, data kept; activated again: back.
+    client.deactivate_database("alice")
+    with pytest.raises(ForbiddenException):
+        alice.list_collections()
+    client.activate_database("alice")
+    assert [c["name"] for c in alice.list_collections()] == ["notes"]
+    client.set_database_type("alice", "pro")
+    assert client.get_database("alice")["db_type"] == "pro"
+
+    # Deleting a database deletes its collections and archives; its tokens stop working.
+    client.delete_database("alice")
+    with pytest.raises(AuthenticationException):
+        alice.list_collections()
+    assert "alice" not in [d["db_name"] for d in client.list_databases()]
+    assert not [b for b in os.listdir(os.path.join(DATA["dir"], "backups")) if b.startswith("alice.")]
+    client.delete_db_collection("bob", "notes")
+    assert bob.list_collections() == []
+    client.delete_database("bob")

@@ -112,10 +112,18 @@ pub fn validate_backup_name(name: &str) -> Result<(), EngineError> {
             "Backup name too long (max {MAX_BACKUP_NAME} characters)"
         )));
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    // A database's archives are stored as `<database>.<name>` (see `validate_stored_name`);
+    // names from users are checked without the separator by the hosts.
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let ok = match name.split_once('.') {
+        Some((db, rest)) => part(db) && part(rest),
+        None => part(name),
+    };
+    if !ok {
         return Err(EngineError::InvalidBackupName(
             "Invalid backup name: only alphanumeric, underscores, and hyphens allowed".into(),
         ));
@@ -321,7 +329,7 @@ impl Engine {
         params: IndexParams,
         now: u64,
     ) -> Result<(), EngineError> {
-        params::validate_index_name(name)?;
+        params::validate_stored_name(name)?;
         params.validate()?;
         self.check_not_broken(name)?;
         if self.indexes.contains_key(name) {
@@ -518,7 +526,7 @@ impl Engine {
         target: &str,
     ) -> Result<Job, EngineError> {
         validate_backup_name(backup)?;
-        params::validate_index_name(target)?;
+        params::validate_stored_name(target)?;
         if !self.backups.contains(backup) {
             return Err(EngineError::BackupNotFound(backup.into()));
         }

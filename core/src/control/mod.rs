@@ -11,4 +11,5 @@ pub mod recovery;
 pub mod registry;
 pub mod restore;
 pub mod task;
+pub mod tenants;
 pub mod upload;

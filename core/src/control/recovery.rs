@@ -11,7 +11,7 @@ use crate::checkpoint::read_checkpoint;
 use crate::control::engine::{Engine, IndexManifest, LogState, paths, validate_backup_name};
 use crate::control::task::{Lend, RangeReader, apply_effects};
 use crate::index::Index;
-use crate::params::validate_index_name;
+use crate::params::validate_stored_name;
 use crate::registry::{DEFAULT_RETENTION, JobRegistry};
 use crate::storage::Storage;
 use std::collections::BTreeSet;
@@ -84,7 +84,7 @@ pub fn open_engine(st: &mut dyn Storage, now: u64) -> io::Result<Opened> {
     for f in st.list("indexes/")? {
         let rest = &f["indexes/".len()..];
         let Some((dir, _)) = rest.split_once('/') else {
-            if validate_index_name(rest).is_ok() {
+            if validate_stored_name(rest).is_ok() {
                 // Reported under its name (a create of it would collide), left alone.
                 engine.mark_broken(rest, "not a directory: a file is in the index's place");
             }
@@ -94,7 +94,7 @@ pub fn open_engine(st: &mut dyn Storage, now: u64) -> io::Result<Opened> {
         if dir.starts_with('.') || indexes.contains(dir) {
             continue;
         }
-        if validate_index_name(dir).is_err() {
+        if validate_stored_name(dir).is_err() {
             notes.push(format!("ignoring indexes/{dir}: not an index name"));
             continue;
         }

@@ -383,7 +383,7 @@ impl JobRegistry {
         for j in f.jobs {
             // Ids and names become file paths (temp files, archives, index directories): a
             // tampered file must not name `../` anything.
-            let safe_name = |n: &str| crate::params::validate_index_name(n).is_ok();
+            let safe_name = |n: &str| crate::params::validate_stored_name(n).is_ok();
             // A rebuild names no archive.
             let safe_backup =
                 j.kind == JobKind::Rebuild && j.backup_name.is_empty() || safe_name(&j.backup_name);

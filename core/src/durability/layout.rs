@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub mod paths {
     /// The jobs file.
     pub const JOBS: &str = "jobs.json";
+    /// The databases and their token digests (`/api/v2` tenancy).
+    pub const TENANTS: &str = "tenants.json";
     /// Directory of one index.
     pub fn index_dir(name: &str) -> String {
         format!("indexes/{name}")

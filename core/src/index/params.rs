@@ -278,9 +278,37 @@ pub fn validate_index_name(name: &str) -> Result<(), ParamError> {
     }
 }
 
+/// Names as stored: a user's index name, or `<database>.<name>` for a collection of a
+/// database other than the default (see [`crate::control::tenants`]). Both parts follow
+/// [`validate_index_name`], so a stored name is still one safe file-system component. Names
+/// from users are checked with [`validate_index_name`]: no user can write the separator.
+pub fn validate_stored_name(name: &str) -> Result<(), ParamError> {
+    match name.split_once('.') {
+        Some((db, rest)) => {
+            validate_index_name(db)?;
+            validate_index_name(rest)
+        }
+        None => validate_index_name(name),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_names_are_user_names_or_one_database_prefix() {
+        for ok in ["a", "db.c", "a-b.c_d"] {
+            assert!(validate_stored_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [".c", "db.", "a.b.c", "..", "a/b.c", "db..c"] {
+            assert!(validate_stored_name(bad).is_err(), "{bad}");
+        }
+        assert!(
+            validate_index_name("db.c").is_err(),
+            "users never name the separator"
+        );
+    }
 
     #[test]
     fn bounds_are_enforced_at_each_edge() {

@@ -1,0 +1,327 @@
+//! Endee's `/api/v2` databases and tokens: the root token administers databases, their
+//! collections and tokens; a database token manages its own tokens (`/tokens`). Rules and
+//! token digests are the core's (`cairn_core::control::tenants`); deleting a database deletes
+//! its collections and archives first (refused, like any delete, while a job uses one).
+
+use crate::db::{Db, DbError};
+use crate::fsutil::now_ms;
+use crate::http::{ApiResult, AppState, St, bad, blocking};
+use crate::http_v2::{Scope, collections_in};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Extension, Json, Router};
+use cairn_core::control::tenants::{Caller, TenantDb, TokenKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The admin and token routes (inside `/api/v2`, behind auth).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/dbs", post(create_db).get(list_dbs))
+        .route("/admin/dbs/{db}", delete(delete_db))
+        .route("/admin/dbs/{db}/activate", post(activate))
+        .route("/admin/dbs/{db}/deactivate", post(deactivate))
+        .route("/admin/dbs/{db}/type", put(set_type))
+        .route("/admin/dbs/{db}/collection", get(db_collections))
+        .route(
+            "/admin/dbs/{db}/collection/{c}",
+            delete(delete_db_collection),
+        )
+        .route("/admin/collection", get(all_collections))
+        .route(
+            "/admin/dbs/{db}/tokens",
+            post(create_token).get(list_tokens),
+        )
+        .route("/admin/dbs/{db}/tokens/{name}", delete(delete_token))
+        .route("/dbs/{db}/info", get(db_info))
+        .route("/tokens", post(create_my_token).get(list_my_tokens))
+        .route("/tokens/{name}", delete(delete_my_token))
+}
+
+fn root(c: &Caller) -> Result<(), DbError> {
+    match c {
+        Caller::Root => Ok(()),
+        Caller::Db { .. } => Err(DbError::Forbidden("this route needs the root token".into())),
+    }
+}
+
+/// The caller's own database (a database token), or 403.
+fn own(c: &Caller, write: bool) -> Result<String, DbError> {
+    match c {
+        Caller::Db { db, read_only } if !(write && *read_only) => Ok(db.clone()),
+        Caller::Db { .. } => Err(DbError::Forbidden("this token is read-only".into())),
+        Caller::Root => Err(DbError::Forbidden(
+            "this route needs a database token (the root token uses /admin/dbs/{db}/tokens)".into(),
+        )),
+    }
+}
+
+/// 32 hex characters of OS entropy.
+fn secret() -> Result<String, DbError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| DbError::Internal(format!("no entropy: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+fn db_json(d: &TenantDb) -> Value {
+    json!({"db_name": d.db_name, "db_type": d.db_type, "is_active": d.is_active, "created_at": d.created_at / 1000})
+}
+
+#[derive(Deserialize)]
+struct CreateDb {
+    db_name: Option<String>,
+    db_type: Option<String>,
+}
+
+async fn create_db(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    root(&c)?;
+    let b: CreateDb = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let name = b.db_name.ok_or_else(|| bad("Missing db_name"))?;
+    let ty = b
+        .db_type
+        .unwrap_or_else(|| "enterprise".into())
+        .to_lowercase();
+    let secret = secret()?;
+    let token =
+        s.db.tenants_change(|t| t.create_db(&name, &ty, now_ms(), &secret))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"db_name": name, "db_type": ty, "db_token": token})),
+    )
+        .into_response())
+}
+
+async fn list_dbs(State(s): St, Extension(c): Extension<Caller>) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    let dbs: Vec<Value> = crate::db::lock(&s.db.tenants).list().map(db_json).collect();
+    Ok(Json(json!({ "dbs": dbs })))
+}
+
+async fn db_info(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if !matches!(&c, Caller::Db { db: own, .. } if *own == db) {
+        root(&c)?;
+    }
+    let mut v = db_json(
+        crate::db::lock(&s.db.tenants)
+            .get(&db)
+            .map_err(DbError::from)?,
+    );
+    v["collections"] = json!(collections_in(&s.db, &Scope::of(&db)).len());
+    Ok(Json(v))
+}
+
+/// Deletes database `db`'s collections and archives, then the database.
+fn drop_db(db: &Db, name: &str) -> Result<(), DbError> {
+    crate::db::lock(&db.tenants).get(name)?;
+    let scope = Scope::of(name);
+    for c in collections_in(db, &scope) {
+        db.delete_index(&c)?;
+    }
+    for b in db.backup_names() {
+        if scope.show(&b).is_some() {
+            db.delete_backup(&b)?;
+        }
+    }
+    db.tenants_change(|t| t.delete_db(name).map(|_| ()))
+}
+
+async fn delete_db(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    let d = s.db.clone();
+    let name = db.clone();
+    blocking(move || drop_db(&d, &name)).await?;
+    Ok(Json(json!({"message": "Database deleted", "db_name": db})))
+}
+
+async fn set_active(s: &Arc<AppState>, c: &Caller, db: &str, on: bool) -> ApiResult<Json<Value>> {
+    root(c)?;
+    s.db.tenants_change(|t| t.set_active(db, on))?;
+    Ok(Json(json!({"db_name": db, "is_active": on})))
+}
+
+async fn activate(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_active(&s, &c, &db, true).await
+}
+
+async fn deactivate(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_active(&s, &c, &db, false).await
+}
+
+#[derive(Deserialize)]
+struct TypeBody {
+    db_type: Option<String>,
+}
+
+async fn set_type(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    let b: TypeBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
+    let ty = b
+        .db_type
+        .ok_or_else(|| bad("Missing db_type"))?
+        .to_lowercase();
+    s.db.tenants_change(|t| t.set_type(&db, &ty))?;
+    Ok(Json(json!({"db_name": db, "db_type": ty})))
+}
+
+fn names_in(db: &Db, scope: &Scope) -> Vec<String> {
+    collections_in(db, scope)
+        .iter()
+        .filter_map(|n| scope.show(n).map(String::from))
+        .collect()
+}
+
+async fn db_collections(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    crate::db::lock(&s.db.tenants)
+        .get(&db)
+        .map_err(DbError::from)?;
+    Ok(Json(
+        json!({"collections": names_in(&s.db, &Scope::of(&db))}),
+    ))
+}
+
+async fn all_collections(State(s): St, Extension(c): Extension<Caller>) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    let dbs: Vec<String> = crate::db::lock(&s.db.tenants)
+        .list()
+        .map(|d| d.db_name.clone())
+        .collect();
+    // The root token's own namespace (and /api/v1's) is listed with `db_name` null.
+    let mut out = vec![json!({"db_name": null, "collections": names_in(&s.db, &Scope::root())})];
+    for d in dbs {
+        out.push(json!({"db_name": d, "collections": names_in(&s.db, &Scope::of(&d))}));
+    }
+    Ok(Json(json!({ "collections": out })))
+}
+
+async fn delete_db_collection(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path((db, coll)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    crate::db::lock(&s.db.tenants)
+        .get(&db)
+        .map_err(DbError::from)?;
+    let name = Scope::of(&db).name(&coll)?;
+    let d = s.db.clone();
+    blocking(move || d.delete_index(&name)).await?;
+    Ok(Json(json!({"message": "Collection deleted"})))
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    name: Option<String>,
+    token_type: Option<String>,
+}
+
+fn new_token(s: &AppState, db: &str, body: &[u8]) -> Result<Value, DbError> {
+    let b: TokenBody =
+        serde_json::from_slice(body).map_err(|_| DbError::BadRequest("Invalid JSON".into()))?;
+    let name = b
+        .name
+        .ok_or_else(|| DbError::BadRequest("Missing token name".into()))?;
+    let ty = b.token_type.unwrap_or_else(|| "rw".into());
+    let kind = TokenKind::parse(&ty)
+        .ok_or_else(|| DbError::BadRequest("token_type must be \"rw\" or \"r\"".into()))?;
+    let secret = secret()?;
+    let token =
+        s.db.tenants_change(|t| t.create_token(db, &name, kind, now_ms(), &secret))?;
+    Ok(json!({"db_name": db, "name": name, "token_type": ty, "db_token": token}))
+}
+
+fn tokens_of(s: &AppState, db: &str) -> Result<Value, DbError> {
+    let t = crate::db::lock(&s.db.tenants);
+    let list: Vec<Value> = t
+        .get(db)?
+        .tokens
+        .iter()
+        .map(|k| json!({"name": k.name, "token_type": k.token_type, "created_at": k.created_at / 1000}))
+        .collect();
+    Ok(json!({ "tokens": list }))
+}
+
+async fn create_token(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    root(&c)?;
+    Ok((StatusCode::CREATED, Json(new_token(&s, &db, &body)?)).into_response())
+}
+
+async fn list_tokens(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(db): Path<String>,
+) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    Ok(Json(tokens_of(&s, &db)?))
+}
+
+async fn delete_token(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path((db, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    root(&c)?;
+    s.db.tenants_change(|t| t.delete_token(&db, &name))?;
+    Ok(Json(json!({"message": "Token deleted", "name": name})))
+}
+
+async fn create_my_token(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let db = own(&c, true)?;
+    Ok((StatusCode::CREATED, Json(new_token(&s, &db, &body)?)).into_response())
+}
+
+async fn list_my_tokens(State(s): St, Extension(c): Extension<Caller>) -> ApiResult<Json<Value>> {
+    let db = own(&c, false)?;
+    Ok(Json(tokens_of(&s, &db)?))
+}
+
+async fn delete_my_token(
+    State(s): St,
+    Extension(c): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let db = own(&c, true)?;
+    s.db.tenants_change(|t| t.delete_token(&db, &name))?;
+    Ok(Json(json!({"message": "Token deleted", "name": name})))
+}
