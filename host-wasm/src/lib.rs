@@ -7,7 +7,7 @@
 
 mod js_storage;
 
-use cairn_core::{Database, DatabaseError, Fault, IndexParams, MemStorage, Storage, wire};
+use cairn_core::{Database, DatabaseError, Fault, IndexParams, MemStorage, Storage, wire, wire_v2};
 use js_storage::JsStorage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -174,6 +174,29 @@ impl CairnDb {
         let text = json_text(&body, "index options")?;
         let (name, p) = wire::decode_create_index(text.as_bytes()).map_err(|e| err(400, e))?;
         self.db.create_index(&name, p, now()).map_err(db_err)
+    }
+
+    /// Creates a collection (Endee's v2 model): `fields` is `[{name, type: "vector", params:
+    /// {dimension, space_type?, precision?, M?, ef_con?}}, {name, type: "sparse",
+    /// sparse_model}]`, decoded by the server's own parser (`cairn_core::wire_v2`): one vector
+    /// field and at most one sparse field. Returns the collection as `describeCollection`.
+    #[wasm_bindgen(js_name = createCollection)]
+    pub fn create_collection(&mut self, name: &str, fields: JsValue) -> Result<JsValue, JsValue> {
+        let body = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&body, &"name".into(), &name.into());
+        let _ = js_sys::Reflect::set(&body, &"fields".into(), &fields);
+        let text = json_text(&body, "collection")?;
+        let (name, p) =
+            wire_v2::decode_create_collection(text.as_bytes()).map_err(|e| err(400, e))?;
+        self.db.create_index(&name, p, now()).map_err(db_err)?;
+        self.describe_collection(&name)
+    }
+
+    /// A collection (any index) as Endee's v2 shows it: `{name, fields, count, ...}`.
+    #[wasm_bindgen(js_name = describeCollection)]
+    pub fn describe_collection(&self, name: &str) -> Result<JsValue, JsValue> {
+        let ix = self.db.index(name).map_err(db_err)?;
+        to_js(&wire_v2::collection_json(name, ix.params(), 0, ix.len()))
     }
 
     /// What opening did that someone should hear about: a jobs file kept aside, an index that

@@ -303,3 +303,37 @@ def test_databases_and_tokens_isolate(client, server, tmp_path):
     client.delete_db_collection("bob", "notes")
     assert bob.list_collections() == []
     client.delete_database("bob")
+
+
+def test_hostile_v2_bodies_are_refused_and_change_nothing(client, server):
+    import msgpack
+    client.create_collection("guard", fields=[{"name": "e", "type": "vector",
+                                               "params": {"dimension": 4, "precision": "float32"}}])
+    col = client.get_collection("guard")
+    col.upsert([{"id": "keep", "fields": {"e": [1, 0, 0, 0]}}])
+    h = {"Authorization": TOKEN, "Content-Type": "application/msgpack"}
+    url = server + "/v2/collection/guard"
+    bad_bodies = [
+        b"\xc1\xff garbage",
+        msgpack.packb([[["x", b"", "", {"nope": [1, 0, 0, 0]}, {}, {}]]]),
+        msgpack.packb([[["x", b"", "", {"e": [1, 0, 0, 0]}, {}, {"e": [[1, 0, 0, 0]]}]]]),
+        msgpack.packb([[["x", b"", "", {"e": [1, 0]}, {}, {}]]]),          # wrong dimension
+        msgpack.packb([[["x", b"", "", {"e": [float("nan"), 0, 0, 0]}, {}, {}]]]),
+        msgpack.packb([[["ok1", b"", "", {"e": [0, 1, 0, 0]}, {}, {}], ["x", b"", "", {}, {}, {}]]]),
+    ]
+    for body in bad_bodies:
+        r = requests.post(url + "/objects", headers=h, data=body)
+        assert r.status_code == 400 and "error" in r.json(), (body, r.status_code, r.text)
+    assert client.get_collection("guard").describe()["count"] == 1, "a refused batch stores nothing"
+    jh = {"Authorization": TOKEN}
+    for body in [{"fields": [{"e": {"query": [1, 0, 0, 0], "ef_search": 5000}}]},
+                 {"fields": [{"e": {"query": [[1, 0, 0, 0], [0, 1, 0, 0]]}}]},
+                 {"fields": []}, {"fields": [{"e": {"query": [1, 0, 0, 0]}}], "filter": "[{"}]:
+        r = requests.post(url + "/search", headers=jh, json=body)
+        assert r.status_code == 400 and "error" in r.json(), (body, r.text)
+    for name in ["a.b", "..", "x" * 49]:
+        r = requests.post(server + "/v2/collection", headers=jh,
+                          json={"name": name, "fields": [{"name": "e", "type": "vector", "params": {"dimension": 4}}]})
+        assert r.status_code == 400, (name, r.text)
+    assert requests.get(server + "/v2/collection/a.b", headers=jh).status_code == 400
+    client.delete_collection("guard")

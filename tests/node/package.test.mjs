@@ -138,3 +138,41 @@ console.log(JSON.stringify({ notes, good, status, names }));
   assert.deepEqual(out.names, ['bad', 'good']);
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('collections (Endee v2 model): named fields, per-field search fused by rerank, a v1 index is one', () => {
+  const out = run(`
+import { open, rerank, CairnError } from 'cairndb';
+const db = await open({ storage: 'memory' });
+const info = await db.createCollection('docs', [
+  { name: 'emb', type: 'vector', params: { dimension: 4, precision: 'float32', M: 12 } },
+  { name: 'kw', type: 'sparse', sparse_model: 'endee_bm25' },
+]);
+const col = db.collection('docs');
+const objs = Array.from({ length: 50 }, (_, i) => ({ id: 'o' + i, meta: { i }, filter: { g: i % 2 },
+  fields: { emb: [Math.cos(i), Math.sin(i), i / 50, 1], kw: { indices: [i, 100 + (i % 5)], values: [1, 0.5] } } }));
+const up = await col.upsert(objs);
+const res = await col.search({ fields: { emb: { query: objs[7].fields.emb, limit: 3 }, kw: { query: { indices: [7], values: [1] }, limit: 3 } } });
+const fused = rerank(res, { limit: 2 }).results.map((h) => h.id);
+const filtered = (await col.search({ fields: { emb: { query: objs[7].fields.emb, limit: 5 } }, filter: [{ g: { $eq: 0 } }] })).results.emb.map((h) => h.filter.g);
+const got = await col.getObjects(['o3', 'nope']);
+const errs = [];
+for (const f of [() => col.upsert([{ id: 'x', fields: { nope: [1, 2, 3, 4] } }]), () => db.createCollection('mv', [{ name: 'm', type: 'multi_vector', params: { dimension: 4 } }]), () => col.deleteObject('missing')]) {
+  try { await f(); errs.push('no error'); } catch (e) { errs.push(e instanceof CairnError ? e.status : String(e)); }
+}
+const rb = await col.rebuild([{ field: 'emb', M: 20, ef_con: 64 }]);
+await db.createIndex('legacy', { dim: 4, precision: 'float32' });
+const listed = (await db.listCollections()).map((c) => c.name + ':' + c.fields.map((f) => f.name).join(','));
+console.log(JSON.stringify({ fields: info.fields.map((f) => f.name), up, top: res.results.emb[0].id, kwTop: res.results.kw[0].id, fused, filtered, got: got.map((o) => [o.id, o.meta.i, o.sparses.kw.indices]), errs, rb: rb.status, M: (await col.describe()).fields[0].params.M, listed }));
+`);
+  assert.deepEqual(out.fields, ['emb', 'kw']);
+  assert.deepEqual(out.up, { upserted: 50 });
+  assert.equal(out.top, 'o7');
+  assert.equal(out.kwTop, 'o7');
+  assert.equal(out.fused[0], 'o7');
+  assert.ok(out.filtered.length === 5 && out.filtered.every((g) => g === 0));
+  assert.deepEqual(out.got, [['o3', 3, [3, 103]]]);
+  assert.deepEqual(out.errs, [400, 400, 404]);
+  assert.equal(out.rb, 'completed');
+  assert.equal(out.M, 20);
+  assert.deepEqual(out.listed.sort(), ['docs:emb,kw', 'legacy:dense']);
+});

@@ -25,7 +25,33 @@ export interface Manifest { format: string; version: number; index_name: string;
 /** Thrown for every refused operation; `status` is 400, 404, 409 or 500 as on the server. */
 export class CairnError extends Error { status: number }
 
+/** A collection field as Endee's v2 describes it. */
+export type FieldSpec =
+  | { name: string; type: 'vector'; params: { dimension: number; space_type?: SpaceType; precision?: Precision; M?: number; ef_con?: number } }
+  | { name: string; type: 'sparse'; sparse_model: 'default' | 'endee_bm25' };
+export interface CollectionInfo { name: string; fields: FieldSpec[]; count: number; created_at: number; layout_version: number }
+export interface CollectionObject { id: string; meta?: unknown; filter?: Record<string, unknown>; fields: Record<string, number[] | Float32Array | { indices: number[]; values: number[] }> }
+export interface FieldHit { id: string; similarity: number; meta: unknown; filter: Record<string, unknown> }
+/** A collection (Endee's v2 model): one vector field and at most one sparse field, by name. */
+export interface Collection {
+  describe(): Promise<CollectionInfo>;
+  upsert(objects: CollectionObject[]): Promise<{ upserted: number }>;
+  /** One ranked list per field; fuse them with `rerank`. */
+  search(q: { fields: Record<string, { query: number[] | Float32Array | { indices: number[]; values: number[] }; limit?: number; ef_search?: number }>; filter?: Filter; ef_search?: number }): Promise<{ results: Record<string, FieldHit[]> }>;
+  getObjects(ids: string[]): Promise<Array<{ id: string; meta: unknown; filter: Record<string, unknown>; vectors: Record<string, number[]>; sparses: Record<string, { indices: number[]; values: number[] }> }>>;
+  deleteObject(id: string): Promise<{ deleted: string }>;
+  deleteByFilter(filter: Filter): Promise<{ deleted: number }>;
+  rebuild(fields: Array<{ field: string; M?: number; ef_con?: number }>): Promise<Job>;
+}
+/** Fuses `collection.search` results by weighted reciprocal rank (Endee's `rerank`). */
+export function rerank(results: { results: Record<string, FieldHit[]> }, opts?: { limit?: number; fieldWeights?: Record<string, number>; rrfK?: number }): { results: FieldHit[] };
+
 export interface Database {
+  /** Creates a collection: one `vector` field and at most one `sparse` field. */
+  createCollection(name: string, fields: FieldSpec[]): Promise<CollectionInfo>;
+  describeCollection(name: string): Promise<CollectionInfo>;
+  listCollections(): Promise<CollectionInfo[]>;
+  collection(name: string): Collection;
   createIndex(name: string, opts: IndexOptions): Promise<void>;
   listIndexes(): Promise<IndexInfo[]>;
   describe(name: string): Promise<IndexInfo>;

@@ -14,7 +14,8 @@ export class CairnError extends Error {
 }
 
 const METHODS = ['createIndex', 'listIndexes', 'describe', 'deleteIndex', 'upsert', 'get', 'delete', 'deleteByFilter',
-  'search', 'startBackup', 'startRestore', 'startRebuild', 'rebuildStatus', 'setBackupRate', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
+  'search', 'startBackup', 'startRestore', 'startRebuild', 'rebuildStatus', 'setBackupRate',
+  'createCollection', 'describeCollection', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
   'backupInfo', 'importBackup', 'deleteBackup', 'checkpoint', 'recoveryNotes'];
 
 /** Resolves with a job that completed; a failed or cancelled one is a `CairnError`. */
@@ -22,6 +23,86 @@ function completed(job) {
   if (job.status === 'completed') return job;
   const status = job.status === 'cancelled' ? 409 : 500;
   throw new CairnError(`${job.kind} ${job.job_id} ${job.status}${job.error ? `: ${job.error}` : ''}`, status);
+}
+
+/** Fuses per-field results (`collection.search`) by weighted reciprocal rank, as Endee's `rerank`:
+ *  a hit at rank r (from 1) in field f adds `fieldWeights[f] / (rrfK + r)`. */
+export function rerank(searchResults, { limit = 10, fieldWeights, rrfK = 60 } = {}) {
+  const per = searchResults?.results ?? {};
+  const fields = Object.keys(per);
+  if (!fields.length) throw new CairnError('rerank: no fields to fuse', 400);
+  const w = fieldWeights ?? Object.fromEntries(fields.map((f) => [f, 1 / fields.length]));
+  const score = new Map(); const hit = new Map();
+  for (const f of fields) {
+    per[f].forEach((h, i) => { score.set(h.id, (score.get(h.id) ?? 0) + (w[f] ?? 0) / (rrfK + i + 1)); if (!hit.has(h.id)) hit.set(h.id, h); });
+  }
+  const results = [...score.entries()].sort((a, b) => b[1] - a[1]).slice(0, limit).map(([id, s]) => ({ ...hit.get(id), similarity: s }));
+  return { results };
+}
+
+/** A collection (Endee's v2 model) over the database's index of the same name: one vector
+ *  field and at most one sparse field, named; objects `{id, meta?, filter?, fields: {field: value}}`. */
+class Collection {
+  constructor(db, name) { this.db = db; this.name = name; }
+  async _fields() {
+    if (!this._f) {
+      const d = await this.db.describeCollection(this.name);
+      this._f = { vector: d.fields.find((f) => f.type === 'vector')?.name, sparse: d.fields.find((f) => f.type === 'sparse')?.name };
+    }
+    return this._f;
+  }
+  describe() { return this.db.describeCollection(this.name); }
+  /** Inserts or replaces objects; resolves `{upserted}`. */
+  async upsert(objects) {
+    const f = await this._fields();
+    const items = objects.map((o) => {
+      const item = { id: o.id, meta: o.meta, filter: o.filter };
+      for (const [name, value] of Object.entries(o.fields ?? {})) {
+        if (name === f.vector) item.vector = value;
+        else if (name === f.sparse) { item.sparse_indices = value.indices ?? value.sparse_indices; item.sparse_values = value.values ?? value.sparse_values; }
+        else throw new CairnError(`object ${JSON.stringify(o.id)}: ${JSON.stringify(name)} is not a field of collection ${this.name}`, 400);
+      }
+      if (!item.vector) throw new CairnError(`object ${JSON.stringify(o.id)}: missing a value for vector field ${JSON.stringify(f.vector)}`, 400);
+      return item;
+    });
+    return { upserted: await this.db.upsert(this.name, items) };
+  }
+  /** One ranked list per field: `fields` is `{field: {query, limit?, ef_search?}}`; resolves `{results: {field: hits}}`. */
+  async search({ fields, filter, ef_search: ef = 128 } = {}) {
+    const f = await this._fields();
+    const results = {};
+    for (const [name, q] of Object.entries(fields ?? {})) {
+      const req = { k: q.limit ?? 10, ef: q.ef_search ?? ef, filter };
+      if (name === f.vector) req.vector = q.query;
+      else if (name === f.sparse) { req.sparse_indices = q.query.indices; req.sparse_values = q.query.values; }
+      else throw new CairnError(`${JSON.stringify(name)} is not a field of collection ${this.name}`, 400);
+      results[name] = (await this.db.search(this.name, req)).map((h) => ({ id: h.id, similarity: h.similarity, meta: h.meta, filter: h.filter }));
+    }
+    return { results };
+  }
+  /** The stored objects among `ids`, `{id, meta, filter, vectors: {field: v}, sparses: {field: {indices, values}}}`. */
+  async getObjects(ids) {
+    const f = await this._fields();
+    const out = [];
+    for (const id of ids) {
+      try {
+        const r = await this.db.get(this.name, String(id));
+        const o = { id: r.id, meta: r.meta, filter: r.filter, vectors: { [f.vector]: r.vector }, sparses: {} };
+        if (f.sparse) o.sparses[f.sparse] = { indices: r.sparse_indices, values: r.sparse_values };
+        out.push(o);
+      } catch (e) { if (e.status !== 404) throw e; }
+    }
+    return out;
+  }
+  async deleteObject(id) { if (!(await this.db.delete(this.name, [String(id)]))) throw new CairnError(`object ${id} not found`, 404); return { deleted: String(id) }; }
+  async deleteByFilter(filter) { return { deleted: await this.db.deleteByFilter(this.name, filter) }; }
+  /** Rebuilds the vector field's graph: `[{field, M?, ef_con?}]`; resolves the finished job. */
+  async rebuild(specs, opts) {
+    const f = await this._fields();
+    const s = specs.find((x) => x.field === f.vector);
+    if (!s) throw new CairnError(`rebuild needs the vector field ${JSON.stringify(f.vector)}`, 400);
+    return this.db.rebuild(this.name, { M: s.M, ef_con: s.ef_con, ...opts });
+  }
 }
 
 class Database {
@@ -49,6 +130,12 @@ class Database {
   async rebuild(index, { M, ef_con, onProgress } = {}) {
     const job = await this.startRebuild(index, M, ef_con);
     return completed(await this.waitJob(job.job_id, { onProgress }));
+  }
+  /** A collection (Endee's v2 model) by name: any index is one. */
+  collection(name) { return new Collection(this, name); }
+  /** Lists collections as Endee's v2 shows them. */
+  async listCollections() {
+    return Promise.all((await this.listIndexes()).map((i) => this.describeCollection(i.name)));
   }
   /** Stores an archive given as bytes, a Blob or a File, after validating it whole. */
   async importBackup(name, data) {
