@@ -490,6 +490,8 @@ pub fn decode_create_index(body: &[u8]) -> Result<(String, IndexParams), WireErr
     let name = b
         .index_name
         .ok_or_else(|| werr("Missing required parameters: index_name"))?;
+    // A user's name: `.` only ever separates a database from its collections' names.
+    crate::params::validate_index_name(&name).map_err(|e| werr(e.to_string()))?;
     let dim = b
         .dim
         .ok_or_else(|| werr("Missing required parameters: dim"))?;

@@ -355,6 +355,7 @@ pub fn decode_objects(body: &[u8], p: &IndexParams) -> Result<Vec<UpsertItem>, W
 #[derive(Deserialize)]
 struct FilterParamsV2 {
     prefilter_threshold: Option<u64>,
+    boost_percentage: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -472,7 +473,13 @@ pub fn decode_search(
         None => None,
         Some(raw) => filter_from_json(Some(&small_json(raw, "filter", MAX_FILTER_BYTES)?))?,
     };
-    let threshold = b.filter_params.and_then(|f| f.prefilter_threshold);
+    let (threshold, boost) = match b.filter_params {
+        Some(f) => (f.prefilter_threshold, f.boost_percentage.unwrap_or(0.0)),
+        None => (None, 0.0),
+    };
+    if !(0.0..=100.0).contains(&boost) {
+        return Err(werr("boost_percentage must be between 0 and 100"));
+    }
     let mut out = Vec::new();
     for entry in fields {
         for (name, q) in entry {
@@ -509,6 +516,11 @@ pub fn decode_search(
                         "field {name:?} is not a field of this collection, or the query does not fit its type"
                     )));
                 }
+            }
+            // Endee's filter boost: a filtered search widens its candidate pool by this much.
+            if filter.is_some() && boost > 0.0 {
+                req.ef = ((req.ef as f64 * (1.0 + boost / 100.0)).ceil() as usize)
+                    .min(crate::index::MAX_EF);
             }
             req.filter = filter.clone();
             req.prefilter_threshold = threshold;
@@ -750,11 +762,22 @@ mod tests {
             reqs.iter()
                 .all(|(_, r)| r.filter.is_some() && r.prefilter_threshold == Some(5000))
         );
+        let boosted = decode_search(
+            br#"{"fields":[{"emb":{"query":[1,2,3,4],"ef_search":100}}],"filter":[{"g":{"$eq":1}}],
+                 "filter_params":{"prefilter_threshold":1000,"boost_percentage":50}}"#,
+            &p,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            boosted[0].1.ef, 150,
+            "a filtered search widens by the boost"
+        );
         for bad in [
             r#"{"fields":[{"nope":{"query":[1,2,3,4]}}]}"#,
             r#"{"fields":[{"emb":{"query":[[1,2],[3,4]]}}]}"#,
             r#"{"fields":[{"emb":{"query":[1,2,3,4],"ef_search":5000}}]}"#,
             r#"{"fields":[]}"#,
+            r#"{"fields":[{"emb":{"query":[1,2,3,4]}}],"filter_params":{"boost_percentage":101}}"#,
         ] {
             assert!(decode_search(bad.as_bytes(), &p).is_err(), "{bad}");
         }

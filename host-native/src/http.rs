@@ -3,6 +3,7 @@
 use crate::db::{Db, DbError, lock};
 use crate::drive;
 use crate::fsutil::now_ms;
+use crate::http_v2::Scope;
 use crate::wire;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
@@ -621,6 +622,8 @@ async fn create_backup(
 ) -> ApiResult<Response> {
     let b: NameBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
     let name = b.name.ok_or_else(|| bad("Missing backup name"))?;
+    // A user's name: no `.` (that separates a database's names from the default namespace).
+    let name = Scope::root().name(&name)?;
     let db = s.db.clone();
     let job = blocking(move || drive::submit_backup(&db, &index, &name)).await?;
     Ok((
@@ -714,6 +717,7 @@ async fn restore(
     let target = b
         .target_index_name
         .ok_or_else(|| bad("Missing target_index_name"))?;
+    let target = Scope::root().name(&target)?;
     let db = s.db.clone();
     let wait = !b.run_async;
     let job = blocking(move || drive::submit_restore(&db, &name, &target, wait)).await?;
@@ -736,10 +740,12 @@ pub(crate) struct UploadQuery {
 /// Streams a body into the upload temp file, then validates and publishes it.
 pub(crate) async fn upload(
     State(s): St,
+    scope: Scope,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Response> {
+    scope.write()?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -772,7 +778,7 @@ pub(crate) async fn upload(
                 .strip_suffix(".tar")
                 .ok_or_else(|| bad("Invalid backup file extension. Expected .tar file"))?
                 .to_string();
-            let name = q.name.clone().unwrap_or(name);
+            let name = scope.name(&q.name.clone().unwrap_or(name))?;
             let up = begin_upload(&db, &name)?;
             let res = receive(db, up, field, limits).await;
             return finish_upload(res).await;
@@ -785,6 +791,7 @@ pub(crate) async fn upload(
         let name = q
             .name
             .ok_or_else(|| bad("Missing backup name (query parameter 'name')"))?;
+        let name = scope.name(&name)?;
         let up = begin_upload(&db, &name)?;
         let res = receive(db, up, req.into_body().into_data_stream(), limits).await;
         return finish_upload(res).await;

@@ -7,12 +7,11 @@
 use crate::db::{Db, DbError};
 use crate::drive;
 use crate::http::{
-    ApiResult, AppState, St, UploadQuery, backup_info, bad, blocking, download, job_json, msgpack,
-    upload,
+    ApiResult, AppState, St, backup_info, bad, blocking, download, job_json, msgpack, upload,
 };
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -46,7 +45,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/backup", get(list_backups))
         .route(
             "/backup/upload",
-            post(receive).layer(DefaultBodyLimit::disable()),
+            post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/backup/{b}", delete(delete_backup))
         .route("/backup/{b}/info", get(info))
@@ -406,18 +405,6 @@ async fn fetch(
         _ => scope,
     };
     download(State(s), Path(scope.name(&b)?)).await
-}
-
-async fn receive(
-    State(s): St,
-    scope: Scope,
-    Query(q): Query<UploadQuery>,
-    headers: HeaderMap,
-    req: Request,
-) -> ApiResult<Response> {
-    scope.write()?;
-    let name = q.name.as_deref().map(|n| scope.name(n)).transpose()?;
-    upload(State(s), Query(UploadQuery { name }), headers, req).await
 }
 
 #[derive(Deserialize)]
