@@ -14,7 +14,7 @@ use crate::control::task::{self, Lend, RangeReader, Stepped, Task};
 use crate::index::{Index, IndexError, SearchHit, SearchRequest, VectorRecord};
 use crate::originals::CheckpointBytes;
 use crate::params::IndexParams;
-use crate::record::Record;
+use crate::record::{FieldsItem, Record};
 use crate::registry::{Job, JobStatus};
 use crate::storage::Storage;
 use crate::{Engine, Filter, UpsertItem};
@@ -274,6 +274,11 @@ impl<S: Storage> Database<S> {
     /// Inserts or replaces vectors; durable when this returns.
     pub fn upsert(&mut self, name: &str, items: Vec<UpsertItem>) -> Result<usize> {
         self.write(name, |ix| ix.prepare_upsert(items))
+    }
+
+    /// Inserts or replaces objects of a collection with further dense fields.
+    pub fn write_fields(&mut self, name: &str, items: Vec<FieldsItem>) -> Result<usize> {
+        self.write(name, |ix| ix.prepare_upsert_fields(items))
     }
 
     /// Deletes vectors by id.

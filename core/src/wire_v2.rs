@@ -4,16 +4,18 @@
 //! A collection is an index whose params name its fields ([`FieldNames`]): one `vector` field
 //! (the index's dense vectors) and at most one `sparse` field (its sparse parts). An index
 //! created through `/api/v1` is a collection whose fields are called
-//! [`crate::params::V1_VECTOR_FIELD`] and [`crate::params::V1_SPARSE_FIELD`]. More vector
-//! fields per collection and `multi_vector` fields are refused with a clear 400 (not built yet).
+//! [`crate::params::V1_VECTOR_FIELD`] and [`crate::params::V1_SPARSE_FIELD`]. Further
+//! `vector` and `multi_vector` fields are the index's further dense fields
+//! ([`crate::index::fields`]). A collection needs a `vector` field; sparse-only collections
+//! are refused with a clear 400 (not built yet).
 //!
 //! Decoders here follow the rules of [`crate::wire`]: typed visitors, no value trees for
 //! vectors, free-form parts size-checked first.
 
 use crate::filter::Filter;
 use crate::index::{MAX_FILTER_BYTES, SearchHit, SearchRequest, VectorRecord};
-use crate::params::{FieldNames, IndexParams, Precision, SpaceType};
-use crate::record::UpsertItem;
+use crate::params::{ExtraFieldSpec, FieldNames, IndexParams, Pooling, Precision, SpaceType};
+use crate::record::{FieldsItem, UpsertItem};
 use crate::sparse::SparseModel;
 use crate::wire::{
     BytesLike, Floats, IdText, ListOrNil, U32s, WireError, filter_from_json, small_json, werr,
@@ -62,6 +64,7 @@ struct FieldParams {
     m: Option<u64>,
     #[serde(alias = "ef_construct")]
     ef_con: Option<u64>,
+    pooling: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +88,7 @@ pub fn decode_create_collection(body: &[u8]) -> Result<(String, IndexParams), Wi
         .filter(|f| !f.is_empty())
         .ok_or_else(|| werr("a collection needs at least one field"))?;
     let mut vector: Option<(String, IndexParams)> = None;
+    let mut extra: Vec<ExtraFieldSpec> = Vec::new();
     let mut sparse: Option<(String, SparseModel)> = None;
     let mut seen = std::collections::BTreeSet::new();
     for (i, f) in fields.into_iter().enumerate() {
@@ -99,12 +103,7 @@ pub fn decode_create_collection(body: &[u8]) -> Result<(String, IndexParams), Wi
             return Err(werr(format!("duplicate field name {fname:?}")));
         }
         match f.kind.as_deref() {
-            Some("vector") => {
-                if vector.is_some() {
-                    return Err(werr(
-                        "collections with more than one vector field are not supported by this server yet",
-                    ));
-                }
+            Some(kind @ ("vector" | "multi_vector")) => {
                 if f.sparse_model.is_some() {
                     return Err(werr(format!(
                         "field {fname:?}: sparse_model is only valid for sparse fields"
@@ -112,8 +111,36 @@ pub fn decode_create_collection(body: &[u8]) -> Result<(String, IndexParams), Wi
                 }
                 let p = f
                     .params
-                    .ok_or_else(|| werr(format!("field {fname:?}: vector fields need params")))?;
-                vector = Some((fname, vector_params(p)?));
+                    .ok_or_else(|| werr(format!("field {fname:?}: {kind} fields need params")))?;
+                let pooling = match (kind, p.pooling.as_deref()) {
+                    ("vector", None) => None,
+                    ("vector", Some(_)) => {
+                        return Err(werr(format!(
+                            "field {fname:?}: pooling is only valid for multi_vector fields"
+                        )));
+                    }
+                    (_, Some("mean" | "average_pooling")) => Some(Pooling::Mean),
+                    (_, Some("max" | "max_pooling")) => Some(Pooling::Max),
+                    (_, other) => {
+                        return Err(werr(format!(
+                            "field {fname:?}: multi_vector fields need pooling \"mean\" or \"max\", got {other:?}"
+                        )));
+                    }
+                };
+                let ip = vector_params(p, pooling.is_some())?;
+                if vector.is_none() && pooling.is_none() {
+                    vector = Some((fname, ip));
+                } else {
+                    extra.push(ExtraFieldSpec {
+                        name: fname,
+                        dim: ip.dim,
+                        space: ip.space,
+                        precision: ip.precision,
+                        m: ip.m,
+                        ef_construction: ip.ef_construction,
+                        pooling,
+                    });
+                }
             }
             Some("sparse") => {
                 if sparse.is_some() {
@@ -136,11 +163,6 @@ pub fn decode_create_collection(body: &[u8]) -> Result<(String, IndexParams), Wi
                 };
                 sparse = Some((fname, model));
             }
-            Some("multi_vector") => {
-                return Err(werr(format!(
-                    "field {fname:?}: multi_vector fields are not supported by this server yet"
-                )));
-            }
             other => {
                 return Err(werr(format!(
                     "field {fname:?}: invalid type {:?}: must be one of vector, sparse, multi_vector",
@@ -150,7 +172,7 @@ pub fn decode_create_collection(body: &[u8]) -> Result<(String, IndexParams), Wi
         }
     }
     let (vname, mut p) = vector.ok_or_else(|| {
-        werr("a collection needs one vector field (sparse-only collections are not supported by this server yet)")
+        werr("a collection needs a vector field (collections of only sparse or multi_vector fields are not supported by this server yet)")
     })?;
     if let Some((_, model)) = &sparse {
         p.sparse_model = *model;
@@ -158,12 +180,14 @@ pub fn decode_create_collection(body: &[u8]) -> Result<(String, IndexParams), Wi
     p.fields = Some(FieldNames {
         vector: vname,
         sparse: sparse.map(|(n, _)| n),
+        extra,
     });
     p.validate().map_err(|e| werr(e.to_string()))?;
     Ok((name, p))
 }
 
-fn vector_params(p: FieldParams) -> Result<IndexParams, WireError> {
+/// A dense field's params; a further field (`multi_vector`) defaults to float32.
+fn vector_params(p: FieldParams, further: bool) -> Result<IndexParams, WireError> {
     let dim = p
         .dimension
         .ok_or_else(|| werr("vector field params need a dimension"))?;
@@ -171,6 +195,9 @@ fn vector_params(p: FieldParams) -> Result<IndexParams, WireError> {
         .map_err(|e| werr(e.to_string()))?;
     let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
     let mut out = IndexParams::new(size(dim), space);
+    if further {
+        out.precision = Precision::Float32;
+    }
     if let Some(pr) = p.precision {
         out.precision = Precision::parse(&pr).map_err(|e| werr(e.to_string()))?;
     }
@@ -196,6 +223,26 @@ pub fn collection_json(name: &str, p: &IndexParams, created_at_s: u64, count: us
             "ef_con": p.ef_construction,
         },
     })];
+    for f in p.extra_fields() {
+        let mut params = json!({
+            "dimension": f.dim,
+            "space_type": f.space.as_str(),
+            "precision": f.precision.as_str(),
+            "M": f.m,
+            "ef_con": f.ef_construction,
+        });
+        let kind = match f.pooling {
+            Some(pool) => {
+                params["pooling"] = json!(match pool {
+                    Pooling::Mean => "mean",
+                    Pooling::Max => "max",
+                });
+                "multi_vector"
+            }
+            None => "vector",
+        };
+        fields.push(json!({"name": f.name, "type": kind, "params": params}));
+    }
     if let Some(s) = p.sparse_field() {
         fields.push(json!({"name": s, "type": "sparse", "sparse_model": p.scoring().as_str()}));
     }
@@ -295,36 +342,68 @@ impl<'de> Deserialize<'de> for WireObject {
 /// `ObjectBatch = [objects]`: a one-element array (a 1-tuple; a newtype would be transparent).
 type ObjectBatch = (Vec<WireObject>,);
 
-/// Decodes `POST /collection/{c}/objects` (msgpack `ObjectBatch`) into upserts of the index
-/// whose params are `p`: each object's vector field is its vector, its sparse field its sparse
-/// part. An unknown field, a missing vector, or a `multi_vector` value is an error naming the
+/// Decodes `POST /collection/{c}/objects` (msgpack `ObjectBatch`) into objects of the index
+/// whose params are `p`: the first vector field is the object's vector, the sparse field its
+/// sparse part, further `vector` / `multi_vector` fields its `extra` values (in the
+/// collection's order). An unknown field or a missing dense value is an error naming the
 /// object. Shapes and bounds of the values themselves are the index's to check.
-pub fn decode_objects(body: &[u8], p: &IndexParams) -> Result<Vec<UpsertItem>, WireError> {
+pub fn decode_objects(body: &[u8], p: &IndexParams) -> Result<Vec<FieldsItem>, WireError> {
     let batch: ObjectBatch =
         rmp_serde::from_slice(body).map_err(|e| werr(format!("invalid msgpack body: {e}")))?;
-    let (vf, sf) = (p.vector_field(), p.sparse_field());
+    let (vf, sf, extra) = (p.vector_field(), p.sparse_field(), p.extra_fields());
+    let slot_of = |f: &str, multi: bool| {
+        extra
+            .iter()
+            .position(|e| e.name == f && e.pooling.is_some() == multi)
+    };
     batch
         .0
         .into_iter()
         .map(|o| {
             let id = o.id;
-            if let Some((f, _)) = o.multi.iter().find(|(_, v)| !v.0.is_empty()) {
-                return Err(werr(format!(
-                    "object {id:?}: field {f:?} is not a multi_vector field of this collection"
-                )));
-            }
+            let mut values: Vec<Option<Vec<Vec<f32>>>> = vec![None; extra.len()];
             let mut vector = None;
             for (f, v) in o.vectors {
-                if f != vf {
+                if f == vf {
+                    vector = Some(v.0);
+                } else if let Some(i) = slot_of(&f, false) {
+                    values[i] = Some(vec![v.0]);
+                } else {
                     return Err(werr(format!(
-                        "object {id:?}: {f:?} is not a vector field of this collection (it has {vf:?})"
+                        "object {id:?}: {f:?} is not a vector field of this collection"
                     )));
                 }
-                vector = Some(v.0);
+            }
+            for (f, vs) in o.multi {
+                if vs.0.is_empty() {
+                    continue;
+                }
+                match slot_of(&f, true) {
+                    Some(i) => values[i] = Some(vs.0.into_iter().map(|v| v.0).collect()),
+                    None => {
+                        return Err(werr(format!(
+                            "object {id:?}: {f:?} is not a multi_vector field of this collection"
+                        )));
+                    }
+                }
             }
             let vector = vector.ok_or_else(|| {
-                werr(format!("object {id:?}: missing a value for vector field {vf:?}"))
+                werr(format!(
+                    "object {id:?}: missing a value for vector field {vf:?}"
+                ))
             })?;
+            let extra = values
+                .into_iter()
+                .zip(extra)
+                .map(|(v, e)| {
+                    v.ok_or_else(|| {
+                        werr(format!(
+                            "object {id:?}: missing a value for field {:?}",
+                            e.name
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let (mut sparse_indices, mut sparse_values) = (Vec::new(), Vec::new());
             for (f, SparseWire(ix, vals)) in o.sparses {
                 if Some(f.as_str()) != sf {
@@ -339,14 +418,17 @@ pub fn decode_objects(body: &[u8], p: &IndexParams) -> Result<Vec<UpsertItem>, W
             } else {
                 o.filter
             };
-            Ok(UpsertItem {
-                id,
-                vector,
-                meta: o.meta,
-                filter,
-                norm: 1.0,
-                sparse_indices,
-                sparse_values,
+            Ok(FieldsItem {
+                item: UpsertItem {
+                    id,
+                    vector,
+                    meta: o.meta,
+                    filter,
+                    norm: 1.0,
+                    sparse_indices,
+                    sparse_values,
+                },
+                extra,
             })
         })
         .collect()
@@ -376,7 +458,7 @@ struct FieldQuery {
 /// A field's query: a dense vector, a list of vectors (multi_vector), or a sparse object.
 enum QueryValue {
     Dense(Vec<f32>),
-    Multi,
+    Multi(Vec<Vec<f32>>),
     Sparse(Vec<u32>, Vec<f32>),
 }
 
@@ -390,16 +472,19 @@ impl<'de> Deserialize<'de> for QueryValue {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<QueryValue, A::Error> {
                 let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 14));
+                let mut multi: Vec<Vec<f32>> = Vec::new();
                 while let Some(x) = a.next_element::<NumOrList>()? {
                     match x {
-                        NumOrList::Num(x) => v.push(x),
-                        NumOrList::List => {
-                            while a.next_element::<IgnoredAny>()?.is_some() {}
-                            return Ok(QueryValue::Multi);
-                        }
+                        NumOrList::Num(x) if multi.is_empty() => v.push(x),
+                        NumOrList::List(l) if v.is_empty() => multi.push(l),
+                        _ => return Err(de::Error::custom("a query mixes numbers and lists")),
                     }
                 }
-                Ok(QueryValue::Dense(v))
+                Ok(if multi.is_empty() {
+                    QueryValue::Dense(v)
+                } else {
+                    QueryValue::Multi(multi)
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<QueryValue, A::Error> {
                 let (mut ix, mut vals) = (None, None);
@@ -424,10 +509,10 @@ impl<'de> Deserialize<'de> for QueryValue {
     }
 }
 
-/// A number, or (a multi-vector query) a nested list.
+/// A number, or (a multi-vector query) a vector.
 enum NumOrList {
     Num(f32),
-    List,
+    List(Vec<f32>),
 }
 
 impl<'de> Deserialize<'de> for NumOrList {
@@ -448,8 +533,11 @@ impl<'de> Deserialize<'de> for NumOrList {
                 Ok(NumOrList::Num(v as f32))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<NumOrList, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(NumOrList::List)
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 14));
+                while let Some(x) = a.next_element::<f32>()? {
+                    v.push(x);
+                }
+                Ok(NumOrList::List(v))
             }
         }
         d.deserialize_any(V)
@@ -495,8 +583,18 @@ pub fn decode_search(
                 .ok_or_else(|| werr(format!("field {name:?}: missing query")))?;
             let mut req = SearchRequest::new(Vec::new(), usize::try_from(limit).unwrap_or(0));
             req.ef = ef as usize;
+            let further = p.extra_fields().iter().position(|e| e.name == name);
+            let is_multi = further.is_some_and(|i| p.extra_fields()[i].pooling.is_some());
             match query {
                 QueryValue::Dense(v) if name == p.vector_field() => req.vector = v,
+                QueryValue::Dense(v) if further.is_some() && !is_multi => {
+                    req.field = further.map_or(0, |i| i + 1);
+                    req.vector = v;
+                }
+                QueryValue::Multi(vs) if is_multi => {
+                    req.field = further.map_or(0, |i| i + 1);
+                    req.multi = vs;
+                }
                 QueryValue::Sparse(ix, vals) if Some(name.as_str()) == p.sparse_field() => {
                     if ix.len() != vals.len() {
                         return Err(werr(format!(
@@ -505,11 +603,6 @@ pub fn decode_search(
                     }
                     req.sparse_indices = ix;
                     req.sparse_values = vals;
-                }
-                QueryValue::Multi => {
-                    return Err(werr(format!(
-                        "field {name:?}: multi_vector queries are not supported by this server yet"
-                    )));
                 }
                 _ => {
                     return Err(werr(format!(
@@ -574,11 +667,23 @@ pub fn encode_objects(p: &IndexParams, recs: &[VectorRecord]) -> Vec<u8> {
         .map(|r| {
             let mut vectors = BTreeMap::new();
             vectors.insert(p.vector_field(), r.vector.as_slice());
+            let mut multi = BTreeMap::new();
+            for (f, vs) in p.extra_fields().iter().zip(&r.extra) {
+                match (f.pooling, vs.first()) {
+                    (None, Some(v)) => {
+                        vectors.insert(f.name.as_str(), v.as_slice());
+                    }
+                    (Some(_), _) => {
+                        multi.insert(f.name.as_str(), vs.clone());
+                    }
+                    (None, None) => {}
+                }
+            }
             let mut sparses = BTreeMap::new();
             if let Some(s) = p.sparse_field() {
                 sparses.insert(s, (r.sparse_indices.as_slice(), r.sparse_values.as_slice()));
             }
-            ObjectOut(&r.id, &r.meta, &r.filter, vectors, sparses, BTreeMap::new())
+            ObjectOut(&r.id, &r.meta, &r.filter, vectors, sparses, multi)
         })
         .collect();
     rmp_serde::to_vec(&(objs,)).unwrap_or_default()
@@ -628,6 +733,11 @@ pub fn decode_rebuild(
         let f = s.field.unwrap_or_default();
         if f == p.vector_field() {
             out = Some((s.m.map(size), s.ef_con.map(size)));
+        } else if p.extra_fields().iter().any(|e| e.name == f) {
+            return Err(werr(format!(
+                "{f:?}: rebuilding a collection's second and further dense fields is not supported yet (its first vector field is {:?})",
+                p.vector_field()
+            )));
         } else if Some(f.as_str()) != p.sparse_field() {
             return Err(werr(format!("{f:?} is not a field of this collection")));
         }
@@ -680,18 +790,17 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_built_yet_or_malformed_is_refused_with_its_reason() {
+    fn malformed_collections_are_refused_with_their_reason() {
         let v = r#"{"name":"a","type":"vector","params":{"dimension":4}}"#;
         assert!(err(&format!(r#"{{"name":"x","fields":[{v},{v}]}}"#)).contains("duplicate"));
-        let w = r#"{"name":"b","type":"vector","params":{"dimension":4}}"#;
-        assert!(
-            err(&format!(r#"{{"name":"x","fields":[{v},{w}]}}"#)).contains("more than one vector")
-        );
-        assert!(err(r#"{"name":"x","fields":[{"name":"m","type":"multi_vector","params":{"dimension":4}}]}"#).contains("multi_vector"));
-        assert!(
-            err(r#"{"name":"x","fields":[{"name":"s","type":"sparse","sparse_model":"default"}]}"#)
-                .contains("one vector field")
-        );
+        let m = r#"{"name":"m","type":"multi_vector","params":{"dimension":4,"pooling":"mean"}}"#;
+        assert!(err(&format!(r#"{{"name":"x","fields":[{m}]}}"#)).contains("a vector field"));
+        let nopool = r#"{"name":"m","type":"multi_vector","params":{"dimension":4}}"#;
+        assert!(err(&format!(r#"{{"name":"x","fields":[{v},{nopool}]}}"#)).contains("pooling"));
+        let int8 = r#"{"name":"b","type":"vector","params":{"dimension":4,"precision":"int8"}}"#;
+        assert!(err(&format!(r#"{{"name":"x","fields":[{v},{int8}]}}"#)).contains("precision"));
+        let sparse = r#"{"name":"s","type":"sparse","sparse_model":"default"}"#;
+        assert!(err(&format!(r#"{{"name":"x","fields":[{sparse}]}}"#)).contains("a vector field"));
         assert!(
             err(r#"{"name":"x","fields":[{"name":"a","type":"vector","params":{}}]}"#)
                 .contains("dimension")
@@ -721,11 +830,12 @@ mod tests {
             vector: vec![0.5, 0.5, 0.5, 0.5],
             sparse_indices: vec![3, 9],
             sparse_values: vec![1.0, 0.25],
+            extra: vec![],
         };
         let items = decode_objects(&encode_objects(&p, std::slice::from_ref(&rec)), &p)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(items.len(), 1);
-        let it = &items[0];
+        let it = &items[0].item;
         assert_eq!(
             (it.id.as_str(), &it.meta, it.filter.as_str()),
             ("o1", &rec.meta, rec.filter.as_str())

@@ -12,13 +12,23 @@ pub fn shared() -> &'static Index {
     IX.get_or_init(|| small_index(Precision::Int8))
 }
 
-/// A hybrid v2 collection's params: vector field `e` (4-d), sparse field `k`.
+/// A hybrid v2 collection's params: vector field `e` (4-d), sparse field `k`, and a 3-d
+/// `multi_vector` field `m`.
 pub fn collection_params() -> IndexParams {
     let mut p = IndexParams::new(4, SpaceType::Cosine);
     p.sparse_model = cairn_core::sparse::SparseModel::Bm25;
     p.fields = Some(cairn_core::params::FieldNames {
         vector: "e".into(),
         sparse: Some("k".into()),
+        extra: vec![cairn_core::params::ExtraFieldSpec {
+            name: "m".into(),
+            dim: 3,
+            space: SpaceType::Cosine,
+            precision: Precision::Float32,
+            m: 4,
+            ef_construction: 16,
+            pooling: Some(cairn_core::params::Pooling::Max),
+        }],
     });
     p
 }

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     // v2 object batches too: decoded for a hybrid collection, applied to one.
     if let Ok(items) = cairn_core::wire_v2::decode_objects(data, &common::collection_params())
         && let Ok(mut ix) = cairn_core::Index::new(common::collection_params())
-        && let Ok(rec) = ix.prepare_upsert(items)
+        && let Ok(rec) = ix.prepare_upsert_fields(items)
     {
         ix.apply(&rec);
         common::use_index(&mut ix);

@@ -652,13 +652,24 @@ async fn cancel_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Valu
     Ok(Json(job_json(&j)))
 }
 
-async fn delete_backup(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
+async fn delete_backup(
+    State(s): St,
+    scope: Scope,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    scope.write()?;
+    let name = scope.name(&name)?;
     let db = s.db.clone();
     blocking(move || db.delete_backup(&name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub(crate) async fn backup_info(
+    State(s): St,
+    scope: Scope,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let name = scope.name(&name)?;
     let db = s.db.clone();
     let v = blocking(move || {
         let p = db.backup_file(&name)?;
@@ -674,9 +685,14 @@ pub(crate) async fn backup_info(State(s): St, Path(name): Path<String>) -> ApiRe
     Ok(Json(v))
 }
 
-pub(crate) async fn download(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn download(
+    State(s): St,
+    scope: Scope,
+    Path(user): Path<String>,
+) -> ApiResult<Response> {
+    let name = scope.name(&user)?;
     let db = s.db.clone();
-    let p = blocking(move || db.backup_file(&name).map(|p| (p, name))).await?;
+    let p = blocking(move || db.backup_file(&name).map(|p| (p, user))).await?;
     let (path, name) = p;
     let f = tokio::fs::File::open(&path)
         .await
@@ -713,6 +729,7 @@ async fn restore(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    let name = Scope::root().name(&name)?;
     let b: RestoreBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
     let target = b
         .target_index_name

@@ -48,7 +48,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/backup/{b}", delete(delete_backup))
-        .route("/backup/{b}/info", get(info))
+        .route("/backup/{b}/info", get(backup_info))
         .route("/backup/{b}/restore", post(restore))
         .route("/backup/{b}/download", get(fetch))
         .merge(crate::http_admin::routes())
@@ -191,7 +191,13 @@ async fn upsert(
         let p = db.handle(&c)?.params();
         let items = wire_v2::decode_objects(&body, &p).map_err(|e| DbError::BadRequest(e.0))?;
         drop(body);
-        db.write(&c, |ix| ix.prepare_upsert(items))
+        if p.extra_fields().is_empty() {
+            db.write(&c, |ix| {
+                ix.prepare_upsert(items.into_iter().map(|f| f.item).collect())
+            })
+        } else {
+            db.write(&c, |ix| ix.prepare_upsert_fields(items))
+        }
     })
     .await?;
     Ok(Json(json!({ "upserted": n })))
@@ -292,12 +298,19 @@ async fn links(
     let links = blocking(move || {
         let h = db.handle(&c)?;
         let p = h.params();
-        if f2 != p.vector_field() {
-            return Err(DbError::BadRequest(format!(
-                "{f2:?} is not a vector field of this collection (sparse fields have no graph)"
-            )));
-        }
-        match h.links_of(&id2) {
+        let field = if f2 == p.vector_field() {
+            0
+        } else {
+            match p.extra_fields().iter().position(|e| e.name == f2) {
+                Some(i) => i + 1,
+                None => {
+                    return Err(DbError::BadRequest(format!(
+                        "{f2:?} is not a dense field of this collection (sparse fields have no graph)"
+                    )));
+                }
+            }
+        };
+        match h.links_of(field, &id2) {
             Some(l) => Ok(l),
             None => Err(DbError::Index(IndexError::NotFound(id2))),
         }
@@ -384,10 +397,6 @@ async fn delete_backup(
     Ok(Json(json!({"message": "Backup deleted successfully"})))
 }
 
-async fn info(State(s): St, scope: Scope, Path(b): Path<String>) -> ApiResult<Json<Value>> {
-    backup_info(State(s), Path(scope.name(&b)?)).await
-}
-
 #[derive(Deserialize)]
 struct DownloadQuery {
     db: Option<String>,
@@ -404,7 +413,7 @@ async fn fetch(
         (None, Some(db)) => Scope::of(&db),
         _ => scope,
     };
-    download(State(s), Path(scope.name(&b)?)).await
+    download(State(s), scope, Path(b)).await
 }
 
 #[derive(Deserialize)]

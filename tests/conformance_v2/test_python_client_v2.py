@@ -5,8 +5,8 @@ sparse field, upsert, search each field and fused with `endee.rerank`, filters, 
 delete-by-filter / update filters, graph links, rebuild + status, shrink, backup + status,
 download (`?token=`), upload, restore + status; a `/api/v1` index seen as a collection;
 databases and tokens (root administers, a database token sees only its database, read-only
-tokens, deactivation, deletion); and what is not built yet (multi_vector fields, a second vector
-field) refused with a clear 400.
+tokens, deactivation, deletion); several dense fields and a multi_vector field; dense recall on
+real embeddings; and what is not built yet refused with a clear 400.
 Run by the test command in its own virtualenv (`tests/.venv-v2`).
 """
 import os
@@ -194,15 +194,50 @@ def test_a_v1_index_is_a_collection(client, server):
     client.delete_collection("legacy")
 
 
+def test_several_dense_fields_and_multi_vector(client):
+    """A second vector field and a multi_vector field (late interaction) beside the first."""
+    client.create_collection("multi", fields=[
+        {"name": "body", "type": "vector", "params": {"dimension": 8, "space_type": "cosine", "precision": "float32"}},
+        {"name": "title", "type": "vector", "params": {"dimension": 4, "space_type": "cosine", "precision": "float16"}},
+        {"name": "colbert", "type": "multi_vector",
+         "params": {"dimension": 6, "space_type": "cosine", "precision": "float32", "pooling": "max"}},
+        {"name": "kw", "type": "sparse", "sparse_model": "default"},
+    ])
+    col = client.get_collection("multi")
+    assert [(f["name"], f["type"]) for f in col.describe()["fields"]] == [
+        ("body", "vector"), ("title", "vector"), ("colbert", "multi_vector"), ("kw", "sparse")]
+    r = random.Random(5)
+    g = lambda d: [r.gauss(0, 1) for _ in range(d)]
+    objs = [{"id": f"m{i}", "meta": {"i": i}, "filter": {"g": i % 2},
+             "fields": {"body": g(8), "title": g(4), "colbert": [g(6) for _ in range(1 + i % 3)],
+                        "kw": {"indices": [i], "values": [1.0]}}} for i in range(200)]
+    assert col.upsert(objs)["upserted"] == 200
+    o = objs[17]["fields"]
+    res = col.search(fields={"body": {"query": o["body"], "limit": 3}, "title": {"query": o["title"], "limit": 3},
+                             "colbert": {"query": o["colbert"], "limit": 3}, "kw": {"query": {"indices": [17], "values": [1.0]}}})
+    assert all(res["results"][f][0]["id"] == "m17" for f in ("body", "title", "colbert", "kw")), res
+    assert rerank(res, limit=1)["results"][0]["id"] == "m17"
+    got = col.get_objects(["m17"])[0]
+    assert got["vectors"]["title"] == pytest.approx(o["title"], rel=1e-2, abs=1e-2)  # float16
+    assert len(got["multi_vectors"]["colbert"]) == len(o["colbert"])
+    assert got["multi_vectors"]["colbert"][0] == pytest.approx(o["colbert"][0], rel=1e-4, abs=1e-5)
+    assert col.get_neighbors_by_id("m17", "colbert")["links"]
+    with pytest.raises(APIException, match="missing a value"):
+        col.upsert([{"id": "x", "fields": {"body": g(8), "title": g(4)}}])
+    with pytest.raises(APIException, match="further dense fields is not supported"):
+        col.rebuild([{"field": "title", "M": 8}])
+    client.delete_collection("multi")
+
+
 def test_what_is_not_built_yet_is_refused_clearly(client):
-    with pytest.raises(APIException, match="multi_vector"):
+    with pytest.raises(APIException, match="vector field"):
         client.create_collection("mv", fields=[
             {"name": "colbert", "type": "multi_vector",
              "params": {"dimension": 8, "space_type": "cosine", "precision": "float32", "pooling": "mean"}}])
-    with pytest.raises(APIException, match="more than one vector field"):
+    with pytest.raises(APIException, match="precision"):
         client.create_collection("two", fields=[
             {"name": "a", "type": "vector", "params": {"dimension": 8}},
-            {"name": "b", "type": "vector", "params": {"dimension": 8}}])
+            {"name": "b", "type": "vector", "params": {"dimension": 8, "precision": "int8"}}])
     with pytest.raises(APIException, match="dimension"):
         client.create_collection("nodim", fields=[{"name": "a", "type": "vector", "params": {}}])
     client.create_collection("one", fields=[{"name": "e", "type": "vector",

@@ -47,7 +47,8 @@ class Collection {
   async _fields() {
     if (!this._f) {
       const d = await this.db.describeCollection(this.name);
-      this._f = { vector: d.fields.find((f) => f.type === 'vector')?.name, sparse: d.fields.find((f) => f.type === 'sparse')?.name };
+      const dense = d.fields.filter((f) => f.type !== 'sparse');
+      this._f = { vector: dense[0]?.name, sparse: d.fields.find((f) => f.type === 'sparse')?.name, further: dense.slice(1).map((f) => f.name) };
     }
     return this._f;
   }
@@ -60,6 +61,7 @@ class Collection {
       for (const [name, value] of Object.entries(o.fields ?? {})) {
         if (name === f.vector) item.vector = value;
         else if (name === f.sparse) { item.sparse_indices = value.indices ?? value.sparse_indices; item.sparse_values = value.values ?? value.sparse_values; }
+        else if (f.further.includes(name)) throw new CairnError(`field ${JSON.stringify(name)}: a collection's second and further dense fields are served by the native server only (not yet in the npm package)`, 400);
         else throw new CairnError(`object ${JSON.stringify(o.id)}: ${JSON.stringify(name)} is not a field of collection ${this.name}`, 400);
       }
       if (!item.vector) throw new CairnError(`object ${JSON.stringify(o.id)}: missing a value for vector field ${JSON.stringify(f.vector)}`, 400);

@@ -37,6 +37,9 @@ struct Header {
     /// Originals frames follow the slot frames (absent in version 1).
     #[serde(default)]
     originals: bool,
+    /// Graph state of each further dense field of a collection (absent before them).
+    #[serde(default)]
+    extra_graphs: Vec<GraphMeta>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -45,6 +48,19 @@ struct SlotBlob {
     #[serde(with = "serde_bytes")]
     code: Vec<u8>,
     links: Vec<u32>,
+    /// The slot in each further dense field (absent before them).
+    #[serde(default)]
+    extra: Vec<ExtraBlob>,
+}
+
+/// One slot of a further dense field: its (pooled) vector's code, its links, and a
+/// `multi_vector` field's vectors.
+#[derive(Serialize, Deserialize)]
+struct ExtraBlob {
+    #[serde(with = "serde_bytes")]
+    code: Vec<u8>,
+    links: Vec<u32>,
+    members: Vec<f32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -153,6 +169,7 @@ impl<'a> CheckpointEncoder<'a> {
                     free: ix.free.clone(),
                     graph: ix.graph.meta(),
                     originals: ix.originals.is_some(),
+                    extra_graphs: ix.extra.iter().map(|f| f.graph.meta()).collect(),
                 };
                 frame_into(&mp(&h), out);
                 self.stage = if ix.slots.is_empty() {
@@ -172,6 +189,19 @@ impl<'a> CheckpointEncoder<'a> {
                             data: ix.slots.to_data(s as u32),
                             code,
                             links: ix.graph.encode_slot(s),
+                            extra: ix
+                                .extra
+                                .iter()
+                                .map(|f| {
+                                    let mut code = Vec::new();
+                                    f.store.encode_slot(s, &mut code);
+                                    ExtraBlob {
+                                        code,
+                                        links: f.graph.encode_slot(s),
+                                        members: f.members.get(s).cloned().unwrap_or_default(),
+                                    }
+                                })
+                                .collect(),
                         }
                     })
                     .collect();
@@ -305,6 +335,34 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
     ix.graph
         .push_encoded(&b.links, total)
         .ok_or_else(|| corrupt(format!("slot {slot} links")))?;
+    if b.extra.len() != ix.extra.len() {
+        return Err(corrupt(format!(
+            "slot {slot}: wrong number of further fields"
+        )));
+    }
+    for (f, e) in ix.extra.iter_mut().zip(b.extra) {
+        f.store
+            .push_encoded(&e.code)
+            .ok_or_else(|| corrupt(format!("slot {slot} field {:?} vector", f.spec.name)))?;
+        f.graph
+            .push_encoded(&e.links, total)
+            .ok_or_else(|| corrupt(format!("slot {slot} field {:?} links", f.spec.name)))?;
+        let multi = f.spec.pooling.is_some();
+        let d = f.spec.dim;
+        let ok = e.members.iter().all(|x| x.is_finite())
+            && e.members.len() % d == 0
+            && e.members.len() / d <= crate::params::MAX_MULTI_VECTORS
+            && (multi || e.members.is_empty());
+        if !ok {
+            return Err(corrupt(format!(
+                "slot {slot} field {:?} vectors",
+                f.spec.name
+            )));
+        }
+        if multi {
+            f.members.push(e.members);
+        }
+    }
     let d = b.data;
     match &d.id {
         Some(id) => {
@@ -366,11 +424,22 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
         ));
     }
     let total = usize::try_from(h.slots).map_err(|_| corrupt("slot count"))?;
+    if h.extra_graphs.len() != p.extra_fields().len() {
+        return Err(corrupt(
+            "graph state for a different number of further fields",
+        ));
+    }
+    let extra = p
+        .extra_fields()
+        .iter()
+        .map(crate::index::fields::ExtraField::new)
+        .collect();
     let mut ix = Index::from_parts(
         VectorStore::new(p.dim, p.space, p.precision),
         Graph::new(p.m, p.ef_construction, 0, packs_links(p.precision)),
         p,
     );
+    ix.extra = extra;
     // One buffer for every frame: per-frame buffers of up to a few MiB would each be freed
     // back to an allocator that keeps some of them resident after the load.
     let mut buf = Vec::new();
@@ -438,6 +507,12 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     ix.graph
         .validate()
         .map_err(|e| corrupt(format!("graph: {e}")))?;
+    for (f, meta) in ix.extra.iter_mut().zip(h.extra_graphs) {
+        f.graph.set_meta(meta);
+        f.graph
+            .validate()
+            .map_err(|e| corrupt(format!("field {:?} graph: {e}", f.spec.name)))?;
+    }
     ix.slots.shrink_to_fit();
     Ok(ix)
 }

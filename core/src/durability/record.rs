@@ -33,6 +33,17 @@ pub struct UpsertItem {
     pub sparse_values: Vec<f32>,
 }
 
+/// An object of a collection with further dense fields: its first vector and the rest as an
+/// upsert, and for each further field (in the collection's order) its vectors — one for a
+/// `vector` field, one or more for a `multi_vector` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldsItem {
+    /// Id, first vector, meta, filter, sparse part.
+    pub item: UpsertItem,
+    /// Per further field, its vectors.
+    pub extra: Vec<Vec<Vec<f32>>>,
+}
+
 /// A durable write: what `prepare` produces, the host logs, and `apply` executes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -42,6 +53,8 @@ pub enum Record {
     Delete(Vec<String>),
     /// Replace the filter of these ids.
     UpdateFilters(Vec<(String, String)>),
+    /// Insert or replace objects of a collection with further dense fields.
+    UpsertFields(Vec<FieldsItem>),
 }
 
 /// Framing errors.

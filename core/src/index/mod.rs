@@ -4,6 +4,7 @@
 //! state; the host makes the record durable; [`Index::apply`] executes it. Recovery replays the
 //! log through the same `apply`.
 
+pub mod fields;
 pub mod filter;
 pub mod hnsw;
 pub mod kernels;
@@ -106,6 +107,14 @@ pub enum IndexError {
     /// Reading float32 originals from the checkpoint failed.
     #[error("reading originals failed: {0}")]
     Io(String),
+    /// An object's values for a collection's further dense fields are missing or malformed.
+    #[error("object {id:?}: {detail}")]
+    Fields {
+        /// Which object.
+        id: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// Which rules a vector's payload is held to.
@@ -144,6 +153,11 @@ pub struct SearchRequest {
     pub dense_rrf_weight: f32,
     /// Reciprocal rank fusion's constant, > 0 (Endee's default 60).
     pub rrf_rank_constant: f32,
+    /// Which dense field: 0 the index's own vectors, `i + 1` the collection's further field
+    /// `i` (then `vector` or `multi` is its query, and there is no sparse part).
+    pub field: usize,
+    /// A `multi_vector` field's query vectors.
+    pub multi: Vec<Vec<f32>>,
 }
 
 impl SearchRequest {
@@ -160,6 +174,8 @@ impl SearchRequest {
             sparse_values: Vec::new(),
             dense_rrf_weight: DEFAULT_DENSE_RRF_WEIGHT,
             rrf_rank_constant: DEFAULT_RRF_RANK_CONSTANT,
+            field: 0,
+            multi: Vec::new(),
         }
     }
 }
@@ -198,6 +214,8 @@ pub struct VectorRecord {
     pub sparse_indices: Vec<u32>,
     /// Sparse values.
     pub sparse_values: Vec<f32>,
+    /// Per further dense field of a collection, its vectors (normalised for cosine).
+    pub extra: Vec<Vec<Vec<f32>>>,
 }
 
 /// The index.
@@ -225,6 +243,8 @@ pub struct Index {
     pub(crate) sparse: SparseIndex,
     /// Set while applying a replay whose links are deferred.
     defer_links: bool,
+    /// A collection's further dense fields, in its order (see [`fields`]).
+    pub(crate) extra: Vec<fields::ExtraField>,
     /// Slots written since a graph rebuild began ([`rebuild::GraphBuilder`]), in order:
     /// the rebuild relinks those it had already placed. `None` when no rebuild runs.
     changes: Option<Vec<u32>>,
@@ -313,6 +333,12 @@ impl Index {
         if keeps_originals(ix.params.precision) {
             ix.originals = Some(Originals::new(ix.params.dim));
         }
+        ix.extra = ix
+            .params
+            .extra_fields()
+            .iter()
+            .map(fields::ExtraField::new)
+            .collect();
         Ok(ix)
     }
 
@@ -330,6 +356,7 @@ impl Index {
             unlinked: RoaringBitmap::new(),
             sparse: SparseIndex::default(),
             defer_links: false,
+            extra: Vec::new(),
             changes: None,
             scratch: Mutex::new(Vec::new()),
         }
@@ -434,18 +461,28 @@ impl Index {
 
     /// Every rule an upserted vector must keep.
     fn check_items(&self, items: &[UpsertItem], checks: Checks) -> Result<(), IndexError> {
-        for it in items {
-            self.check_vector(&it.id, &it.vector)?;
-            self.check_payload(
-                &it.id,
-                &it.meta,
-                &it.filter,
-                it.norm,
-                (&it.sparse_indices, &it.sparse_values),
-                checks,
-            )?;
+        if !self.extra.is_empty() {
+            return Err(IndexError::Fields {
+                id: items.first().map(|i| i.id.clone()).unwrap_or_default(),
+                detail: format!(
+                    "this collection has {} more dense fields: write objects with every field (/api/v2)",
+                    self.extra.len()
+                ),
+            });
         }
-        Ok(())
+        items.iter().try_for_each(|it| self.check_item(it, checks))
+    }
+
+    fn check_item(&self, it: &UpsertItem, checks: Checks) -> Result<(), IndexError> {
+        self.check_vector(&it.id, &it.vector)?;
+        self.check_payload(
+            &it.id,
+            &it.meta,
+            &it.filter,
+            it.norm,
+            (&it.sparse_indices, &it.sparse_values),
+            checks,
+        )
     }
 
     /// The rules for what a vector carries besides its values: id, meta, filter, norm, sparse
@@ -513,6 +550,7 @@ impl Index {
                 Self::check_id(id, stored)?;
                 Self::check_filter_text(f, stored)
             }),
+            Record::UpsertFields(items) => self.check_fields_items(items, stored),
         }
     }
 
@@ -615,6 +653,20 @@ impl Index {
                 self.give_scratch(scratch);
                 n
             }
+            Record::UpsertFields(items) => {
+                let mut n = 0;
+                let mut scratch = self.take_scratch();
+                for f in items {
+                    if !self.fields_fit(f) {
+                        continue;
+                    }
+                    let slot = self.upsert_one(&f.item, &mut scratch);
+                    self.set_extra(slot, &f.extra, &mut scratch);
+                    n += 1;
+                }
+                self.give_scratch(scratch);
+                n
+            }
             Record::Delete(ids) => ids.iter().filter(|id| self.delete_one(id)).count(),
             Record::UpdateFilters(ups) => {
                 let mut n = 0;
@@ -705,7 +757,7 @@ impl Index {
         link_into(&mut self.graph, &self.store, slot, scratch);
     }
 
-    fn upsert_one(&mut self, it: &UpsertItem, scratch: &mut Scratch) {
+    fn upsert_one(&mut self, it: &UpsertItem, scratch: &mut Scratch) -> u32 {
         let v = self.normalise(&it.vector);
         let slot = match self.slots.find(&it.id) {
             Some(s) => {
@@ -747,6 +799,7 @@ impl Index {
         if let Some(c) = &mut self.changes {
             c.push(slot);
         }
+        slot
     }
 
     fn delete_one(&mut self, id: &str) -> bool {
@@ -834,6 +887,7 @@ impl Index {
             vector: self.vector_of(slot, src)?,
             sparse_indices,
             sparse_values,
+            extra: self.extra_values(slot),
         }))
     }
 
@@ -913,6 +967,16 @@ impl Index {
         src: &mut dyn CheckpointBytes,
     ) -> Result<Vec<SearchHit>, IndexError> {
         params::validate_k(req.k)?;
+        let filtered_early;
+        let ranked_extra = if req.field > 0 {
+            filtered_early = req.filter.as_ref().and_then(|f| self.matching(f));
+            Some(self.extra_ranked(req, filtered_early.as_ref())?)
+        } else {
+            None
+        };
+        if let Some(ranked) = ranked_extra {
+            return self.hits(ranked, req, src);
+        }
         let dense = !req.vector.is_empty();
         let sparse = !req.sparse_indices.is_empty() || !req.sparse_values.is_empty();
         if !dense && !sparse {
@@ -936,6 +1000,16 @@ impl Index {
             (Some(r), None) | (None, Some(r)) => r,
             (None, None) => Vec::new(),
         };
+        self.hits(ranked, req, src)
+    }
+
+    /// Search hits for ranked slots.
+    fn hits(
+        &self,
+        ranked: Vec<(u32, f32)>,
+        req: &SearchRequest,
+        src: &mut dyn CheckpointBytes,
+    ) -> Result<Vec<SearchHit>, IndexError> {
         let mut hits = Vec::with_capacity(ranked.len());
         for (slot, similarity) in ranked {
             let Some(d) = self.slots.get(slot) else {

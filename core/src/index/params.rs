@@ -173,13 +173,71 @@ pub const V1_VECTOR_FIELD: &str = "dense";
 /// What `/api/v2` calls the sparse field of a hybrid index created through `/api/v1`.
 pub const V1_SPARSE_FIELD: &str = "sparse";
 
-/// A collection's field names: its one dense vector field and its sparse field, if any.
+/// A collection's field names: its first dense vector field (the index's own vectors), its
+/// sparse field if any, and its further dense fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldNames {
     /// The `vector` field.
     pub vector: String,
     /// The `sparse` field (hybrid collections).
     pub sparse: Option<String>,
+    /// Further `vector` and `multi_vector` fields, each with its own vectors and graph.
+    #[serde(default)]
+    pub extra: Vec<ExtraFieldSpec>,
+}
+
+/// How a `multi_vector` field pools an object's vectors into the one its graph links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Element-wise mean.
+    Mean,
+    /// Element-wise maximum.
+    Max,
+}
+
+/// Most vectors one object may hold in a `multi_vector` field.
+pub const MAX_MULTI_VECTORS: usize = 1024;
+
+/// A further dense field of a collection: a `vector` field (`pooling` `None`) or a
+/// `multi_vector` field (a list of vectors per object, pooled for its graph, scored by late
+/// interaction: the sum over query vectors of the best similarity among the object's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraFieldSpec {
+    /// Field name.
+    pub name: String,
+    /// Dimension.
+    pub dim: usize,
+    /// Metric.
+    pub space: SpaceType,
+    /// Storage precision (float32, float16 or int16: these fields keep no originals to
+    /// re-rank int8 or binary codes with).
+    pub precision: Precision,
+    /// HNSW `M`.
+    pub m: usize,
+    /// HNSW `ef_construction`.
+    pub ef_construction: usize,
+    /// `Some` for a `multi_vector` field.
+    pub pooling: Option<Pooling>,
+}
+
+impl ExtraFieldSpec {
+    /// Checks bounds (as an index's) and the precision.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("dim", self.dim, (MIN_DIM, MAX_DIM))?;
+        check_range("M", self.m, M_RANGE)?;
+        check_range("ef_con", self.ef_construction, EF_CON_RANGE)?;
+        if matches!(self.precision, Precision::Int8 | Precision::Binary) {
+            return Err(ParamError::Invalid {
+                field: "precision",
+                allowed:
+                    "float32, float16 or int16 for a collection's second and further dense fields"
+                        .into(),
+                got: self.precision.as_str().into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn default_checksum() -> i64 {
@@ -204,6 +262,10 @@ impl IndexParams {
     /// The dense field's name as `/api/v2` shows it.
     pub fn vector_field(&self) -> &str {
         self.fields.as_ref().map_or(V1_VECTOR_FIELD, |f| &f.vector)
+    }
+    /// The further dense fields (empty for a v1 index).
+    pub fn extra_fields(&self) -> &[ExtraFieldSpec] {
+        self.fields.as_ref().map_or(&[], |f| &f.extra)
     }
     /// The sparse field's name as `/api/v2` shows it (`None`: dense only).
     pub fn sparse_field(&self) -> Option<&str> {
@@ -244,6 +306,9 @@ impl IndexParams {
         check_range("dim", self.dim, (MIN_DIM, MAX_DIM))?;
         check_range("M", self.m, M_RANGE)?;
         check_range("ef_con", self.ef_construction, EF_CON_RANGE)?;
+        for f in self.extra_fields() {
+            f.validate()?;
+        }
         if self.sparse_dim > MAX_SPARSE_DIM {
             return Err(ParamError::Invalid {
                 field: "sparse_dim",

@@ -1,0 +1,252 @@
+//! A collection's further dense fields (Endee v2): a second `vector` field and a
+//! `multi_vector` field beside the index's own vectors — written, searched (against brute
+//! force), checkpointed, replayed after a crash — and late-interaction recall on real data:
+//! minilm-50k's sentences grouped four to an object (12,500 objects of four 384-d vectors),
+//! queried with pairs of held-out sentences, against brute-force MaxSim.
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
+
+use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
+use cairn_core::params::{ExtraFieldSpec, FieldNames, Pooling};
+use cairn_core::record::FieldsItem;
+use cairn_core::rng::SplitMix64;
+use cairn_core::{
+    Database, Index, IndexParams, MemStorage, Precision, SearchRequest, SpaceType, UpsertItem,
+};
+
+fn spec(name: &str, dim: usize, pooling: Option<Pooling>) -> ExtraFieldSpec {
+    ExtraFieldSpec {
+        name: name.into(),
+        dim,
+        space: SpaceType::Cosine,
+        precision: Precision::Float32,
+        m: 16,
+        ef_construction: 100,
+        pooling,
+    }
+}
+
+fn params(extra: Vec<ExtraFieldSpec>, dim: usize) -> IndexParams {
+    let mut p = IndexParams::new(dim, SpaceType::Cosine).with_precision(Precision::Float32);
+    p.fields = Some(FieldNames {
+        vector: "a".into(),
+        sparse: None,
+        extra,
+    });
+    p
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter().map(|x| x / n).collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn max_sim(q: &[Vec<f32>], doc: &[Vec<f32>]) -> f32 {
+    q.iter()
+        .map(|x| doc.iter().map(|d| dot(x, d)).fold(f32::MIN, f32::max))
+        .sum()
+}
+
+fn object(id: usize, a: Vec<f32>) -> FieldsItem {
+    FieldsItem {
+        item: UpsertItem {
+            id: id.to_string(),
+            vector: a,
+            meta: vec![],
+            filter: format!("{{\"g\":{}}}", id % 2),
+            norm: 1.0,
+            sparse_indices: vec![],
+            sparse_values: vec![],
+        },
+        extra: vec![],
+    }
+}
+
+fn gauss(r: &mut SplitMix64, d: usize) -> Vec<f32> {
+    (0..d).map(|_| r.gaussian()).collect()
+}
+
+#[test]
+fn further_fields_search_exactly_checkpoint_and_replay() {
+    let p = params(
+        vec![spec("b", 6, None), spec("m", 5, Some(Pooling::Mean))],
+        8,
+    );
+    let mut r = SplitMix64::new(3);
+    let objs: Vec<FieldsItem> = (0..3000)
+        .map(|i| {
+            let mut o = object(i, gauss(&mut r, 8));
+            let n = 1 + (i % 4);
+            o.extra = vec![
+                vec![gauss(&mut r, 6)],
+                (0..n).map(|_| gauss(&mut r, 5)).collect(),
+            ];
+            o
+        })
+        .collect();
+    let mut db = Database::open(MemStorage::new(), 1, "test").unwrap();
+    db.create_index("c", p.clone(), 1).unwrap();
+    // Written in batches through the log, with a checkpoint in the middle.
+    for (k, chunk) in objs.chunks(500).enumerate() {
+        db.write_fields("c", chunk.to_vec()).unwrap();
+        if k == 2 {
+            db.checkpoint("c").unwrap();
+        }
+    }
+    // Refused: a plain upsert, a missing field, a wrong dimension, too many vectors.
+    let plain = db.upsert("c", vec![objs[0].item.clone()]);
+    assert!(plain.unwrap_err().to_string().contains("every field"));
+    let mut missing = objs[0].clone();
+    missing.extra.pop();
+    assert!(db.write_fields("c", vec![missing]).is_err());
+    let mut wrong = objs[0].clone();
+    wrong.extra[0][0].pop();
+    assert!(db.write_fields("c", vec![wrong]).is_err());
+    let mut many = objs[0].clone();
+    many.extra[1] = vec![vec![0.1; 5]; 2000];
+    assert!(db.write_fields("c", vec![many]).is_err());
+
+    // Field "b" against brute force; field "m" against brute-force MaxSim.
+    let queries: Vec<(Vec<f32>, Vec<Vec<f32>>)> = (0..50)
+        .map(|_| (gauss(&mut r, 6), (0..2).map(|_| gauss(&mut r, 5)).collect()))
+        .collect();
+    let truth_b = |q: &[f32]| -> Vec<String> {
+        let q = unit(q);
+        let mut s: Vec<(f32, usize)> = objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (dot(&q, &unit(&o.extra[0][0])), i))
+            .collect();
+        s.sort_by(|a, b| b.0.total_cmp(&a.0));
+        s[..10].iter().map(|x| x.1.to_string()).collect()
+    };
+    let truth_m = |q: &[Vec<f32>]| -> Vec<String> {
+        let q: Vec<Vec<f32>> = q.iter().map(|x| unit(x)).collect();
+        let mut s: Vec<(f32, usize)> = objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let d: Vec<Vec<f32>> = o.extra[1].iter().map(|x| unit(x)).collect();
+                (max_sim(&q, &d), i)
+            })
+            .collect();
+        s.sort_by(|a, b| b.0.total_cmp(&a.0));
+        s[..10].iter().map(|x| x.1.to_string()).collect()
+    };
+    let search = |db: &mut Database<MemStorage>, field: usize, q: &(Vec<f32>, Vec<Vec<f32>>)| {
+        let mut req = SearchRequest::new(if field == 1 { q.0.clone() } else { vec![] }, 10);
+        req.field = field;
+        req.multi = if field == 2 { q.1.clone() } else { vec![] };
+        req.ef = 200;
+        db.search("c", &req)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>()
+    };
+    let recall = |db: &mut Database<MemStorage>| {
+        let (mut hb, mut hm) = (0, 0);
+        for q in &queries {
+            let (tb, tm) = (truth_b(&q.0), truth_m(&q.1));
+            hb += search(db, 1, q).iter().filter(|id| tb.contains(id)).count();
+            hm += search(db, 2, q).iter().filter(|id| tm.contains(id)).count();
+        }
+        (hb as f64 / 500.0, hm as f64 / 500.0)
+    };
+    let (rb, rm) = recall(&mut db);
+    println!("further fields recall@10: vector {rb:.3}, multi_vector {rm:.3}");
+    assert!(rb >= 0.95 && rm >= 0.9, "{rb} {rm}");
+    let before: Vec<Vec<String>> = queries.iter().map(|q| search(&mut db, 2, q)).collect();
+    let got = db.get("c", "7").unwrap();
+    assert_eq!(got.extra[1].len(), 4, "object 7 keeps its four vectors");
+    // A crash: checkpoint + log replay bring back the same answers.
+    let mut st = db.into_storage();
+    st.crash();
+    let mut db = Database::open(st, 2, "test").unwrap();
+    let after: Vec<Vec<String>> = queries.iter().map(|q| search(&mut db, 2, q)).collect();
+    assert_eq!(before, after);
+    // A filter applies to further fields too.
+    let mut req = SearchRequest::new(queries[0].0.clone(), 10);
+    req.field = 1;
+    req.filter = Some(cairn_core::Filter::parse_str(r#"[{"g":{"$eq":1}}]"#).unwrap());
+    let hits = db.search("c", &req).unwrap();
+    assert!(hits.len() == 10 && hits.iter().all(|h| h.id.parse::<usize>().unwrap() % 2 == 1));
+    // The whole index through a checkpoint file round-trips.
+    let ix: &Index = db.index("c").unwrap();
+    let bytes = CheckpointEncoder::new(ix).to_vec().unwrap();
+    let loaded = read_checkpoint(&bytes[..]).unwrap();
+    assert_eq!(loaded.extra_field_names(), vec!["b", "m"]);
+}
+
+fn fvecs(path: &str) -> Vec<Vec<f32>> {
+    let b = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 4 <= b.len() {
+        let d = u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+        i += 4;
+        out.push(
+            b[i..i + 4 * d]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+        i += 4 * d;
+    }
+    out
+}
+
+#[test]
+fn late_interaction_recall_on_minilm_sentences() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/minilm-50k");
+    let base = fvecs(&format!("{dir}/base.fvecs"));
+    let queries = fvecs(&format!("{dir}/queries.fvecs"));
+    // An object is four consecutive sentences (its first as the field-"a" vector too); a
+    // query is two consecutive held-out sentences.
+    let groups: Vec<&[Vec<f32>]> = base.chunks(4).collect();
+    let mut spec_m = spec("m", 384, Some(Pooling::Mean));
+    spec_m.ef_construction = 200;
+    let mut ix = Index::new(params(vec![spec_m], 384)).unwrap();
+    for (c, chunk) in groups.chunks(500).enumerate() {
+        let items = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let mut o = object(c * 500 + i, g[0].clone());
+                o.extra = vec![g.to_vec()];
+                o
+            })
+            .collect();
+        let rec = ix.prepare_upsert_fields(items).unwrap();
+        ix.apply(&rec);
+    }
+    let qs: Vec<Vec<Vec<f32>>> = queries.chunks(2).take(200).map(<[_]>::to_vec).collect();
+    let mut hit = 0;
+    let mut searching = std::time::Duration::ZERO;
+    for q in &qs {
+        let mut truth: Vec<(f32, usize)> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (max_sim(q, g), i))
+            .collect();
+        truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<String> = truth[..10].iter().map(|x| x.1.to_string()).collect();
+        let mut req = SearchRequest::new(vec![], 10);
+        req.field = 1;
+        req.multi = q.clone();
+        req.ef = 128; // the client's default ef_search; the field widens it (MULTI_BEAM)
+        let t0 = std::time::Instant::now();
+        let hits = ix.search(&req).unwrap();
+        searching += t0.elapsed();
+        hit += hits.iter().filter(|h| want.contains(&h.id)).count();
+    }
+    let recall = hit as f64 / (qs.len() * 10) as f64;
+    println!(
+        "multi_vector recall@10 (minilm, 12,500 objects of 4 sentences, queries of 2, mean pooling, ef 128): {recall:.3}, {:.2} ms a query",
+        searching.as_secs_f64() * 1000.0 / qs.len() as f64
+    );
+    assert!(recall >= 0.95, "{recall}");
+}
