@@ -387,6 +387,18 @@ impl Index {
             + self.live_bits.capacity() * 8
             + self.free.capacity() * 4
             + self.originals.as_ref().map_or(0, Originals::heap_bytes)
+            + self
+                .extra
+                .iter()
+                .map(|f| {
+                    f.store.heap_bytes()
+                        + f.graph.heap_bytes()
+                        + f.members
+                            .iter()
+                            .map(|m| m.capacity() * 4 + 24)
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
     }
 
     /// True when this index re-ranks with float32 originals, so its checkpoints carry them and
