@@ -393,7 +393,23 @@ impl<S: Storage> Database<S> {
         now: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {
-        let task = self.engine.begin_rebuild(now, entropy, index, m, ef_con)?;
+        self.start_rebuild_field(index, 0, m, ef_con, now, entropy)
+    }
+
+    /// [`Database::start_rebuild`] for dense field `field` of a collection (0: its first;
+    /// `i + 1`: its further field `i`).
+    pub fn start_rebuild_field(
+        &mut self,
+        index: &str,
+        field: usize,
+        m: Option<usize>,
+        ef_con: Option<usize>,
+        now: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        let task = self
+            .engine
+            .begin_rebuild(now, entropy, index, field, m, ef_con)?;
         let id = task.job().to_string();
         self.running.push(Running::Rebuild(Box::new(task)));
         let _ = self.effects();

@@ -709,11 +709,12 @@ pub fn decode_ids(body: &[u8]) -> Result<Vec<String>, WireError> {
 }
 
 /// Decodes `POST /collection/{c}/rebuild {fields: [{field, M, ef_con}]}` for collection `p`:
-/// the vector field's new `M` / `ef_con` (a sparse field in the list is skipped, as Endee does).
+/// which dense field (0: the first, `i + 1`: further field `i`) and its new `M` / `ef_con`
+/// (a sparse field in the list is skipped, as Endee does; one dense field per rebuild).
 pub fn decode_rebuild(
     body: &[u8],
     p: &IndexParams,
-) -> Result<(Option<usize>, Option<usize>), WireError> {
+) -> Result<(usize, Option<usize>, Option<usize>), WireError> {
     #[derive(Deserialize)]
     struct Spec {
         field: Option<String>,
@@ -731,18 +732,21 @@ pub fn decode_rebuild(
     let mut out = None;
     for s in b.fields.unwrap_or_default() {
         let f = s.field.unwrap_or_default();
+        let further = p.extra_fields().iter().position(|e| e.name == f);
+        if out.is_some() && (f == p.vector_field() || further.is_some()) {
+            return Err(werr(
+                "one dense field per rebuild: send the others after it completes",
+            ));
+        }
         if f == p.vector_field() {
-            out = Some((s.m.map(size), s.ef_con.map(size)));
-        } else if p.extra_fields().iter().any(|e| e.name == f) {
-            return Err(werr(format!(
-                "{f:?}: rebuilding a collection's second and further dense fields is not supported yet (its first vector field is {:?})",
-                p.vector_field()
-            )));
+            out = Some((0, s.m.map(size), s.ef_con.map(size)));
+        } else if let Some(i) = further {
+            out = Some((i + 1, s.m.map(size), s.ef_con.map(size)));
         } else if Some(f.as_str()) != p.sparse_field() {
             return Err(werr(format!("{f:?} is not a field of this collection")));
         }
     }
-    out.ok_or_else(|| werr("rebuild needs the collection's vector field in 'fields'"))
+    out.ok_or_else(|| werr("rebuild needs one of the collection's dense fields in 'fields'"))
 }
 
 /// Runs every v2 decoder over one input (the fuzz targets call it): none may panic.

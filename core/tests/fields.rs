@@ -159,15 +159,37 @@ fn further_fields_search_exactly_checkpoint_and_replay() {
     let (rb, rm) = recall(&mut db);
     println!("further fields recall@10: vector {rb:.3}, multi_vector {rm:.3}");
     assert!(rb >= 0.95 && rm >= 0.9, "{rb} {rm}");
-    let before: Vec<Vec<String>> = queries.iter().map(|q| search(&mut db, 2, q)).collect();
     let got = db.get("c", "7").unwrap();
     assert_eq!(got.extra[1].len(), 4, "object 7 keeps its four vectors");
-    // A crash: checkpoint + log replay bring back the same answers.
+    // Rebuild the multi_vector field's graph (writes go on); its answers stay as good.
+    let job = db
+        .start_rebuild_field("c", 2, Some(24), Some(150), 3, [7; 6])
+        .unwrap();
+    db.write_fields("c", vec![objs[5].clone()]).unwrap();
+    while db.running_jobs().contains(&job.job_id) {
+        db.step(4, 1);
+    }
+    assert_eq!(
+        db.job(&job.job_id).unwrap().status,
+        cairn_core::JobStatus::Completed
+    );
+    let e = &db.index("c").unwrap().params().extra_fields()[1];
+    assert_eq!((e.m, e.ef_construction), (24, 150));
+    let (_, rm2) = recall(&mut db);
+    assert!(rm2 >= 0.9, "{rm2} after rebuilding the multi_vector field");
+    assert!(
+        db.start_rebuild_field("c", 3, None, None, 5, [8; 6])
+            .is_err(),
+        "no field 3"
+    );
+    // A crash: checkpoint + log replay bring back the same answers (and the rebuilt params).
+    let before: Vec<Vec<String>> = queries.iter().map(|q| search(&mut db, 2, q)).collect();
     let mut st = db.into_storage();
     st.crash();
-    let mut db = Database::open(st, 2, "test").unwrap();
+    let mut db = Database::open(st, 6, "test").unwrap();
     let after: Vec<Vec<String>> = queries.iter().map(|q| search(&mut db, 2, q)).collect();
     assert_eq!(before, after);
+    assert_eq!(db.index("c").unwrap().params().extra_fields()[1].m, 24);
     // A filter applies to further fields too.
     let mut req = SearchRequest::new(queries[0].0.clone(), 10);
     req.field = 1;

@@ -138,11 +138,12 @@ pub fn submit_restore(
 pub fn submit_rebuild(
     db: &Arc<Db>,
     index: &str,
+    field: usize,
     m: Option<usize>,
     ef_con: Option<usize>,
 ) -> Result<Job, DbError> {
     let mut t =
-        db.control(|e| e.begin_rebuild(now_ms(), fsutil::entropy(), index, m, ef_con))??;
+        db.control(|e| e.begin_rebuild(now_ms(), fsutil::entropy(), index, field, m, ef_con))??;
     let job = job(db, t.job())?;
     let db2 = db.clone();
     std::thread::Builder::new()

@@ -602,7 +602,7 @@ async fn rebuild(
 ) -> ApiResult<Response> {
     let (m, ef_con) = cairn_core::wire::decode_rebuild(&body)?;
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_rebuild(&db, &index, m, ef_con)).await?;
+    let job = blocking(move || drive::submit_rebuild(&db, &index, 0, m, ef_con)).await?;
     Ok((StatusCode::ACCEPTED, Json(rebuild_json(Some(&job)))).into_response())
 }
 

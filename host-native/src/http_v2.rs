@@ -330,8 +330,9 @@ async fn rebuild(
     let db = s.db.clone();
     let job = blocking(move || {
         let p = db.handle(&c)?.params();
-        let (m, ef) = wire_v2::decode_rebuild(&body, &p).map_err(|e| DbError::BadRequest(e.0))?;
-        drive::submit_rebuild(&db, &c, m, ef)
+        let (field, m, ef) =
+            wire_v2::decode_rebuild(&body, &p).map_err(|e| DbError::BadRequest(e.0))?;
+        drive::submit_rebuild(&db, &c, field, m, ef)
     })
     .await?;
     let mut v = rebuild_status_json(Some(&job), &s.db, &scope);
@@ -497,9 +498,20 @@ fn rebuild_status_json(j: Option<&Job>, db: &Db, scope: &Scope) -> Value {
     let mut v = status_json(j, scope, "in_progress");
     if let Some(j) = j {
         let done = j.status == JobStatus::Completed;
+        let field = j.rebuild.map_or(0, |r| r.field);
         v["field"] = json!(
             db.handle(&j.index_name)
-                .map(|h| h.params().vector_field().to_string())
+                .map(|h| {
+                    let p = h.params();
+                    match field {
+                        0 => p.vector_field().to_string(),
+                        f => p
+                            .extra_fields()
+                            .get(f - 1)
+                            .map(|e| e.name.clone())
+                            .unwrap_or_default(),
+                    }
+                })
                 .unwrap_or_default()
         );
         v["fields_total"] = json!(1);

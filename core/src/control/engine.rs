@@ -624,7 +624,8 @@ impl Engine {
         ))
     }
 
-    /// Accepts a rebuild of `index`'s graph with `m` and `ef_con` (Endee's bounds; `None`
+    /// Accepts a rebuild of dense field `field`'s graph of `index` (0: the index's own;
+    /// `i + 1`: a collection's further field `i`) with `m` and `ef_con` (Endee's bounds; `None`
     /// keeps the current value), or refuses: the index must be served and have no other
     /// active rebuild. Backups of the
     /// index may run beside it (they copy pinned generations; the rebuild changes memory
@@ -635,12 +636,27 @@ impl Engine {
         now: u64,
         entropy: [u8; 6],
         index: &str,
+        field: usize,
         m: Option<usize>,
         ef_con: Option<usize>,
     ) -> Result<RebuildTask, EngineError> {
         let e = self.index(index)?;
-        let m = m.unwrap_or(e.params.m);
-        let ef_con = ef_con.unwrap_or(e.params.ef_construction);
+        let (cur_m, cur_ef) = match field {
+            0 => (e.params.m, e.params.ef_construction),
+            f => match e.params.extra_fields().get(f - 1) {
+                Some(x) => (x.m, x.ef_construction),
+                None => {
+                    return Err(ParamError::Invalid {
+                        field: "field",
+                        allowed: format!("0..={}", e.params.extra_fields().len()),
+                        got: f.to_string(),
+                    }
+                    .into());
+                }
+            },
+        };
+        let m = m.unwrap_or(cur_m);
+        let ef_con = ef_con.unwrap_or(cur_ef);
         IndexParams {
             m,
             ef_construction: ef_con,
@@ -656,8 +672,9 @@ impl Engine {
         let spec = RebuildSpec {
             m,
             ef_con,
-            previous_m: e.params.m,
-            previous_ef_con: e.params.ef_construction,
+            previous_m: cur_m,
+            previous_ef_con: cur_ef,
+            field,
         };
         let total = e.log.live;
         let id = self.registry.new_id(now, entropy);
@@ -670,7 +687,7 @@ impl Engine {
             e.active_rebuild = Some(id.clone());
         }
         self.start(&id, now)?;
-        Ok(RebuildTask::new(id, index.into(), m, ef_con))
+        Ok(RebuildTask::new(id, index.into(), field, m, ef_con))
     }
 
     /// The newest rebuild job of `index` (what its rebuild status reports), if any.

@@ -63,6 +63,8 @@ enum Phase {
 pub struct RebuildTask {
     job: String,
     index: String,
+    /// Which dense field (0: the index's own vectors; `i + 1`: further field `i`).
+    field: usize,
     m: usize,
     ef_con: usize,
     phase: Phase,
@@ -75,11 +77,13 @@ pub struct RebuildTask {
 }
 
 impl RebuildTask {
-    /// A task for job `job` (already running), rebuilding `index` with `m` / `ef_con`.
-    pub fn new(job: String, index: String, m: usize, ef_con: usize) -> Self {
+    /// A task for job `job` (already running), rebuilding dense field `field` of `index`
+    /// with `m` / `ef_con`.
+    pub fn new(job: String, index: String, field: usize, m: usize, ef_con: usize) -> Self {
         Self {
             job,
             index,
+            field,
             m,
             ef_con,
             phase: Phase::Open,
@@ -173,8 +177,19 @@ impl Task for RebuildTask {
                     self.fail("another rebuild is running on this index".into());
                     return;
                 }
-                self.builder = Some(GraphBuilder::begin(ix, self.m, self.ef_con));
-                self.batch = batch_size(ix.params().dim, self.m, self.ef_con);
+                if self.field > ix.extra_field_names().len() {
+                    self.fail(format!(
+                        "the index has no dense field number {}",
+                        self.field
+                    ));
+                    return;
+                }
+                self.builder = Some(GraphBuilder::begin(ix, self.field, self.m, self.ef_con));
+                let dim = match self.field {
+                    0 => ix.params().dim,
+                    f => ix.params().extra_fields()[f - 1].dim,
+                };
+                self.batch = batch_size(dim, self.m, self.ef_con);
                 self.total = u64::from(ix.slot_count());
                 self.phase = Phase::Build;
             }

@@ -40,6 +40,9 @@ pub struct RebuildSpec {
     pub previous_m: usize,
     /// `ef_con` when the job was submitted.
     pub previous_ef_con: usize,
+    /// Which dense field: 0 the index's own vectors, `i + 1` a collection's further field `i`.
+    #[serde(default)]
+    pub field: usize,
 }
 
 /// Where a job is in its life.

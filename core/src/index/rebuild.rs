@@ -14,11 +14,14 @@
 
 use super::{GRAPH_SEED, Index, link_into, packs_links};
 use crate::hnsw::Graph;
+use crate::vectors::VectorStore;
 use roaring::RoaringBitmap;
 
 /// A graph being rebuilt for an index (see the module doc).
 #[derive(Debug)]
 pub struct GraphBuilder {
+    /// Which dense field: 0 the index's own vectors, `i + 1` further field `i`.
+    field: usize,
     graph: Graph,
     m: usize,
     ef_construction: usize,
@@ -57,17 +60,15 @@ impl Index {
 }
 
 impl GraphBuilder {
-    /// Begins rebuilding `ix`'s graph with `m` and `ef_construction` (already validated):
-    /// from now on the index notes the slots it writes. One rebuild per index at a time.
-    pub fn begin(ix: &mut Index, m: usize, ef_construction: usize) -> Self {
+    /// Begins rebuilding dense field `field`'s graph (0: the index's own; `i + 1`: further
+    /// field `i`, which must exist) with `m` and `ef_construction` (already validated): from
+    /// now on the index notes the slots it writes. One rebuild per index at a time.
+    pub fn begin(ix: &mut Index, field: usize, m: usize, ef_construction: usize) -> Self {
         ix.changes = Some(Vec::new());
+        let packed = field == 0 && packs_links(ix.params.precision);
         Self {
-            graph: Graph::new(
-                m,
-                ef_construction,
-                GRAPH_SEED,
-                packs_links(ix.params.precision),
-            ),
+            field,
+            graph: Graph::new(m, ef_construction, GRAPH_SEED, packed),
             m,
             ef_construction,
             next: 0,
@@ -102,10 +103,19 @@ impl GraphBuilder {
         self.seen = changes.len();
     }
 
+    /// The store the rebuilt field's vectors are in.
+    fn store<'a>(&self, ix: &'a Index) -> &'a VectorStore {
+        match self.field {
+            0 => &ix.store,
+            f => &ix.extra[f - 1].store,
+        }
+    }
+
     /// Places or relinks up to `budget` slots of `ix` (stale ones first); returns how many.
     /// Needs only a shared borrow: hosts run it under a read lock, beside searches.
     pub fn step(&mut self, ix: &Index, budget: usize) -> usize {
         self.read_changes(ix);
+        let store = self.store(ix);
         let mut scratch = ix.take_scratch();
         let mut n = 0;
         while n < budget {
@@ -113,12 +123,12 @@ impl GraphBuilder {
                 self.stale.remove(slot);
                 // A slot written then deleted keeps its node; nothing to relink.
                 if ix.is_live(slot) {
-                    link_into(&mut self.graph, &ix.store, slot, &mut scratch);
+                    link_into(&mut self.graph, store, slot, &mut scratch);
                 }
             } else if self.next < ix.slot_count() {
                 let slot = self.next;
                 if ix.is_live(slot) {
-                    link_into(&mut self.graph, &ix.store, slot, &mut scratch);
+                    link_into(&mut self.graph, store, slot, &mut scratch);
                 } else {
                     self.graph.push_unlinked();
                 }
@@ -137,10 +147,29 @@ impl GraphBuilder {
     /// Every slot the old graph had unlinked (a deferred replay) is linked in the new one.
     pub fn install(mut self, ix: &mut Index) {
         while self.step(ix, usize::MAX) > 0 {}
-        ix.graph = self.graph;
-        ix.params.m = self.m;
-        ix.params.ef_construction = self.ef_construction;
-        ix.unlinked.clear();
+        match self.field {
+            0 => {
+                ix.graph = self.graph;
+                ix.params.m = self.m;
+                ix.params.ef_construction = self.ef_construction;
+                ix.unlinked.clear();
+            }
+            f => {
+                let e = &mut ix.extra[f - 1];
+                e.graph = self.graph;
+                e.spec.m = self.m;
+                e.spec.ef_construction = self.ef_construction;
+                if let Some(spec) = ix
+                    .params
+                    .fields
+                    .as_mut()
+                    .and_then(|n| n.extra.get_mut(f - 1))
+                {
+                    spec.m = self.m;
+                    spec.ef_construction = self.ef_construction;
+                }
+            }
+        }
         ix.changes = None;
     }
 }
