@@ -359,8 +359,13 @@ impl<S: Storage> Database<S> {
             self.backup_rate,
         )?;
         self.engine.release_cut(index, now_us);
+        self.launch(Running::Backup(Box::new(task)))
+    }
+
+    /// Puts an accepted job's task among the running ones; returns its record.
+    fn launch(&mut self, task: Running) -> Result<Job> {
         let id = task.job().to_string();
-        self.running.push(Running::Backup(Box::new(task)));
+        self.running.push(task);
         // The job runs: a jobs-file write that failed is retried with the next change.
         let _ = self.effects();
         self.job(&id)
@@ -375,16 +380,12 @@ impl<S: Storage> Database<S> {
         entropy: [u8; 6],
     ) -> Result<Job> {
         let task = self.engine.begin_restore(now, entropy, backup, target)?;
-        let id = task.job().to_string();
-        self.running.push(Running::Restore(Box::new(task)));
-        let _ = self.effects();
-        self.job(&id)
+        self.launch(Running::Restore(Box::new(task)))
     }
 
     /// Accepts a rebuild of `index`'s graph with `m` / `ef_con` (`None` keeps the current
-    /// value; every rule checked now) and starts
-    /// it in the background: [`Database::step`] builds the new graph a batch at a time while
-    /// searches and writes go on with the old one.
+    /// value; every rule checked now) and starts it in the background: [`Database::step`]
+    /// builds the new graph a batch at a time while searches and writes go on with the old one.
     pub fn start_rebuild(
         &mut self,
         index: &str,
@@ -410,10 +411,7 @@ impl<S: Storage> Database<S> {
         let task = self
             .engine
             .begin_rebuild(now, entropy, index, field, m, ef_con)?;
-        let id = task.job().to_string();
-        self.running.push(Running::Rebuild(Box::new(task)));
-        let _ = self.effects();
-        self.job(&id)
+        self.launch(Running::Rebuild(Box::new(task)))
     }
 
     /// Runs a rebuild to its end (other jobs step along); returns the finished job.
