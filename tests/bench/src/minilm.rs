@@ -19,36 +19,15 @@ use cairn_core::originals::{CheckpointBytes, NoCheckpoint};
 use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
 use cairn_native::pread::PreadFile;
 use std::time::Instant;
+use vecs::read_vecs;
+
+mod vecs;
 
 /// The server's allocator and sealed-block hook (huge pages for full vector blocks), so these
 /// numbers are the server's.
 #[global_allocator]
 static ALLOC: cairn_native::hugepage_alloc::HugePageAlloc =
     cairn_native::hugepage_alloc::HugePageAlloc;
-
-fn read_vecs(path: &str, float: bool) -> Vec<Vec<f32>> {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 4 <= b.len() {
-        let d = u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-        i += 4;
-        let row = b[i..i + 4 * d]
-            .chunks_exact(4)
-            .map(|c| {
-                let x = [c[0], c[1], c[2], c[3]];
-                if float {
-                    f32::from_le_bytes(x)
-                } else {
-                    i32::from_le_bytes(x) as f32
-                }
-            })
-            .collect();
-        out.push(row);
-        i += 4 * d;
-    }
-    out
-}
 
 struct Args {
     data: String,

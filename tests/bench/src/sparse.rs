@@ -9,6 +9,7 @@
 //!     target/release/sparse [--data ../shared/data/minilm-50k] [--k 10]
 
 mod bm25_tokens;
+mod vecs;
 
 use bm25_tokens::{bm25_doc, tokens};
 use cairn_core::sparse::{SparseIndex, SparseModel};
@@ -17,20 +18,7 @@ use std::time::Instant;
 
 /// Vectors of an fvecs file.
 fn fvecs(path: &str) -> Vec<Vec<f32>> {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 4 <= b.len() {
-        let d = u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-        i += 4;
-        let row = b[i..i + 4 * d]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        out.push(row);
-        i += 4 * d;
-    }
-    out
+    vecs::read_vecs(path, true)
 }
 
 /// Best of three rounds of `reqs` against `ix`: queries/s and each query's top ids.
