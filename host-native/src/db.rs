@@ -170,11 +170,7 @@ impl IndexHandle {
     /// The ids `id` links to on dense field `field`'s graph base layer (0: the index's own
     /// vectors, `i + 1`: further field `i`), or `None` if `id` is not stored.
     pub fn links_of(&self, field: usize, id: &str) -> Option<Vec<String>> {
-        let ix = read_lock(&self.index);
-        match field {
-            0 => ix.links_of(id),
-            f => ix.extra_links_of(f - 1, id),
-        }
+        read_lock(&self.index).links_of(field, id)
     }
 
     /// The stored objects among `ids` (those not stored are skipped), in the order asked.

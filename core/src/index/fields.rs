@@ -227,20 +227,6 @@ impl Index {
             .collect()
     }
 
-    /// The ids `id` links to on further field `field`'s base layer (`None`: no such id).
-    pub fn extra_links_of(&self, field: usize, id: &str) -> Option<Vec<String>> {
-        let f = self.extra.get(field)?;
-        let slot = self.slots.find(id)?;
-        Some(
-            f.graph
-                .layer0_links(slot)
-                .into_iter()
-                .filter(|&s| self.is_live(s))
-                .filter_map(|s| self.slots.id(s).map(String::from))
-                .collect(),
-        )
-    }
-
     /// The best `k` of further field `req.field - 1` as (slot, similarity): exact over the
     /// accepted slots when few, else the field's graph searched with the (pooled) query, its
     /// `ef` best rescored exactly (late interaction for a `multi_vector` field).

@@ -856,12 +856,17 @@ impl Index {
             .is_some_and(|w| (w >> (slot % 64)) & 1 == 1)
     }
 
-    /// The ids `id` links to on the graph's base layer (live ones only), or `None` if `id` is
-    /// not stored. A vector replayed but not yet linked has none.
-    pub fn links_of(&self, id: &str) -> Option<Vec<String>> {
+    /// The ids `id` links to on dense field `field`'s graph base layer (live ones only; 0: the
+    /// index's own vectors, `i + 1`: a collection's further field `i`), or `None` if `id` is
+    /// not stored or there is no such field. A vector replayed but not yet linked has none.
+    pub fn links_of(&self, field: usize, id: &str) -> Option<Vec<String>> {
+        let graph = match field {
+            0 => &self.graph,
+            f => &self.extra.get(f - 1)?.graph,
+        };
         let slot = self.slots.find(id)?;
         Some(
-            self.graph
+            graph
                 .layer0_links(slot)
                 .into_iter()
                 .filter(|&s| self.is_live(s))
