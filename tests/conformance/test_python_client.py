@@ -5,12 +5,8 @@ client's documented flows: create, list, describe, upsert, query with and withou
 delete, delete by filter, update filters, delete index.
 """
 import os
+import sys
 import random
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -19,35 +15,14 @@ from endee import Endee
 from endee.exceptions import NotFoundException, ConflictException, APIException
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from cairn_server import serve  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server():
-    data = tempfile.mkdtemp(prefix="cairn-conf-")
-    port = free_port()
-    proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/api/v1"
-    for _ in range(200):
-        try:
-            if requests.get(base + "/health", timeout=0.2).ok:
-                break
-        except requests.RequestException:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not start")
-    yield base
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
-    shutil.rmtree(data, ignore_errors=True)
+    with serve() as (base, _):
+        yield base + "/v1"
 
 
 @pytest.fixture

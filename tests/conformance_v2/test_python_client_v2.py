@@ -10,12 +10,8 @@ real embeddings; and what is not built yet refused with a clear 400.
 Run by the test command in its own virtualenv (`tests/.venv-v2`).
 """
 import os
+import sys
 import random
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -25,39 +21,17 @@ from endee.exceptions import (APIException, AuthenticationException, ConflictExc
                               ForbiddenException, NotFoundException)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from cairn_server import serve  # noqa: E402
 TOKEN = "v2-conformance-token"
 DATA = {}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    data = tempfile.mkdtemp(prefix="cairn-conf-v2-")
-    DATA["dir"] = data
-    port = free_port()
-    proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--port", str(port),
-                             "--auth-token", TOKEN],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/api"
-    for _ in range(200):
-        try:
-            if requests.get(base + "/v2/health", timeout=0.2).ok:
-                break
-        except requests.RequestException:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not start")
-    yield base
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
-    shutil.rmtree(data, ignore_errors=True)
+    with serve("--auth-token", TOKEN) as (base, data):
+        DATA["dir"] = data
+        yield base
 
 
 @pytest.fixture
