@@ -276,9 +276,10 @@ impl<S: Storage> Database<S> {
         self.write(name, |ix| ix.prepare_upsert(items))
     }
 
-    /// Inserts or replaces objects of a collection with further dense fields.
+    /// Inserts or replaces a collection's objects, whatever fields it has (see
+    /// [`Index::prepare_upsert_objects`]).
     pub fn write_fields(&mut self, name: &str, items: Vec<FieldsItem>) -> Result<usize> {
-        self.write(name, |ix| ix.prepare_upsert_fields(items))
+        self.write(name, |ix| ix.prepare_upsert_objects(items))
     }
 
     /// Deletes vectors by id.

@@ -219,6 +219,35 @@ pub(crate) fn small_json(raw: &RawValue, what: &str, max: usize) -> Result<Value
     serde_json::from_str(raw.get()).map_err(|e| werr(format!("{what}: {e}")))
 }
 
+/// A JSON object's `meta` as stored: a string's text, other JSON as its text, none as empty.
+pub(crate) fn json_meta(raw: Option<&RawValue>) -> Result<Vec<u8>, WireError> {
+    Ok(match raw {
+        None => vec![],
+        Some(raw) => match small_json(raw, "meta", MAX_META_BYTES + 2)? {
+            Value::Null => vec![],
+            Value::String(s) => s.into_bytes(),
+            other => other.to_string().into_bytes(),
+        },
+    })
+}
+
+/// A JSON object's `filter` as stored: an object or a JSON string, none as `{}`.
+pub(crate) fn json_filter(id: &str, raw: Option<&RawValue>) -> Result<String, WireError> {
+    Ok(match raw {
+        None => "{}".into(),
+        Some(raw) => match small_json(raw, "filter", MAX_FILTER_BYTES + 2)? {
+            Value::Null => "{}".into(),
+            Value::String(s) => s,
+            o @ Value::Object(_) => o.to_string(),
+            _ => {
+                return Err(werr(format!(
+                    "{id:?}: filter must be an object or a JSON string"
+                )));
+            }
+        },
+    })
+}
+
 #[derive(Deserialize)]
 struct JsonItem<'a> {
     id: Option<IdText>,
@@ -242,27 +271,8 @@ impl JsonItem<'_> {
             .vector
             .ok_or_else(|| werr(format!("vector {id:?}: missing 'vector' array")))?
             .0;
-        let meta = match self.meta {
-            None => vec![],
-            Some(raw) => match small_json(raw, "meta", MAX_META_BYTES + 2)? {
-                Value::Null => vec![],
-                Value::String(s) => s.into_bytes(),
-                other => other.to_string().into_bytes(),
-            },
-        };
-        let filter = match self.filter {
-            None => "{}".into(),
-            Some(raw) => match small_json(raw, "filter", MAX_FILTER_BYTES + 2)? {
-                Value::Null => "{}".into(),
-                Value::String(s) => s,
-                o @ Value::Object(_) => o.to_string(),
-                _ => {
-                    return Err(werr(format!(
-                        "vector {id:?}: filter must be an object or a JSON string"
-                    )));
-                }
-            },
-        };
+        let meta = json_meta(self.meta)?;
+        let filter = json_filter(&id, self.filter)?;
         let norm = match self.norm.and_then(|n| n.0) {
             Some(n) => n,
             None => vector.iter().map(|x| x * x).sum::<f32>().sqrt(),

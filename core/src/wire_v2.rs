@@ -171,9 +171,14 @@ pub fn decode_create_collection(body: &[u8]) -> Result<(String, IndexParams), Wi
             }
         }
     }
-    let (vname, mut p) = vector.ok_or_else(|| {
-        werr("a collection needs a vector field (collections of only sparse or multi_vector fields are not supported by this server yet)")
-    })?;
+    // Without a vector field the index keeps vectors of no values (see `FieldNames::vector`).
+    let (vname, mut p) = match vector {
+        Some((n, p)) => (Some(n), p),
+        None => (
+            None,
+            IndexParams::new(0, SpaceType::Ip).with_precision(Precision::Float32),
+        ),
+    };
     if let Some((_, model)) = &sparse {
         p.sparse_model = *model;
     }
@@ -212,17 +217,23 @@ fn vector_params(p: FieldParams, further: bool) -> Result<IndexParams, WireError
 
 /// A collection as `GET /collection/{c}` shows it: `{name, fields, created_at, layout_version}`.
 pub fn collection_json(name: &str, p: &IndexParams, created_at_s: u64, count: usize) -> Value {
-    let mut fields = vec![json!({
-        "name": p.vector_field(),
-        "type": "vector",
-        "params": {
-            "dimension": p.dim,
-            "space_type": p.space.as_str(),
-            "precision": p.precision.as_str(),
-            "M": p.m,
-            "ef_con": p.ef_construction,
-        },
-    })];
+    let mut fields: Vec<Value> = p
+        .vector_field()
+        .map(|name| {
+            json!({
+                "name": name,
+                "type": "vector",
+                "params": {
+                    "dimension": p.dim,
+                    "space_type": p.space.as_str(),
+                    "precision": p.precision.as_str(),
+                    "M": p.m,
+                    "ef_con": p.ef_construction,
+                },
+            })
+        })
+        .into_iter()
+        .collect();
     for f in p.extra_fields() {
         let mut params = json!({
             "dimension": f.dim,
@@ -350,88 +361,153 @@ type ObjectBatch = (Vec<WireObject>,);
 pub fn decode_objects(body: &[u8], p: &IndexParams) -> Result<Vec<FieldsItem>, WireError> {
     let batch: ObjectBatch =
         rmp_serde::from_slice(body).map_err(|e| werr(format!("invalid msgpack body: {e}")))?;
+    batch.0.into_iter().map(|o| object_item(o, p)).collect()
+}
+
+/// A field's value in a JSON object: a vector, a list of vectors, or `{indices, values}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonFieldValue {
+    Dense(Floats),
+    Multi(Vec<Floats>),
+    Sparse { indices: U32s, values: Floats },
+}
+
+/// One object as JSON: `{id, meta?, filter?, fields: {field: value}}`.
+#[derive(Deserialize)]
+struct JsonObject<'a> {
+    id: Option<IdText>,
+    #[serde(borrow)]
+    meta: Option<&'a RawValue>,
+    #[serde(borrow)]
+    filter: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    fields: BTreeMap<String, &'a RawValue>,
+}
+
+/// Decodes objects given as JSON (the npm package's `collection.upsert`, the shape Endee's
+/// clients take before they pack it): `[{id, meta?, filter?, fields: {field: value}}]`, a
+/// value being a vector, a list of vectors (`multi_vector`) or `{indices, values}` (sparse).
+/// The same rules as [`decode_objects`] apply after.
+pub fn decode_json_objects(body: &[u8], p: &IndexParams) -> Result<Vec<FieldsItem>, WireError> {
+    let objs: Vec<JsonObject<'_>> =
+        serde_json::from_slice(body).map_err(|e| werr(format!("Invalid JSON: {e}")))?;
+    objs.into_iter()
+        .map(|o| {
+            let id = o
+                .id
+                .ok_or_else(|| werr("each object needs an id (string or number)"))?
+                .0;
+            let mut w = WireObject {
+                meta: crate::wire::json_meta(o.meta)?,
+                filter: crate::wire::json_filter(&id, o.filter)?,
+                vectors: Vec::new(),
+                sparses: Vec::new(),
+                multi: Vec::new(),
+                id,
+            };
+            for (name, raw) in o.fields {
+                match serde_json::from_str::<JsonFieldValue>(raw.get()) {
+                    Ok(JsonFieldValue::Dense(v)) => w.vectors.push((name, v)),
+                    Ok(JsonFieldValue::Multi(vs)) => w.multi.push((name, ListOrNil(vs))),
+                    Ok(JsonFieldValue::Sparse { indices, values }) => {
+                        w.sparses.push((name, SparseWire(indices, values)));
+                    }
+                    Err(_) => {
+                        return Err(werr(format!(
+                            "object {:?}: field {name:?} must be a vector, a list of vectors or {{indices, values}}",
+                            w.id
+                        )));
+                    }
+                }
+            }
+            object_item(w, p)
+        })
+        .collect()
+}
+
+/// One decoded object as the index whose params are `p` takes it (see [`decode_objects`]).
+fn object_item(o: WireObject, p: &IndexParams) -> Result<FieldsItem, WireError> {
     let (vf, sf, extra) = (p.vector_field(), p.sparse_field(), p.extra_fields());
     let slot_of = |f: &str, multi: bool| {
         extra
             .iter()
             .position(|e| e.name == f && e.pooling.is_some() == multi)
     };
-    batch
-        .0
+    let id = o.id;
+    let mut values: Vec<Option<Vec<Vec<f32>>>> = vec![None; extra.len()];
+    let mut vector = None;
+    for (f, v) in o.vectors {
+        if Some(f.as_str()) == vf {
+            vector = Some(v.0);
+        } else if let Some(i) = slot_of(&f, false) {
+            values[i] = Some(vec![v.0]);
+        } else {
+            return Err(werr(format!(
+                "object {id:?}: {f:?} is not a vector field of this collection"
+            )));
+        }
+    }
+    for (f, vs) in o.multi {
+        if vs.0.is_empty() {
+            continue;
+        }
+        match slot_of(&f, true) {
+            Some(i) => values[i] = Some(vs.0.into_iter().map(|v| v.0).collect()),
+            None => {
+                return Err(werr(format!(
+                    "object {id:?}: {f:?} is not a multi_vector field of this collection"
+                )));
+            }
+        }
+    }
+    let vector = match (vector, vf) {
+        (Some(v), _) => v,
+        (None, None) => Vec::new(),
+        (None, Some(vf)) => {
+            return Err(werr(format!(
+                "object {id:?}: missing a value for vector field {vf:?}"
+            )));
+        }
+    };
+    let extra = values
         .into_iter()
-        .map(|o| {
-            let id = o.id;
-            let mut values: Vec<Option<Vec<Vec<f32>>>> = vec![None; extra.len()];
-            let mut vector = None;
-            for (f, v) in o.vectors {
-                if f == vf {
-                    vector = Some(v.0);
-                } else if let Some(i) = slot_of(&f, false) {
-                    values[i] = Some(vec![v.0]);
-                } else {
-                    return Err(werr(format!(
-                        "object {id:?}: {f:?} is not a vector field of this collection"
-                    )));
-                }
-            }
-            for (f, vs) in o.multi {
-                if vs.0.is_empty() {
-                    continue;
-                }
-                match slot_of(&f, true) {
-                    Some(i) => values[i] = Some(vs.0.into_iter().map(|v| v.0).collect()),
-                    None => {
-                        return Err(werr(format!(
-                            "object {id:?}: {f:?} is not a multi_vector field of this collection"
-                        )));
-                    }
-                }
-            }
-            let vector = vector.ok_or_else(|| {
+        .zip(extra)
+        .map(|(v, e)| {
+            v.ok_or_else(|| {
                 werr(format!(
-                    "object {id:?}: missing a value for vector field {vf:?}"
+                    "object {id:?}: missing a value for field {:?}",
+                    e.name
                 ))
-            })?;
-            let extra = values
-                .into_iter()
-                .zip(extra)
-                .map(|(v, e)| {
-                    v.ok_or_else(|| {
-                        werr(format!(
-                            "object {id:?}: missing a value for field {:?}",
-                            e.name
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let (mut sparse_indices, mut sparse_values) = (Vec::new(), Vec::new());
-            for (f, SparseWire(ix, vals)) in o.sparses {
-                if Some(f.as_str()) != sf {
-                    return Err(werr(format!(
-                        "object {id:?}: {f:?} is not a sparse field of this collection"
-                    )));
-                }
-                (sparse_indices, sparse_values) = (ix.0, vals.0);
-            }
-            let filter = if o.filter.trim().is_empty() {
-                "{}".to_string()
-            } else {
-                o.filter
-            };
-            Ok(FieldsItem {
-                item: UpsertItem {
-                    id,
-                    vector,
-                    meta: o.meta,
-                    filter,
-                    norm: 1.0,
-                    sparse_indices,
-                    sparse_values,
-                },
-                extra,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut sparse_indices, mut sparse_values) = (Vec::new(), Vec::new());
+    for (f, SparseWire(ix, vals)) in o.sparses {
+        if Some(f.as_str()) != sf {
+            return Err(werr(format!(
+                "object {id:?}: {f:?} is not a sparse field of this collection"
+            )));
+        }
+        (sparse_indices, sparse_values) = (ix.0, vals.0);
+    }
+    let filter = if o.filter.trim().is_empty() {
+        "{}".to_string()
+    } else {
+        o.filter
+    };
+    Ok(FieldsItem {
+        item: UpsertItem {
+            id,
+            vector,
+            meta: o.meta,
+            filter,
+            norm: 1.0,
+            sparse_indices,
+            sparse_values,
+        },
+        extra,
+    })
 }
 
 #[derive(Deserialize)]
@@ -586,7 +662,7 @@ pub fn decode_search(
             let further = p.extra_fields().iter().position(|e| e.name == name);
             let is_multi = further.is_some_and(|i| p.extra_fields()[i].pooling.is_some());
             match query {
-                QueryValue::Dense(v) if name == p.vector_field() => req.vector = v,
+                QueryValue::Dense(v) if Some(name.as_str()) == p.vector_field() => req.vector = v,
                 QueryValue::Dense(v) if further.is_some() && !is_multi => {
                     req.field = further.map_or(0, |i| i + 1);
                     req.vector = v;
@@ -666,7 +742,9 @@ pub fn encode_objects(p: &IndexParams, recs: &[VectorRecord]) -> Vec<u8> {
         .iter()
         .map(|r| {
             let mut vectors = BTreeMap::new();
-            vectors.insert(p.vector_field(), r.vector.as_slice());
+            if let Some(vf) = p.vector_field() {
+                vectors.insert(vf, r.vector.as_slice());
+            }
             let mut multi = BTreeMap::new();
             for (f, vs) in p.extra_fields().iter().zip(&r.extra) {
                 match (f.pooling, vs.first()) {
@@ -732,16 +810,14 @@ pub fn decode_rebuild(
     let mut out = None;
     for s in b.fields.unwrap_or_default() {
         let f = s.field.unwrap_or_default();
-        let further = p.extra_fields().iter().position(|e| e.name == f);
-        if out.is_some() && (f == p.vector_field() || further.is_some()) {
+        let number = p.dense_field_number(&f);
+        if out.is_some() && number.is_some() {
             return Err(werr(
                 "one dense field per rebuild: send the others after it completes",
             ));
         }
-        if f == p.vector_field() {
-            out = Some((0, s.m.map(size), s.ef_con.map(size)));
-        } else if let Some(i) = further {
-            out = Some((i + 1, s.m.map(size), s.ef_con.map(size)));
+        if let Some(n) = number {
+            out = Some((n, s.m.map(size), s.ef_con.map(size)));
         } else if Some(f.as_str()) != p.sparse_field() {
             return Err(werr(format!("{f:?} is not a field of this collection")));
         }
@@ -754,6 +830,7 @@ pub fn decode_rebuild(
 pub fn decode_all(body: &[u8], p: &IndexParams) {
     let _ = decode_create_collection(body);
     let _ = decode_objects(body, p);
+    let _ = decode_json_objects(body, p);
     let _ = decode_search(body, p);
     let _ = decode_ids(body);
     let _ = decode_rebuild(body, p);
@@ -784,10 +861,16 @@ mod tests {
     fn a_collection_is_an_index_with_named_fields() {
         let p = hybrid();
         assert_eq!((p.dim, p.m, p.ef_construction), (4, 20, 90));
-        assert_eq!((p.vector_field(), p.sparse_field()), ("emb", Some("kw")));
+        assert_eq!(
+            (p.vector_field(), p.sparse_field()),
+            (Some("emb"), Some("kw"))
+        );
         assert_eq!(p.scoring(), SparseModel::Bm25);
         let v1 = IndexParams::new(4, SpaceType::L2);
-        assert_eq!((v1.vector_field(), v1.sparse_field()), ("dense", None));
+        assert_eq!(
+            (v1.vector_field(), v1.sparse_field()),
+            (Some("dense"), None)
+        );
         let j = collection_json("docs", &p, 7, 3);
         assert_eq!(j["fields"][1]["sparse_model"], "endee_bm25");
         assert_eq!(j["fields"][0]["params"]["M"], 20);
@@ -798,13 +881,23 @@ mod tests {
         let v = r#"{"name":"a","type":"vector","params":{"dimension":4}}"#;
         assert!(err(&format!(r#"{{"name":"x","fields":[{v},{v}]}}"#)).contains("duplicate"));
         let m = r#"{"name":"m","type":"multi_vector","params":{"dimension":4,"pooling":"mean"}}"#;
-        assert!(err(&format!(r#"{{"name":"x","fields":[{m}]}}"#)).contains("a vector field"));
+        assert!(
+            decode_create_collection(format!(r#"{{"name":"x","fields":[{m}]}}"#).as_bytes())
+                .is_ok()
+        );
         let nopool = r#"{"name":"m","type":"multi_vector","params":{"dimension":4}}"#;
         assert!(err(&format!(r#"{{"name":"x","fields":[{v},{nopool}]}}"#)).contains("pooling"));
         let int8 = r#"{"name":"b","type":"vector","params":{"dimension":4,"precision":"int8"}}"#;
         assert!(err(&format!(r#"{{"name":"x","fields":[{v},{int8}]}}"#)).contains("precision"));
         let sparse = r#"{"name":"s","type":"sparse","sparse_model":"default"}"#;
-        assert!(err(&format!(r#"{{"name":"x","fields":[{sparse}]}}"#)).contains("a vector field"));
+        assert!(
+            err(&format!(r#"{{"name":"x","fields":[{sparse},{sparse}]}}"#)).contains("duplicate")
+        );
+        let sparse2 = r#"{"name":"t","type":"sparse","sparse_model":"default"}"#;
+        assert!(
+            err(&format!(r#"{{"name":"x","fields":[{sparse},{sparse2}]}}"#))
+                .contains("more than one sparse")
+        );
         assert!(
             err(r#"{"name":"x","fields":[{"name":"a","type":"vector","params":{}}]}"#)
                 .contains("dimension")

@@ -28,7 +28,7 @@ fn spec(name: &str, dim: usize, pooling: Option<Pooling>) -> ExtraFieldSpec {
 fn params(extra: Vec<ExtraFieldSpec>, dim: usize) -> IndexParams {
     let mut p = IndexParams::new(dim, SpaceType::Cosine).with_precision(Precision::Float32);
     p.fields = Some(FieldNames {
-        vector: "a".into(),
+        vector: Some("a".into()),
         sparse: None,
         extra,
     });
@@ -271,4 +271,165 @@ fn late_interaction_recall_on_minilm_sentences() {
         searching.as_secs_f64() * 1000.0 / qs.len() as f64
     );
     assert!(recall >= 0.95, "{recall}");
+}
+
+/// Collections of only sparse and `multi_vector` fields (no `vector` field): created,
+/// written and searched through the v2 decoders as the server calls them, checkpointed and
+/// replayed after a crash; the missing dense field is refused wherever a request names it.
+#[test]
+fn collections_without_a_vector_field() {
+    use cairn_core::wire_v2::{collection_json, decode_create_collection, decode_objects};
+    let create = |fields: &str| {
+        decode_create_collection(format!(r#"{{"name":"x","fields":{fields}}}"#).as_bytes())
+    };
+    let (_, sparse_only) =
+        create(r#"[{"name":"kw","type":"sparse","sparse_model":"default"}]"#).unwrap();
+    let (_, multi_only) = create(
+        r#"[{"name":"tok","type":"multi_vector","params":{"dimension":5,"space_type":"cosine","pooling":"mean"}},
+            {"name":"kw","type":"sparse","sparse_model":"endee_bm25"}]"#,
+    )
+    .unwrap();
+    assert_eq!((sparse_only.dim, sparse_only.vector_field()), (0, None));
+    let shown = collection_json("x", &multi_only, 0, 0);
+    let kinds: Vec<&str> = shown["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["multi_vector", "sparse"],
+        "no vector field is shown"
+    );
+    assert!(create("[]").is_err(), "a collection needs a field");
+
+    let mut r = SplitMix64::new(11);
+    let n = 600;
+    // Each object: 1..=3 token vectors and a few sparse terms (term t of object i: i % 7 + t).
+    let objects: Vec<(Vec<Vec<f32>>, Vec<u32>)> = (0..n)
+        .map(|i| {
+            let toks = (0..1 + i % 3).map(|_| gauss(&mut r, 5)).collect();
+            let terms = (0..3).map(|t| (i % 7 + t * 10) as u32).collect();
+            (toks, terms)
+        })
+        .collect();
+    let batch = |multi: bool, range: std::ops::Range<usize>| -> Vec<u8> {
+        let objs: Vec<_> = range
+            .map(|i| {
+                let (toks, terms) = &objects[i];
+                let vals = vec![1.0f32; terms.len()];
+                let multi_map: std::collections::BTreeMap<&str, &Vec<Vec<f32>>> = if multi {
+                    [("tok", toks)].into()
+                } else {
+                    Default::default()
+                };
+                let empty: std::collections::BTreeMap<&str, Vec<f32>> = Default::default();
+                (
+                    i.to_string(),
+                    serde_bytes::ByteBuf::new(),
+                    "",
+                    empty,
+                    std::collections::BTreeMap::from([("kw", (terms, vals))]),
+                    multi_map,
+                )
+            })
+            .collect();
+        rmp_serde::to_vec(&(objs,)).unwrap()
+    };
+    let mut db = Database::open(MemStorage::new(), 1, "test").unwrap();
+    db.create_index("s", sparse_only.clone(), 1).unwrap();
+    db.create_index("m", multi_only.clone(), 1).unwrap();
+    for (k, (lo, hi)) in [(0, 300), (300, n)].into_iter().enumerate() {
+        let s = decode_objects(&batch(false, lo..hi), &sparse_only).unwrap();
+        db.upsert("s", s.into_iter().map(|f| f.item).collect())
+            .unwrap();
+        let m = decode_objects(&batch(true, lo..hi), &multi_only).unwrap();
+        db.write_fields("m", m).unwrap();
+        if k == 0 {
+            db.checkpoint("s").unwrap();
+            db.checkpoint("m").unwrap();
+        }
+    }
+    // A dense value for a field the collection lacks is refused.
+    let bad = rmp_serde::to_vec(&(vec![(
+        "1",
+        serde_bytes::ByteBuf::new(),
+        "",
+        std::collections::BTreeMap::from([("v", vec![1.0f32, 0.0])]),
+    )],))
+    .unwrap();
+    let e = decode_objects(&bad, &sparse_only).unwrap_err();
+    assert!(e.0.contains("\"v\" is not a vector field"), "{}", e.0);
+
+    let sparse_search = |db: &mut Database<MemStorage>, ix: &str| {
+        let mut req = SearchRequest::new(vec![], 10);
+        (req.sparse_indices, req.sparse_values) = (vec![3, 13], vec![1.0, 1.0]);
+        let mut ids: Vec<usize> = db
+            .search(ix, &req)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id.parse().unwrap())
+            .collect();
+        ids.sort();
+        ids
+    };
+    // Terms 3 and 13 are carried by the objects with i % 7 == 3 (and only those score 2).
+    let hits = sparse_search(&mut db, "s");
+    assert_eq!(hits.len(), 10);
+    assert!(hits.iter().all(|i| i % 7 == 3), "{hits:?}");
+    // A dense query on a collection without a vector field is refused; a rebuild of it too.
+    let dense = db.search("s", &SearchRequest::new(vec![1.0, 0.0], 10));
+    assert!(dense.is_err());
+    assert!(
+        db.start_rebuild_field("s", 0, None, None, 2, [1; 6])
+            .is_err()
+    );
+    // The multi_vector field: late interaction against brute force.
+    let q: Vec<Vec<f32>> = (0..2).map(|_| gauss(&mut r, 5)).collect();
+    let truth = {
+        let qn: Vec<Vec<f32>> = q.iter().map(|x| unit(x)).collect();
+        let mut s: Vec<(f32, usize)> = objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let d: Vec<Vec<f32>> = o.0.iter().map(|x| unit(x)).collect();
+                (max_sim(&qn, &d), i)
+            })
+            .collect();
+        s.sort_by(|a, b| b.0.total_cmp(&a.0));
+        s[..10].iter().map(|x| x.1.to_string()).collect::<Vec<_>>()
+    };
+    let multi_search = |db: &mut Database<MemStorage>| {
+        let mut req = SearchRequest::new(vec![], 10);
+        req.field = 1;
+        req.multi = q.clone();
+        req.ef = 200;
+        db.search("m", &req)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>()
+    };
+    let got = multi_search(&mut db);
+    let hit = got.iter().filter(|id| truth.contains(id)).count();
+    assert!(hit >= 9, "multi_vector-only recall {hit}/10");
+    let job = db
+        .start_rebuild_field("m", 1, Some(20), None, 3, [2; 6])
+        .unwrap();
+    while db.running_jobs().contains(&job.job_id) {
+        db.step(4, 1);
+    }
+    assert_eq!(
+        db.job(&job.job_id).unwrap().status,
+        cairn_core::JobStatus::Completed
+    );
+    // A crash: checkpoints + log replay answer the same.
+    let (before_s, before_m) = (sparse_search(&mut db, "s"), multi_search(&mut db));
+    let mut st = db.into_storage();
+    st.crash();
+    let mut db = Database::open(st, 6, "test").unwrap();
+    assert_eq!(sparse_search(&mut db, "s"), before_s);
+    assert_eq!(multi_search(&mut db), before_m);
+    assert_eq!(db.get("m", "5").unwrap().extra[0].len(), 3);
 }

@@ -11,7 +11,7 @@
 //! A seeded mix of writes, checkpoints, backups (stepped a few storage calls at a time,
 //! interleaved with writes), cancels, restores, uploads, graph rebuilds, index deletes during
 //! jobs, and crashes runs against a model (index `c` is a collection with a further vector
-//! field and a multi_vector field), checked after every operation: every acknowledged
+//! field and a multi_vector field, `d` one of only a multi_vector field), checked after every operation: every acknowledged
 //! write is present, every completed archive restores to exactly the state at its cut, a
 //! completed rebuild serves its new parameters and a cancelled or interrupted one the old (or,
 //! after a crash, the new if its checkpoint landed) with every vector reachable, no job is left
@@ -297,9 +297,27 @@ fn params_of(name: &str) -> IndexParams {
             pooling,
         };
         p.fields = Some(FieldNames {
-            vector: "a".into(),
+            vector: Some("a".into()),
             sparse: None,
             extra: vec![spec("b", 3, None), spec("m", 2, Some(Pooling::Mean))],
+        });
+    }
+    if name == "d" {
+        // A collection without a vector field: one multi_vector field (its graph is the
+        // one a rebuild changes, with the same starting shape as the others').
+        p = IndexParams::new(0, SpaceType::L2).with_precision(Precision::Float32);
+        p.fields = Some(FieldNames {
+            vector: None,
+            sparse: None,
+            extra: vec![ExtraFieldSpec {
+                name: "m".into(),
+                dim: 2,
+                space: SpaceType::L2,
+                precision: Precision::Float32,
+                m: 8,
+                ef_construction: 32,
+                pooling: Some(Pooling::Max),
+            }],
         });
     }
     p
@@ -327,7 +345,17 @@ type Graph = (usize, usize);
 /// An index's graph parameters.
 fn graph_of(db: &Database<SimStorage>, name: &str) -> Option<Graph> {
     let p = db.index(name).ok()?.params().clone();
+    if !p.has_vector() {
+        let f = &p.extra_fields()[0];
+        return Some((f.m, f.ef_construction));
+    }
     Some((p.m, p.ef_construction))
+}
+
+/// The dense field a rebuild of `name` rebuilds: the first field it has.
+fn rebuilt_field(db: &Database<SimStorage>, name: &str) -> usize {
+    db.index(name)
+        .map_or(0, |ix| usize::from(!ix.params().has_vector()))
 }
 
 /// Every live vector of `name` finds itself first: the graph (rebuilt or not) reaches it.
@@ -335,9 +363,18 @@ fn check_graph(db: &mut Database<SimStorage>, name: &str, seed: u64) {
     let Some(state) = state_of(db, name) else {
         return;
     };
+    let own = db.index(name).unwrap().params().has_vector();
     for (id, mut v) in state {
-        v.truncate(4); // the index's own vector; further fields follow it in the model
-        let mut q = cairn_core::SearchRequest::new(v, 1);
+        let mut q = if own {
+            v.truncate(4); // the index's own vector; further fields follow it in the model
+            cairn_core::SearchRequest::new(v, 1)
+        } else {
+            // Its multi_vector field's vectors (2-d): late interaction ranks it first.
+            let mut q = cairn_core::SearchRequest::new(vec![], 1);
+            q.field = 1;
+            q.multi = v.chunks(2).map(<[f32]>::to_vec).collect();
+            q
+        };
         q.ef = 128;
         let hits = db.search(name, &q).unwrap();
         assert_eq!(
@@ -382,7 +419,7 @@ fn run_seed(seed: u64, f: &mut Figures) {
     // whose checkpoint failed serves its graph until the next checkpoint lands, so a crash may
     // go back further than the rebuild before it.)
     let mut shapes: BTreeMap<String, BTreeSet<Graph>> = BTreeMap::new();
-    let names = ["a", "b", "c"];
+    let names = ["a", "b", "c", "d"];
     let ops = 40 + pick(&mut r, 60) as u64;
     for _ in 0..ops {
         f.ops += 1;
@@ -428,7 +465,20 @@ fn run_seed(seed: u64, f: &mut Figures) {
                         ],
                     })
                     .collect();
-                let ok = if ix == "c" {
+                let objects: Vec<FieldsItem> = if ix == "d" {
+                    // Only the multi_vector values: no vector field.
+                    objects
+                        .into_iter()
+                        .map(|mut o| {
+                            o.item.vector.clear();
+                            o.extra.remove(0);
+                            o
+                        })
+                        .collect()
+                } else {
+                    objects
+                };
+                let ok = if ix == "c" || ix == "d" {
                     db.write_fields(&ix, objects.clone()).is_ok()
                 } else {
                     db.upsert(&ix, objects.iter().map(|o| o.item.clone()).collect())
@@ -440,7 +490,7 @@ fn run_seed(seed: u64, f: &mut Figures) {
                     for o in objects {
                         if ok {
                             let mut v = o.item.vector;
-                            if ix == "c" {
+                            if ix == "c" || ix == "d" {
                                 v.extend(o.extra.into_iter().flatten().flatten());
                             }
                             st.insert(o.item.id, v);
@@ -549,7 +599,10 @@ fn run_seed(seed: u64, f: &mut Figures) {
                 );
                 let before = graph_of(&db, &ix);
                 let e = [pick(&mut r, 256) as u8; 6];
-                if let Ok(job) = db.start_rebuild(&ix, Some(want.0), Some(want.1), now, e) {
+                let field = rebuilt_field(&db, &ix);
+                if let Ok(job) =
+                    db.start_rebuild_field(&ix, field, Some(want.0), Some(want.1), now, e)
+                {
                     rebuilding.insert(job.job_id, (ix.clone(), before.unwrap(), want));
                     shapes.entry(ix.clone()).or_default().insert(want);
                 }
@@ -571,7 +624,7 @@ fn run_seed(seed: u64, f: &mut Figures) {
                 // Each index has a graph shape it had before, every vector reachable; an
                 // interrupted rebuild left the old graph or, if its checkpoint landed, the new.
                 rebuilding.clear();
-                for name in ["a", "b", "c", "r0", "r1", "r2"] {
+                for name in ["a", "b", "c", "d", "r0", "r1", "r2"] {
                     if let Some(g) = graph_of(&db, name) {
                         let had = shapes.get(name).is_some_and(|s| s.contains(&g));
                         assert!(

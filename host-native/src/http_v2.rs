@@ -191,13 +191,7 @@ async fn upsert(
         let p = db.handle(&c)?.params();
         let items = wire_v2::decode_objects(&body, &p).map_err(|e| DbError::BadRequest(e.0))?;
         drop(body);
-        if p.extra_fields().is_empty() {
-            db.write(&c, |ix| {
-                ix.prepare_upsert(items.into_iter().map(|f| f.item).collect())
-            })
-        } else {
-            db.write(&c, |ix| ix.prepare_upsert_fields(items))
-        }
+        db.write(&c, |ix| ix.prepare_upsert_objects(items))
     })
     .await?;
     Ok(Json(json!({ "upserted": n })))
@@ -298,18 +292,11 @@ async fn links(
     let links = blocking(move || {
         let h = db.handle(&c)?;
         let p = h.params();
-        let field = if f2 == p.vector_field() {
-            0
-        } else {
-            match p.extra_fields().iter().position(|e| e.name == f2) {
-                Some(i) => i + 1,
-                None => {
-                    return Err(DbError::BadRequest(format!(
-                        "{f2:?} is not a dense field of this collection (sparse fields have no graph)"
-                    )));
-                }
-            }
-        };
+        let field = p.dense_field_number(&f2).ok_or_else(|| {
+            DbError::BadRequest(format!(
+                "{f2:?} is not a dense field of this collection (sparse fields have no graph)"
+            ))
+        })?;
         match h.links_of(field, &id2) {
             Some(l) => Ok(l),
             None => Err(DbError::Index(IndexError::NotFound(id2))),
@@ -501,17 +488,8 @@ fn rebuild_status_json(j: Option<&Job>, db: &Db, scope: &Scope) -> Value {
         let field = j.rebuild.map_or(0, |r| r.field);
         v["field"] = json!(
             db.handle(&j.index_name)
-                .map(|h| {
-                    let p = h.params();
-                    match field {
-                        0 => p.vector_field().to_string(),
-                        f => p
-                            .extra_fields()
-                            .get(f - 1)
-                            .map(|e| e.name.clone())
-                            .unwrap_or_default(),
-                    }
-                })
+                .ok()
+                .and_then(|h| h.params().dense_field_name(field).map(str::to_string))
                 .unwrap_or_default()
         );
         v["fields_total"] = json!(1);

@@ -192,6 +192,92 @@ impl CairnDb {
         self.describe_collection(&name)
     }
 
+    /// Inserts or replaces a collection's objects, `[{id, meta?, filter?, fields: {field:
+    /// value}}]` (a vector, a list of vectors for `multi_vector`, `{indices, values}` for
+    /// sparse), decoded by the server's own rules (`cairn_core::wire_v2`); returns how many.
+    #[wasm_bindgen(js_name = upsertObjects)]
+    pub fn upsert_objects(&mut self, name: &str, objects: JsValue) -> Result<usize, JsValue> {
+        let body = json_text(&objects, "objects")?;
+        let p = self.db.index(name).map_err(db_err)?.params().clone();
+        let items = wire_v2::decode_json_objects(body.as_bytes(), &p).map_err(|e| err(400, e))?;
+        self.db.write_fields(name, items).map_err(db_err)
+    }
+
+    /// Searches a collection, one ranked list per field: the body of Endee's v2 search
+    /// (`{fields: [{field: {query, limit?, ef_search?}}], filter?, filter_params?}`) →
+    /// `{results: {field: [{id, similarity, meta, filter}]}}`.
+    #[wasm_bindgen(js_name = searchCollection)]
+    pub fn search_collection(&mut self, name: &str, body: JsValue) -> Result<JsValue, JsValue> {
+        let body = json_text(&body, "search")?;
+        let p = self.db.index(name).map_err(db_err)?.params().clone();
+        let reqs = wire_v2::decode_search(body.as_bytes(), &p).map_err(|e| err(400, e))?;
+        let mut results = serde_json::Map::new();
+        for (field, req) in reqs {
+            let hits = self.db.search(name, &req).map_err(db_err)?;
+            let list: Vec<Value> = hits
+                .into_iter()
+                .map(|h| json!({"id": h.id, "similarity": h.similarity, "meta": meta_value(&h.meta), "filter": serde_json::from_str::<Value>(&h.filter).unwrap_or(Value::Null)}))
+                .collect();
+            results.insert(field, Value::Array(list));
+        }
+        to_js(&json!({ "results": results }))
+    }
+
+    /// The stored objects among `ids` (missing ones left out), each `{id, meta, filter,
+    /// vectors: {field: v}, sparses: {field: {indices, values}}, multi_vectors: {field: [v]}}`.
+    #[wasm_bindgen(js_name = getObjects)]
+    pub fn get_objects(&mut self, name: &str, ids: JsValue) -> Result<JsValue, JsValue> {
+        let ids: Vec<String> = from_js(ids, "ids")?;
+        let p = self.db.index(name).map_err(db_err)?.params().clone();
+        let mut out = Vec::new();
+        for id in ids {
+            let r = match self.db.get(name, &id) {
+                Ok(r) => r,
+                Err(e) if e.fault() == Fault::NotFound => continue,
+                Err(e) => return Err(db_err(e)),
+            };
+            let (mut vectors, mut multi) = (serde_json::Map::new(), serde_json::Map::new());
+            if let Some(f) = p.vector_field() {
+                vectors.insert(f.into(), json!(r.vector));
+            }
+            for (f, vs) in p.extra_fields().iter().zip(&r.extra) {
+                match (f.pooling, vs.first()) {
+                    (None, Some(v)) => vectors.insert(f.name.clone(), json!(v)),
+                    _ => multi.insert(f.name.clone(), json!(vs)),
+                };
+            }
+            let mut sparses = serde_json::Map::new();
+            if let Some(f) = p.sparse_field() {
+                sparses.insert(
+                    f.into(),
+                    json!({"indices": r.sparse_indices, "values": r.sparse_values}),
+                );
+            }
+            out.push(json!({"id": r.id, "meta": meta_value(&r.meta), "filter": serde_json::from_str::<Value>(&r.filter).unwrap_or(Value::Null),
+                "vectors": vectors, "sparses": sparses, "multi_vectors": multi}));
+        }
+        to_js(&out)
+    }
+
+    /// Starts rebuilding one of a collection's dense fields: the body of Endee's v2 rebuild
+    /// (`{fields: [{field, M?, ef_con?}]}`); returns the running job (see `startRebuild`).
+    #[wasm_bindgen(js_name = startCollectionRebuild)]
+    pub fn start_collection_rebuild(
+        &mut self,
+        name: &str,
+        body: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let body = json_text(&body, "rebuild")?;
+        let p = self.db.index(name).map_err(db_err)?.params().clone();
+        let (field, m, ef) =
+            wire_v2::decode_rebuild(body.as_bytes(), &p).map_err(|e| err(400, e))?;
+        let job = self
+            .db
+            .start_rebuild_field(name, field, m, ef, now(), entropy())
+            .map_err(db_err)?;
+        to_js(&job)
+    }
+
     /// A collection (any index) as Endee's v2 shows it: `{name, fields, count, ...}`.
     #[wasm_bindgen(js_name = describeCollection)]
     pub fn describe_collection(&self, name: &str) -> Result<JsValue, JsValue> {

@@ -130,3 +130,46 @@ test('a graph rebuild runs between messages, cancels cleanly, and its parameters
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('collections through the Worker on OPFS: every field type, a rebuild of a further field, a reopen', async () => {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.origin}/index.html`);
+  const r = await page.evaluate(async () => {
+    const { open, rerank } = await import('/src/index.js');
+    const vec = (i, d, s) => Float32Array.from({ length: d }, (_, k) => { const x = Math.sin((i + 1) * 12.9898 + (k + 1) * s) * 43758.5453; return x - Math.floor(x) - 0.5; });
+    let db = await open({ name: 'collections-test' });
+    await db.createCollection('c', [
+      { name: 'body', type: 'vector', params: { dimension: 16, precision: 'float32' } },
+      { name: 'toks', type: 'multi_vector', params: { dimension: 8, pooling: 'mean' } },
+      { name: 'kw', type: 'sparse', sparse_model: 'endee_bm25' },
+    ]);
+    let col = db.collection('c');
+    const obj = (i) => ({ id: `o${i}`, meta: { i }, fields: { body: vec(i, 16, 78.2), toks: [vec(i, 8, 3.1), vec(i + 7, 8, 5.3)], kw: { indices: [i % 50], values: [1] } } });
+    for (let i = 0; i < 400; i += 100) await col.upsert(Array.from({ length: 100 }, (_, k) => obj(i + k)));
+    const q = obj(123).fields;
+    const ask = async () => {
+      const res = await col.search({ fields: { body: { query: q.body, limit: 3 }, toks: { query: q.toks, limit: 3 }, kw: { query: { indices: [23], values: [1] }, limit: 10 } } });
+      return { body: res.results.body[0].id, toks: res.results.toks[0].id, fused: rerank(res, { limit: 1 }).results[0].id };
+    };
+    const before = await ask();
+    const rb = await col.rebuild([{ field: 'toks', M: 12, ef_con: 80 }]);
+    await db.close();
+    db = await open({ name: 'collections-test' });
+    col = db.collection('c');
+    const after = await ask();
+    const M = (await col.describe()).fields.find((f) => f.name === 'toks').params.M;
+    const [got] = await col.getObjects(['o5']);
+    await db.deleteIndex('c');
+    await db.close();
+    return { before, after, rb: rb.status, M, got: [got.meta.i, got.multi_vectors.toks.length, got.vectors.body.length] };
+  });
+  assert.deepEqual(r.before, { body: 'o123', toks: 'o123', fused: 'o123' });
+  assert.deepEqual(r.after, r.before);
+  assert.equal(r.rb, 'completed');
+  assert.equal(r.M, 12);
+  assert.deepEqual(r.got, [5, 2, 16]);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -210,11 +210,43 @@ def test_several_dense_fields_and_multi_vector(client):
     client.delete_collection("multi")
 
 
+def test_collections_without_a_vector_field(client):
+    """Only sparse, or only multi_vector + sparse: written, searched, fused, rebuilt."""
+    client.create_collection("kw_only", fields=[{"name": "kw", "type": "sparse", "sparse_model": "endee_bm25"}])
+    client.create_collection("late", fields=[
+        {"name": "colbert", "type": "multi_vector",
+         "params": {"dimension": 8, "space_type": "cosine", "precision": "float32", "pooling": "mean"}},
+        {"name": "kw", "type": "sparse", "sparse_model": "default"}])
+    kw_only, late = client.get_collection("kw_only"), client.get_collection("late")
+    assert [f["name"] for f in kw_only.describe()["fields"]] == ["kw"]
+    assert [f["type"] for f in late.describe()["fields"]] == ["multi_vector", "sparse"]
+    r = random.Random(9)
+    g = lambda d: [r.gauss(0, 1) for _ in range(d)]
+    kw_only.upsert([{"id": f"k{i}", "filter": {"g": i % 2}, "fields": {"kw": {"indices": [i % 10, 100 + i], "values": [1.0, 0.5]}}}
+                    for i in range(100)])
+    res = kw_only.search(fields={"kw": {"query": {"indices": [3], "values": [1.0]}, "limit": 20}})
+    assert sorted(h["id"] for h in res["results"]["kw"]) == sorted(f"k{i}" for i in range(3, 100, 10))
+    docs = {f"l{i}": [g(8) for _ in range(1 + i % 3)] for i in range(150)}
+    late.upsert([{"id": k, "fields": {"colbert": v, "kw": {"indices": [int(k[1:])], "values": [1.0]}}}
+                 for k, v in docs.items()])
+    res = late.search(fields={"colbert": {"query": docs["l42"], "limit": 3}, "kw": {"query": {"indices": [42], "values": [1.0]}}})
+    assert res["results"]["colbert"][0]["id"] == "l42" and res["results"]["kw"][0]["id"] == "l42"
+    assert rerank(res, limit=1)["results"][0]["id"] == "l42"
+    assert len(late.get_objects(["l41"])[0]["multi_vectors"]["colbert"]) == 3
+    with pytest.raises(APIException, match="not a field"):  # no dense field to query
+        client._call("POST", "/collection/kw_only/search", json={"fields": [{"dense": {"query": g(4)}}]})
+    late.rebuild([{"field": "colbert", "M": 8}])
+    assert wait(late.rebuild_status)["status"] == "completed"
+    assert late.search(fields={"colbert": {"query": docs["l7"], "limit": 1}})["results"]["colbert"][0]["id"] == "l7"
+    client.delete_collection("kw_only")
+    client.delete_collection("late")
+
+
 def test_what_is_not_built_yet_is_refused_clearly(client):
-    with pytest.raises(APIException, match="vector field"):
-        client.create_collection("mv", fields=[
-            {"name": "colbert", "type": "multi_vector",
-             "params": {"dimension": 8, "space_type": "cosine", "precision": "float32", "pooling": "mean"}}])
+    with pytest.raises(APIException, match="sparse field"):
+        client.create_collection("two_sparse", fields=[
+            {"name": "a", "type": "sparse", "sparse_model": "default"},
+            {"name": "b", "type": "sparse", "sparse_model": "endee_bm25"}])
     with pytest.raises(APIException, match="precision"):
         client.create_collection("two", fields=[
             {"name": "a", "type": "vector", "params": {"dimension": 8}},

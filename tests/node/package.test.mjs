@@ -176,3 +176,57 @@ console.log(JSON.stringify({ fields: info.fields.map((f) => f.name), up, top: re
   assert.equal(out.M, 20);
   assert.deepEqual(out.listed.sort(), ['docs:emb,kw', 'legacy:dense']);
 });
+
+test('collections with further dense and multi_vector fields, and one without a vector field', () => {
+  const out = run(`
+import { open, rerank } from 'cairndb';
+const db = await open({ storage: 'memory' });
+await db.createCollection('rich', [
+  { name: 'body', type: 'vector', params: { dimension: 6, precision: 'float32' } },
+  { name: 'title', type: 'vector', params: { dimension: 3, precision: 'float16' } },
+  { name: 'tokens', type: 'multi_vector', params: { dimension: 4, pooling: 'max' } },
+  { name: 'kw', type: 'sparse', sparse_model: 'default' },
+]);
+let seed = 7;
+const rnd = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 - 0.5; };
+const vec = (d) => Float32Array.from({ length: d }, rnd);
+const objs = Array.from({ length: 120 }, (_, i) => ({ id: 'r' + i, filter: { g: i % 3 },
+  fields: { body: vec(6), title: Array.from(vec(3)), tokens: Array.from({ length: 1 + (i % 3) }, () => vec(4)), kw: { indices: [i], values: [1] } } }));
+const col = db.collection('rich');
+const up = await col.upsert(objs);
+const o = objs[42].fields;
+const res = await col.search({ fields: { body: { query: o.body, limit: 2 }, title: { query: o.title, limit: 2 }, tokens: { query: o.tokens, limit: 2 }, kw: { query: { indices: [42], values: [1] } } } });
+const tops = Object.fromEntries(Object.entries(res.results).map(([f, hits]) => [f, hits[0].id]));
+const fused = rerank(res, { limit: 1 }).results[0].id;
+const [got] = await col.getObjects(['r41']);
+let missing;
+try { await col.upsert([{ id: 'x', fields: { body: Array.from(vec(6)), title: [1, 2, 3] } }]); } catch (e) { missing = [e.status, e.message]; }
+const rb = await col.rebuild([{ field: 'tokens', M: 10 }]);
+const tokensM = (await col.describe()).fields.find((f) => f.name === 'tokens').params.M;
+const afterRebuild = (await col.search({ fields: { tokens: { query: o.tokens, limit: 1 } } })).results.tokens[0].id;
+// No vector field: a multi_vector field and a sparse one.
+await db.createCollection('late', [
+  { name: 'tok', type: 'multi_vector', params: { dimension: 4, pooling: 'mean' } },
+  { name: 'kw', type: 'sparse', sparse_model: 'endee_bm25' },
+]);
+const late = db.collection('late');
+await late.upsert(objs.map((x, i) => ({ id: x.id, fields: { tok: x.fields.tokens, kw: { indices: [i % 10], values: [1] } } })));
+const lateFields = (await late.describe()).fields.map((f) => f.type);
+const lateTop = (await late.search({ fields: { tok: { query: o.tokens, limit: 1 } } })).results.tok[0].id;
+const lateKw = (await late.search({ fields: { kw: { query: { indices: [3], values: [1] }, limit: 20 } } })).results.kw.map((h) => Number(h.id.slice(1)) % 10);
+console.log(JSON.stringify({ up, tops, fused, got: [got.id, got.vectors.body.length, got.vectors.title.length, got.multi_vectors.tokens.length], missing,
+  rb: rb.status, tokensM, afterRebuild, lateFields, lateTop, lateKw }));
+`);
+  assert.deepEqual(out.up, { upserted: 120 });
+  assert.deepEqual(out.tops, { body: 'r42', title: 'r42', tokens: 'r42', kw: 'r42' });
+  assert.equal(out.fused, 'r42');
+  assert.deepEqual(out.got, ['r41', 6, 3, 3]);
+  assert.equal(out.missing[0], 400);
+  assert.match(out.missing[1], /missing a value for field "tokens"/);
+  assert.equal(out.rb, 'completed');
+  assert.equal(out.tokensM, 10);
+  assert.equal(out.afterRebuild, 'r42');
+  assert.deepEqual(out.lateFields, ['multi_vector', 'sparse']);
+  assert.equal(out.lateTop, 'r42');
+  assert.ok(out.lateKw.length === 12 && out.lateKw.every((x) => x === 3), JSON.stringify(out.lateKw));
+});

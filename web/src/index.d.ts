@@ -28,26 +28,40 @@ export class CairnError extends Error { status: number }
 /** A collection field as Endee's v2 describes it. */
 export type FieldSpec =
   | { name: string; type: 'vector'; params: { dimension: number; space_type?: SpaceType; precision?: Precision; M?: number; ef_con?: number } }
+  | { name: string; type: 'multi_vector'; params: { dimension: number; space_type?: SpaceType; precision?: 'float32' | 'float16' | 'int16'; pooling: 'mean' | 'max'; M?: number; ef_con?: number } }
   | { name: string; type: 'sparse'; sparse_model: 'default' | 'endee_bm25' };
 export interface CollectionInfo { name: string; fields: FieldSpec[]; count: number; created_at: number; layout_version: number }
-export interface CollectionObject { id: string; meta?: unknown; filter?: Record<string, unknown>; fields: Record<string, number[] | Float32Array | { indices: number[]; values: number[] }> }
+/** A sparse value: term ids and their weights. */
+export interface SparseValue { indices: number[]; values: number[] }
+/** A field's value: a vector (`vector`), a list of vectors (`multi_vector`) or a sparse value. */
+export type FieldValue = number[] | Float32Array | Array<number[] | Float32Array> | SparseValue;
+export interface CollectionObject { id: string; meta?: unknown; filter?: Record<string, unknown>; fields: Record<string, FieldValue> }
 export interface FieldHit { id: string; similarity: number; meta: unknown; filter: Record<string, unknown> }
-/** A collection (Endee's v2 model): one vector field and at most one sparse field, by name. */
+export interface StoredObject {
+  id: string; meta: unknown; filter: Record<string, unknown>;
+  vectors: Record<string, number[]>; sparses: Record<string, SparseValue>; multi_vectors: Record<string, number[][]>;
+}
+/** A collection (Endee's v2 model): named `vector`, `multi_vector` and `sparse` fields. */
 export interface Collection {
   describe(): Promise<CollectionInfo>;
+  /** Every object carries a value for each dense field (the sparse one may be left out). */
   upsert(objects: CollectionObject[]): Promise<{ upserted: number }>;
   /** One ranked list per field; fuse them with `rerank`. */
-  search(q: { fields: Record<string, { query: number[] | Float32Array | { indices: number[]; values: number[] }; limit?: number; ef_search?: number }>; filter?: Filter; ef_search?: number }): Promise<{ results: Record<string, FieldHit[]> }>;
-  getObjects(ids: string[]): Promise<Array<{ id: string; meta: unknown; filter: Record<string, unknown>; vectors: Record<string, number[]>; sparses: Record<string, { indices: number[]; values: number[] }> }>>;
+  search(q: {
+    fields: Record<string, { query: FieldValue; limit?: number; ef_search?: number }>;
+    filter?: Filter; filter_params?: { prefilter_threshold?: number; boost_percentage?: number }; ef_search?: number;
+  }): Promise<{ results: Record<string, FieldHit[]> }>;
+  getObjects(ids: string[]): Promise<StoredObject[]>;
   deleteObject(id: string): Promise<{ deleted: string }>;
   deleteByFilter(filter: Filter): Promise<{ deleted: number }>;
-  rebuild(fields: Array<{ field: string; M?: number; ef_con?: number }>): Promise<Job>;
+  /** Rebuilds one dense field's graph (one field a request). */
+  rebuild(fields: Array<{ field: string; M?: number; ef_con?: number }>, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
 }
 /** Fuses `collection.search` results by weighted reciprocal rank (Endee's `rerank`). */
 export function rerank(results: { results: Record<string, FieldHit[]> }, opts?: { limit?: number; fieldWeights?: Record<string, number>; rrfK?: number }): { results: FieldHit[] };
 
 export interface Database {
-  /** Creates a collection: one `vector` field and at most one `sparse` field. */
+  /** Creates a collection: `vector` and `multi_vector` fields (none required), at most one `sparse` field. */
   createCollection(name: string, fields: FieldSpec[]): Promise<CollectionInfo>;
   describeCollection(name: string): Promise<CollectionInfo>;
   listCollections(): Promise<CollectionInfo[]>;

@@ -15,7 +15,8 @@ export class CairnError extends Error {
 
 const METHODS = ['createIndex', 'listIndexes', 'describe', 'deleteIndex', 'upsert', 'get', 'delete', 'deleteByFilter',
   'search', 'startBackup', 'startRestore', 'startRebuild', 'rebuildStatus', 'setBackupRate',
-  'createCollection', 'describeCollection', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
+  'createCollection', 'describeCollection', 'upsertObjects', 'searchCollection', 'getObjects',
+  'startCollectionRebuild', 'jobs', 'job', 'cancel', 'backups', 'exportBackup',
   'backupInfo', 'importBackup', 'deleteBackup', 'checkpoint', 'recoveryNotes'];
 
 /** Resolves with a job that completed; a failed or cancelled one is a `CairnError`. */
@@ -40,70 +41,29 @@ export function rerank(searchResults, { limit = 10, fieldWeights, rrfK = 60 } = 
   return { results };
 }
 
-/** A collection (Endee's v2 model) over the database's index of the same name: one vector
- *  field and at most one sparse field, named; objects `{id, meta?, filter?, fields: {field: value}}`. */
+/** A collection (Endee's v2 model) over the database's index of the same name: named fields
+ *  (vector, sparse, multi_vector), objects `{id, meta?, filter?, fields: {field: value}}`.
+ *  Bodies are Endee's v2 shapes, checked by the same core decoders the server uses. */
 class Collection {
   constructor(db, name) { this.db = db; this.name = name; }
-  async _fields() {
-    if (!this._f) {
-      const d = await this.db.describeCollection(this.name);
-      const dense = d.fields.filter((f) => f.type !== 'sparse');
-      this._f = { vector: dense[0]?.name, sparse: d.fields.find((f) => f.type === 'sparse')?.name, further: dense.slice(1).map((f) => f.name) };
-    }
-    return this._f;
-  }
   describe() { return this.db.describeCollection(this.name); }
   /** Inserts or replaces objects; resolves `{upserted}`. */
   async upsert(objects) {
-    const f = await this._fields();
-    const items = objects.map((o) => {
-      const item = { id: o.id, meta: o.meta, filter: o.filter };
-      for (const [name, value] of Object.entries(o.fields ?? {})) {
-        if (name === f.vector) item.vector = value;
-        else if (name === f.sparse) { item.sparse_indices = value.indices ?? value.sparse_indices; item.sparse_values = value.values ?? value.sparse_values; }
-        else if (f.further.includes(name)) throw new CairnError(`field ${JSON.stringify(name)}: a collection's second and further dense fields are served by the native server only (not yet in the npm package)`, 400);
-        else throw new CairnError(`object ${JSON.stringify(o.id)}: ${JSON.stringify(name)} is not a field of collection ${this.name}`, 400);
-      }
-      if (!item.vector) throw new CairnError(`object ${JSON.stringify(o.id)}: missing a value for vector field ${JSON.stringify(f.vector)}`, 400);
-      return item;
-    });
-    return { upserted: await this.db.upsert(this.name, items) };
+    return { upserted: await this.db.upsertObjects(this.name, objects) };
   }
   /** One ranked list per field: `fields` is `{field: {query, limit?, ef_search?}}`; resolves `{results: {field: hits}}`. */
-  async search({ fields, filter, ef_search: ef = 128 } = {}) {
-    const f = await this._fields();
-    const results = {};
-    for (const [name, q] of Object.entries(fields ?? {})) {
-      const req = { k: q.limit ?? 10, ef: q.ef_search ?? ef, filter };
-      if (name === f.vector) req.vector = q.query;
-      else if (name === f.sparse) { req.sparse_indices = q.query.indices; req.sparse_values = q.query.values; }
-      else throw new CairnError(`${JSON.stringify(name)} is not a field of collection ${this.name}`, 400);
-      results[name] = (await this.db.search(this.name, req)).map((h) => ({ id: h.id, similarity: h.similarity, meta: h.meta, filter: h.filter }));
-    }
-    return { results };
+  search({ fields, filter, filter_params, ef_search } = {}) {
+    const list = Object.entries(fields ?? {}).map(([name, q]) => ({ [name]: { ef_search, ...q } }));
+    return this.db.searchCollection(this.name, { fields: list, filter, filter_params });
   }
-  /** The stored objects among `ids`, `{id, meta, filter, vectors: {field: v}, sparses: {field: {indices, values}}}`. */
-  async getObjects(ids) {
-    const f = await this._fields();
-    const out = [];
-    for (const id of ids) {
-      try {
-        const r = await this.db.get(this.name, String(id));
-        const o = { id: r.id, meta: r.meta, filter: r.filter, vectors: { [f.vector]: r.vector }, sparses: {} };
-        if (f.sparse) o.sparses[f.sparse] = { indices: r.sparse_indices, values: r.sparse_values };
-        out.push(o);
-      } catch (e) { if (e.status !== 404) throw e; }
-    }
-    return out;
-  }
+  /** The stored objects among `ids`: `{id, meta, filter, vectors, sparses, multi_vectors}` (missing ids left out). */
+  getObjects(ids) { return this.db.getObjects(this.name, ids.map(String)); }
   async deleteObject(id) { if (!(await this.db.delete(this.name, [String(id)]))) throw new CairnError(`object ${id} not found`, 404); return { deleted: String(id) }; }
   async deleteByFilter(filter) { return { deleted: await this.db.deleteByFilter(this.name, filter) }; }
-  /** Rebuilds the vector field's graph: `[{field, M?, ef_con?}]`; resolves the finished job. */
-  async rebuild(specs, opts) {
-    const f = await this._fields();
-    const s = specs.find((x) => x.field === f.vector);
-    if (!s) throw new CairnError(`rebuild needs the vector field ${JSON.stringify(f.vector)}`, 400);
-    return this.db.rebuild(this.name, { M: s.M, ef_con: s.ef_con, ...opts });
+  /** Rebuilds one dense field's graph: `[{field, M?, ef_con?}]`; resolves the finished job. */
+  async rebuild(specs, { onProgress } = {}) {
+    const job = await this.db.startCollectionRebuild(this.name, { fields: specs });
+    return completed(await this.db.waitJob(job.job_id, { onProgress }));
   }
 }
 

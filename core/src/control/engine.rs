@@ -641,19 +641,21 @@ impl Engine {
         ef_con: Option<usize>,
     ) -> Result<RebuildTask, EngineError> {
         let e = self.index(index)?;
+        if e.params.dense_field_name(field).is_none() {
+            // Also a collection without a vector field asked for field 0: it has no graph.
+            return Err(ParamError::Invalid {
+                field: "field",
+                allowed: "one of the index's dense fields".into(),
+                got: field.to_string(),
+            }
+            .into());
+        }
         let (cur_m, cur_ef) = match field {
             0 => (e.params.m, e.params.ef_construction),
-            f => match e.params.extra_fields().get(f - 1) {
-                Some(x) => (x.m, x.ef_construction),
-                None => {
-                    return Err(ParamError::Invalid {
-                        field: "field",
-                        allowed: format!("0..={}", e.params.extra_fields().len()),
-                        got: f.to_string(),
-                    }
-                    .into());
-                }
-            },
+            f => {
+                let x = &e.params.extra_fields()[f - 1];
+                (x.m, x.ef_construction)
+            }
         };
         let m = m.unwrap_or(cur_m);
         let ef_con = ef_con.unwrap_or(cur_ef);

@@ -110,6 +110,17 @@ impl Index {
         self.extra.iter().map(|f| f.spec.name.as_str()).collect()
     }
 
+    /// Validates a batch of a collection's objects, whatever fields the collection has: a
+    /// plain upsert record when it has no further dense fields (the log format every index
+    /// had before collections), else [`Index::prepare_upsert_fields`]'s. Changes nothing.
+    pub fn prepare_upsert_objects(&self, items: Vec<FieldsItem>) -> Result<Record, IndexError> {
+        if self.extra.is_empty() {
+            self.prepare_upsert(items.into_iter().map(|f| f.item).collect())
+        } else {
+            self.prepare_upsert_fields(items)
+        }
+    }
+
     /// Validates objects of a collection with further dense fields; returns the record to
     /// log. Changes nothing.
     pub fn prepare_upsert_fields(&self, items: Vec<FieldsItem>) -> Result<Record, IndexError> {

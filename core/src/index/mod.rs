@@ -766,6 +766,15 @@ impl Index {
 
     fn link_one(&mut self, slot: u32, scratch: &mut Scratch) {
         self.unlinked.remove(slot);
+        if self.params.dim == 0 {
+            // A collection without a vector field: its graph only numbers the slots (a
+            // checkpoint writes a node per slot); linking vectors of no values would cost
+            // ef_construction distances a write for links nothing searches.
+            while self.graph.len() <= slot as usize {
+                self.graph.push_unlinked();
+            }
+            return;
+        }
         link_into(&mut self.graph, &self.store, slot, scratch);
     }
 

@@ -177,8 +177,11 @@ pub const V1_SPARSE_FIELD: &str = "sparse";
 /// sparse field if any, and its further dense fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldNames {
-    /// The `vector` field.
-    pub vector: String,
+    /// The first `vector` field: the index's own vectors and graph. `None` for a collection of
+    /// only sparse and `multi_vector` fields, whose index keeps vectors of dimension 0 and an
+    /// unlinked graph (one node a slot, no links: nothing is ever searched there). `Some`
+    /// encodes as the bare string, so checkpoints written before this was optional load.
+    pub vector: Option<String>,
     /// The `sparse` field (hybrid collections).
     pub sparse: Option<String>,
     /// Further `vector` and `multi_vector` fields, each with its own vectors and graph.
@@ -259,9 +262,36 @@ impl IndexParams {
             fields: None,
         }
     }
-    /// The dense field's name as `/api/v2` shows it.
-    pub fn vector_field(&self) -> &str {
-        self.fields.as_ref().map_or(V1_VECTOR_FIELD, |f| &f.vector)
+    /// The dense field's name as `/api/v2` shows it (`None`: a collection without one).
+    pub fn vector_field(&self) -> Option<&str> {
+        match &self.fields {
+            None => Some(V1_VECTOR_FIELD),
+            Some(f) => f.vector.as_deref(),
+        }
+    }
+    /// The number [`SearchRequest::field`](crate::index::SearchRequest) and rebuilds use for
+    /// the dense or `multi_vector` field `name`: 0 for the index's own, `i + 1` for further
+    /// field `i`.
+    pub fn dense_field_number(&self, name: &str) -> Option<usize> {
+        if self.vector_field() == Some(name) {
+            return Some(0);
+        }
+        self.extra_fields()
+            .iter()
+            .position(|e| e.name == name)
+            .map(|i| i + 1)
+    }
+    /// The name of dense field `number` (see [`IndexParams::dense_field_number`]).
+    pub fn dense_field_name(&self, number: usize) -> Option<&str> {
+        match number {
+            0 => self.vector_field(),
+            n => self.extra_fields().get(n - 1).map(|e| e.name.as_str()),
+        }
+    }
+    /// True when the index's own vectors are a field (every index but a collection of only
+    /// sparse and `multi_vector` fields).
+    pub fn has_vector(&self) -> bool {
+        self.vector_field().is_some()
     }
     /// The further dense fields (empty for a v1 index).
     pub fn extra_fields(&self) -> &[ExtraFieldSpec] {
@@ -303,7 +333,21 @@ impl IndexParams {
     }
     /// Checks every bound; the error names the first field out of range.
     pub fn validate(&self) -> Result<(), ParamError> {
-        check_range("dim", self.dim, (MIN_DIM, MAX_DIM))?;
+        if self.has_vector() {
+            check_range("dim", self.dim, (MIN_DIM, MAX_DIM))?;
+        } else if self.dim != 0 || self.precision != Precision::Float32 {
+            return Err(ParamError::Invalid {
+                field: "dim",
+                allowed: "0 with float32 for a collection without a vector field".into(),
+                got: format!("{} {}", self.dim, self.precision.as_str()),
+            });
+        } else if self.extra_fields().is_empty() && !self.is_hybrid() {
+            return Err(ParamError::Invalid {
+                field: "fields",
+                allowed: "at least one vector, sparse or multi_vector field".into(),
+                got: "none".into(),
+            });
+        }
         check_range("M", self.m, M_RANGE)?;
         check_range("ef_con", self.ef_construction, EF_CON_RANGE)?;
         for f in self.extra_fields() {
