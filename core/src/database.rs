@@ -17,6 +17,7 @@ use crate::params::IndexParams;
 use crate::record::{FieldsItem, Record};
 use crate::registry::{Job, JobStatus};
 use crate::storage::Storage;
+use crate::target::{self, ArchiveTarget, TargetRecord};
 use crate::{Engine, Filter, UpsertItem};
 use std::collections::BTreeMap;
 use std::io;
@@ -97,6 +98,8 @@ pub struct Database<S: Storage> {
     open: BTreeMap<String, Index>,
     source: Source,
     running: Vec<Running>,
+    /// Backup targets besides `backups/`, by name (see [`crate::target`]).
+    targets: BTreeMap<String, Box<dyn ArchiveTarget>>,
     /// Backup read pace in bytes a second (`None`: as fast as storage goes).
     backup_rate: Option<u64>,
     /// See [`Database::recovery_notes`].
@@ -117,6 +120,7 @@ impl<S: Storage> Database<S> {
                 version: env!("CARGO_PKG_VERSION").into(),
             },
             running: Vec::new(),
+            targets: BTreeMap::new(),
             backup_rate: None,
             notes: opened.notes,
         };
@@ -150,6 +154,7 @@ impl<S: Storage> Database<S> {
             engine: &mut self.engine,
             st: &mut self.st,
             indexes: None,
+            targets: None,
         };
         task::apply_effects(&mut host)?;
         Ok(())
@@ -349,6 +354,26 @@ impl<S: Storage> Database<S> {
         now_us: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {
+        self.start_backup_to(index, name, None, now, now_us, entropy)
+    }
+
+    /// [`Database::start_backup`] into backup target `target` (`None`: `backups/`). A name
+    /// the target already lists is refused (409).
+    pub fn start_backup_to(
+        &mut self,
+        index: &str,
+        name: &str,
+        target: Option<&str>,
+        now: u64,
+        now_us: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        if let Some(t) = target {
+            self.engine.check_target(Some(t))?;
+            if self.target_has(t, name)? {
+                return Err(EngineError::BackupExists(name.into()).into());
+            }
+        }
         let source = self.source.clone();
         let task = self.engine.begin_backup(
             now,
@@ -356,6 +381,7 @@ impl<S: Storage> Database<S> {
             entropy,
             index,
             name,
+            target,
             source,
             self.backup_rate,
         )?;
@@ -380,8 +406,53 @@ impl<S: Storage> Database<S> {
         now: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {
-        let task = self.engine.begin_restore(now, entropy, backup, target)?;
+        self.start_restore_from(backup, None, target, now, entropy)
+    }
+
+    /// [`Database::start_restore`] of an archive on backup target `from` (`None`:
+    /// `backups/`); one the target does not list is 404.
+    pub fn start_restore_from(
+        &mut self,
+        backup: &str,
+        from: Option<&str>,
+        target: &str,
+        now: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
+        if let Some(t) = from {
+            self.engine.check_target(Some(t))?;
+            if !self.target_has(t, backup)? {
+                return Err(EngineError::BackupNotFound(backup.into()).into());
+            }
+        }
+        let task = self
+            .engine
+            .begin_restore(now, entropy, backup, target, from)?;
         self.launch(Running::Restore(Box::new(task)))
+    }
+
+    /// Adds backup target `name` (an object store); jobs may name it from now on.
+    pub fn add_target(&mut self, name: &str, target: Box<dyn ArchiveTarget>) {
+        self.targets.insert(name.into(), target);
+        self.engine.set_targets(self.targets.keys().cloned());
+    }
+
+    /// Backup target `name`, to inspect it (tests, listings).
+    pub fn target_mut(&mut self, name: &str) -> Result<&mut (dyn ArchiveTarget + 'static)> {
+        self.targets
+            .get_mut(name)
+            .map(|t| t.as_mut())
+            .ok_or_else(|| EngineError::UnknownTarget(name.into()).into())
+    }
+
+    /// The backups target `name` lists (complete archives with their records).
+    pub fn target_backups(&mut self, name: &str) -> Result<Vec<TargetRecord>> {
+        Ok(target::list_backups(self.target_mut(name)?)?)
+    }
+
+    /// True when target `t` lists archive `name` as a backup.
+    fn target_has(&mut self, t: &str, name: &str) -> Result<bool> {
+        Ok(self.target_backups(t)?.iter().any(|r| r.name == name))
     }
 
     /// Accepts a rebuild of `index`'s graph with `m` / `ef_con` (`None` keeps the current
@@ -451,6 +522,7 @@ impl<S: Storage> Database<S> {
                     engine: &mut self.engine,
                     st: &mut self.st,
                     indexes: Some(&mut self.open),
+                    targets: Some(&mut self.targets),
                 };
                 match task::step(self.running[i].task(), &mut host, now) {
                     Stepped::Busy => {
@@ -592,6 +664,7 @@ impl<S: Storage> Database<S> {
             engine: &mut self.engine,
             st: &mut self.st,
             indexes: None,
+            targets: None,
         };
         while task::step(&mut up, &mut host, 0) != Stepped::Done {}
         match (up.manifest(), up.error()) {

@@ -26,7 +26,9 @@ impl EngineError {
     /// The kind of this refusal.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::InvalidBackupName(_) | Self::Invalid(_) => Fault::BadInput,
+            Self::InvalidBackupName(_) | Self::Invalid(_) | Self::UnknownTarget(_) => {
+                Fault::BadInput
+            }
             Self::IndexNotFound(_) | Self::BackupNotFound(_) | Self::Job(JobError::NotFound(_)) => {
                 Fault::NotFound
             }

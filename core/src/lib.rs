@@ -25,7 +25,7 @@ pub mod wire_v2;
 
 // Short paths for what hosts use most (`cairn_core::checkpoint`, `cairn_core::engine`, …).
 pub use control::{engine, registry};
-pub use durability::{archive, checkpoint, digest, record, storage};
+pub use durability::{archive, checkpoint, digest, record, storage, target};
 pub use index::{filter, hnsw, kernels, originals, params, sparse};
 pub(crate) use index::{links, rows, slots, vectors};
 

@@ -54,28 +54,31 @@ fn every_submit_rule_is_its_own_error() {
     for bad in ["", "a b", "../x", "a/b", long.as_str()] {
         assert!(
             matches!(
-                e.submit_backup(10, E, "idx", bad),
+                e.submit_backup(10, E, "idx", bad, None),
                 Err(EngineError::InvalidBackupName(_))
             ),
             "{bad:?}"
         );
     }
-    assert!(e.submit_backup(10, E, "idx", &"x".repeat(200)).is_ok());
+    assert!(
+        e.submit_backup(10, E, "idx", &"x".repeat(200), None)
+            .is_ok()
+    );
     assert!(matches!(
-        e.submit_backup(10, E, "missing", "b1"),
+        e.submit_backup(10, E, "missing", "b1", None),
         Err(EngineError::IndexNotFound(_))
     ));
-    let j = e.submit_backup(10, E, "other", "b1").unwrap();
+    let j = e.submit_backup(10, E, "other", "b1", None).unwrap();
     assert_eq!(j.status, JobStatus::Queued);
     // same index again
     assert!(
-        matches!(e.submit_backup(11, E, "other", "b2"), Err(EngineError::BackupInProgress { job, .. }) if job == j.job_id)
+        matches!(e.submit_backup(11, E, "other", "b2", None), Err(EngineError::BackupInProgress { job, .. }) if job == j.job_id)
     );
     // same name from another index while active
     let mut e2 = engine();
-    let j2 = e2.submit_backup(10, E, "idx", "shared").unwrap();
+    let j2 = e2.submit_backup(10, E, "idx", "shared", None).unwrap();
     assert!(
-        matches!(e2.submit_backup(10, E, "other", "shared"), Err(EngineError::NameBusy { job, .. }) if job == j2.job_id)
+        matches!(e2.submit_backup(10, E, "other", "shared", None), Err(EngineError::NameBusy { job, .. }) if job == j2.job_id)
     );
     // existing archive
     e2.start(&j2.job_id, 11).unwrap();
@@ -90,27 +93,27 @@ fn every_submit_rule_is_its_own_error() {
     )
     .unwrap();
     assert!(matches!(
-        e2.submit_backup(13, E, "other", "shared"),
+        e2.submit_backup(13, E, "other", "shared", None),
         Err(EngineError::BackupExists(_))
     ));
     // after completion the index is free again
-    assert!(e2.submit_backup(13, E, "idx", "next").is_ok());
+    assert!(e2.submit_backup(13, E, "idx", "next", None).is_ok());
     // restore rules
     assert!(matches!(
-        e2.submit_restore(14, E, "nope", "t"),
+        e2.submit_restore(14, E, "nope", "t", None),
         Err(EngineError::BackupNotFound(_))
     ));
     assert!(matches!(
-        e2.submit_restore(14, E, "shared", "other"),
+        e2.submit_restore(14, E, "shared", "other", None),
         Err(EngineError::IndexExists(_))
     ));
     assert!(matches!(
-        e2.submit_restore(14, E, "shared", "bad/name"),
+        e2.submit_restore(14, E, "shared", "bad/name", None),
         Err(EngineError::Invalid(_))
     ));
-    let r = e2.submit_restore(14, E, "shared", "t").unwrap();
+    let r = e2.submit_restore(14, E, "shared", "t", None).unwrap();
     assert!(
-        matches!(e2.submit_restore(14, E, "shared", "t"), Err(EngineError::IndexBusy { job, .. }) if job == r.job_id)
+        matches!(e2.submit_restore(14, E, "shared", "t", None), Err(EngineError::IndexBusy { job, .. }) if job == r.job_id)
     );
     assert!(matches!(
         e2.create_index("t", IndexParams::new(4, SpaceType::L2), 1),
@@ -142,7 +145,7 @@ fn racing_submits_second_always_loses() {
                         b.wait();
                         e.lock()
                             .unwrap()
-                            .submit_backup(5, [seed; 6], ix, name)
+                            .submit_backup(5, [seed; 6], ix, name, None)
                             .is_ok()
                     })
                 })
@@ -156,18 +159,18 @@ fn racing_submits_second_always_loses() {
 #[test]
 fn cancel_at_each_state() {
     let mut e = engine();
-    let q = e.submit_backup(1, E, "idx", "q").unwrap();
+    let q = e.submit_backup(1, E, "idx", "q", None).unwrap();
     e.cancel(&q.job_id, 2).unwrap();
     assert_eq!(
         e.registry.get(&q.job_id).unwrap().status,
         JobStatus::Cancelled
     );
     assert!(
-        e.submit_backup(3, E, "idx", "q").is_ok(),
+        e.submit_backup(3, E, "idx", "q", None).is_ok(),
         "cancel frees index and name"
     );
     let mut e = engine();
-    let r = e.submit_backup(1, E, "idx", "r").unwrap();
+    let r = e.submit_backup(1, E, "idx", "r", None).unwrap();
     e.start(&r.job_id, 2).unwrap();
     e.cut(&r.job_id, cut(1)).unwrap();
     e.checkpoint_done("idx", 2, params()).unwrap();
@@ -195,7 +198,7 @@ fn cancel_at_each_state() {
         Outcome::Failed("x".into()),
     ] {
         let mut e = engine();
-        let j = e.submit_backup(1, E, "idx", "z").unwrap();
+        let j = e.submit_backup(1, E, "idx", "z", None).unwrap();
         e.start(&j.job_id, 2).unwrap();
         e.finish(&j.job_id, 3, end.clone()).unwrap();
         assert!(matches!(
@@ -208,7 +211,7 @@ fn cancel_at_each_state() {
         ));
     }
     let mut e = engine();
-    let j = e.submit_backup(1, E, "idx", "z").unwrap();
+    let j = e.submit_backup(1, E, "idx", "z", None).unwrap();
     e.cancel(&j.job_id, 2).unwrap();
     assert!(matches!(
         e.cancel(&j.job_id, 4),
@@ -219,7 +222,7 @@ fn cancel_at_each_state() {
 #[test]
 fn pins_hold_generations_and_the_gate_guards_deletion() {
     let mut e = engine();
-    let j = e.submit_backup(1, E, "idx", "b").unwrap();
+    let j = e.submit_backup(1, E, "idx", "b", None).unwrap();
     assert!(
         matches!(e.delete_index("idx"), Err(EngineError::IndexBusy { job, .. }) if job == j.job_id)
     );
@@ -252,9 +255,9 @@ fn pins_hold_generations_and_the_gate_guards_deletion() {
 #[test]
 fn recovery_fails_active_jobs_and_lists_partials() {
     let mut e = engine();
-    let a = e.submit_backup(1, E, "idx", "a").unwrap();
+    let a = e.submit_backup(1, E, "idx", "a", None).unwrap();
     e.start(&a.job_id, 2).unwrap();
-    let b = e.submit_backup(1, [9; 6], "other", "b").unwrap();
+    let b = e.submit_backup(1, [9; 6], "other", "b", None).unwrap();
     let bytes = e.registry.encode();
     // restart: the registry comes back from the jobs file
     let mut e2 = Engine::new(JobRegistry::decode(&bytes, 100).unwrap());
@@ -286,7 +289,7 @@ fn recovery_fails_active_jobs_and_lists_partials() {
     }
     assert!(e2.registry.active().next().is_none());
     assert!(
-        e2.submit_backup(11, E, "idx", "a").is_ok(),
+        e2.submit_backup(11, E, "idx", "a", None).is_ok(),
         "same name works after recovery"
     );
 }

@@ -5,8 +5,9 @@
 //! holds the index's writer lock while it prepares, appends + fsyncs its log record and applies
 //! it; searches take only the index's read lock. The engine (control plane) sits behind its own short mutex.
 
-use crate::fs_storage::FsStorage;
+use crate::fs_storage::{FsStorage, Roots};
 use crate::fsutil::{self, now_ms};
+use crate::s3_target::{S3Config, S3Target};
 use cairn_core::control::generation::{self, OriginalsFrom};
 use cairn_core::control::recovery;
 use cairn_core::control::task::{self, TaskHost};
@@ -14,11 +15,12 @@ use cairn_core::control::tenants::{TenantError, Tenants};
 use cairn_core::engine::{EngineError, paths};
 use cairn_core::originals::CheckpointBytes;
 use cairn_core::registry::JobError;
+use cairn_core::target::{ArchiveTarget, TargetRecord};
 use cairn_core::{
     Engine, Index, IndexError, IndexParams, Job, Record, SearchHit, SearchRequest, VectorRecord,
 };
 pub use cairn_native::pread::PreadFile;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +64,9 @@ pub enum DbError {
     /// The index exists but can't serve this now (storage failure).
     #[error("{0}")]
     Unavailable(String),
+    /// A backup target (object store) refused or could not be reached.
+    #[error("{0}")]
+    Target(String),
 }
 
 /// The writer side of one index: the open log. Where the log stands is the engine's
@@ -201,7 +206,9 @@ impl IndexHandle {
 /// The database.
 pub struct Db {
     /// Data directory.
-    pub root: PathBuf,
+    pub roots: Roots,
+    /// Backup targets by name (object stores).
+    pub targets: BTreeMap<String, Arc<S3Config>>,
     /// Control plane.
     pub engine: Mutex<Engine>,
     indexes: RwLock<HashMap<String, Arc<IndexHandle>>>,
@@ -214,12 +221,41 @@ pub struct Db {
     pub backup_rate: Option<u64>,
 }
 
+/// How to open a data directory.
+#[derive(Debug)]
+pub struct DbOptions {
+    /// Where its parts live.
+    pub roots: Roots,
+    /// Log bytes after which a write starts a background checkpoint.
+    pub checkpoint_after: u64,
+    /// Backup read pace in bytes a second (`None`: unpaced).
+    pub backup_rate: Option<u64>,
+    /// Backup targets (object stores) besides `backups/`.
+    pub targets: Vec<Arc<S3Config>>,
+}
+
+impl DbOptions {
+    /// Everything under `root`, default pacing and checkpoints, no targets.
+    #[cfg(test)]
+    pub fn new(root: &Path) -> Self {
+        Self {
+            roots: Roots::new(root),
+            checkpoint_after: 64 << 20,
+            backup_rate: None,
+            targets: Vec::new(),
+        }
+    }
+}
+
 /// What a core task borrows from the native host: the engine behind its mutex and the data
 /// directory as [`FsStorage`].
 pub struct NativeHost<'a> {
     db: &'a Db,
     /// The data directory (its [`FsStorage::time`] says where a task's time went).
     pub st: FsStorage,
+    /// The backup targets this task has used, each with the upload it is writing (an
+    /// upload left open when the host goes away is aborted).
+    targets: BTreeMap<String, S3Target>,
 }
 
 impl<'a> NativeHost<'a> {
@@ -227,7 +263,8 @@ impl<'a> NativeHost<'a> {
     pub fn new(db: &'a Db) -> Self {
         Self {
             db,
-            st: FsStorage::new(&db.root),
+            st: FsStorage::new(&db.roots),
+            targets: BTreeMap::new(),
         }
     }
 }
@@ -263,6 +300,15 @@ impl TaskHost for NativeHost<'_> {
             }
             Err(_) => false,
         }
+    }
+    fn target(&mut self, name: &str) -> Option<&mut dyn cairn_core::target::ArchiveTarget> {
+        if !self.targets.contains_key(name) {
+            let cfg = self.db.targets.get(name)?.clone();
+            self.targets.insert(name.into(), S3Target::new(cfg));
+        }
+        self.targets
+            .get_mut(name)
+            .map(|t| t as &mut dyn cairn_core::target::ArchiveTarget)
     }
     fn checkpoint(&mut self, name: &str) -> std::io::Result<()> {
         let h = self.db.handle(name).map_err(std::io::Error::other)?;
@@ -319,30 +365,37 @@ fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Db {
     /// Path of a relative data path.
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        self.roots.resolve(rel)
     }
 
     /// Opens (creating if needed) the data directory and recovers: replays logs, cuts torn
     /// tails, fails interrupted jobs, deletes partial files, keeps an unreadable jobs file aside.
     /// A write that leaves a log of `checkpoint_after` bytes or more, or whose replay would
     /// cost a quarter of the index ([`checkpoint_due`]), starts a checkpoint.
-    pub fn open(
-        root: &Path,
-        checkpoint_after: u64,
-        backup_rate: Option<u64>,
-    ) -> Result<Arc<Db>, DbError> {
-        let opened = recovery::open_engine(&mut FsStorage::new(root), now_ms())?;
+    pub fn open(opts: DbOptions) -> Result<Arc<Db>, DbError> {
+        let roots = opts.roots;
+        let root = roots.root.clone();
+        let opened = recovery::open_engine(&mut FsStorage::new(&roots), now_ms())?;
         for note in &opened.notes {
             tracing::warn!("{note}");
         }
-        for d in ["indexes/.tmp", "backups/.tmp"] {
-            fs::create_dir_all(root.join(d))?;
+        for d in ["indexes/.tmp", "backups/.tmp", paths::TMP_DIR] {
+            fs::create_dir_all(roots.resolve(d))?;
         }
         let names = opened.indexes;
-        let tenants = load_tenants(root);
+        let tenants = load_tenants(&root);
+        let mut engine = opened.engine;
+        engine.set_targets(opts.targets.iter().map(|t| t.name.clone()));
+        let checkpoint_after = opts.checkpoint_after;
+        let backup_rate = opts.backup_rate;
         let db = Arc::new(Db {
-            root: root.to_path_buf(),
-            engine: Mutex::new(opened.engine),
+            roots,
+            targets: opts
+                .targets
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
+            engine: Mutex::new(engine),
             indexes: RwLock::new(HashMap::new()),
             jobs_file: Mutex::new(()),
             tenants: Mutex::new(tenants),
@@ -405,7 +458,7 @@ impl Db {
     /// Brings one index back (the core's recovery protocol) and serves it; on failure the
     /// engine marks it broken with the reason.
     fn load_index(&self, name: &str) -> Result<(), DbError> {
-        let r = recovery::recover_index(&mut FsStorage::new(&self.root), name, true);
+        let r = recovery::recover_index(&mut FsStorage::new(&self.roots), name, true);
         let r = recovery::load_into(&mut lock(&self.engine), name, r)
             .map_err(|e| DbError::Internal(e.to_string()))?;
         let g = r.manifest.generation;
@@ -462,6 +515,48 @@ impl Db {
             .backup_names()
             .map(String::from)
             .collect()
+    }
+
+    /// A handle on backup target `name` (404-style error if none is configured).
+    pub fn target(&self, name: &str) -> Result<S3Target, DbError> {
+        self.targets
+            .get(name)
+            .map(|c| S3Target::new(c.clone()))
+            .ok_or_else(|| EngineError::UnknownTarget(name.into()).into())
+    }
+
+    /// The backups target `name` lists (complete archives with their records).
+    pub fn target_backups(&self, name: &str) -> Result<Vec<TargetRecord>, DbError> {
+        cairn_core::target::list_backups(&mut self.target(name)?)
+            .map_err(|e| DbError::Target(e.to_string()))
+    }
+
+    /// True when target `t` lists archive `name`.
+    pub fn target_lists(&self, t: &str, name: &str) -> Result<bool, DbError> {
+        Ok(self.target_backups(t)?.iter().any(|r| r.name == name))
+    }
+
+    /// Deletes archive `name` from target `t`: its record first (it stops being listed),
+    /// then the archive. A job using the name is 409, as for a local archive.
+    pub fn delete_target_backup(&self, t: &str, name: &str) -> Result<(), DbError> {
+        cairn_core::engine::validate_backup_name(name)?;
+        if let Some(job) = self.jobs().into_iter().find(|j| {
+            j.status.is_active() && j.backup_name == name && j.target.as_deref() == Some(t)
+        }) {
+            return Err(EngineError::NameBusy {
+                name: name.into(),
+                job: job.job_id,
+            }
+            .into());
+        }
+        if !self.target_lists(t, name)? {
+            return Err(EngineError::BackupNotFound(name.into()).into());
+        }
+        let mut target = self.target(t)?;
+        target
+            .delete(&cairn_core::target::record_key(name))
+            .and_then(|()| target.delete(&cairn_core::target::archive_key(name)))
+            .map_err(|e| DbError::Target(e.to_string()))
     }
 
     /// Every job record, oldest first.
@@ -529,7 +624,7 @@ impl Db {
         let stage = self.path(&stage_rel);
         let res = (|| -> Result<(File, File), DbError> {
             generation::write_generation(
-                &mut FsStorage::new(&self.root),
+                &mut FsStorage::new(&self.roots),
                 &stage_rel,
                 name,
                 1,
@@ -657,7 +752,7 @@ impl Db {
         let (layout, params) = {
             let ix = read_lock(&h.index);
             let layout = generation::write_generation(
-                &mut FsStorage::new(&self.root),
+                &mut FsStorage::new(&self.roots),
                 &paths::index_dir(name),
                 name,
                 g,
@@ -767,7 +862,9 @@ mod tests {
     fn a_handle_of_a_deleted_index_touches_nothing_of_its_successor() {
         let dir = std::env::temp_dir().join(format!("cairn-db-gen-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let db = Db::open(&dir, 1 << 30, None).unwrap_or_else(|e| panic!("{e}"));
+        let mut opts = DbOptions::new(&dir);
+        opts.checkpoint_after = 1 << 30;
+        let db = Db::open(opts).unwrap_or_else(|e| panic!("{e}"));
         let p = IndexParams::new(2, SpaceType::L2);
         db.create_index("x", p.clone())
             .unwrap_or_else(|e| panic!("{e}"));

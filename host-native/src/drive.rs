@@ -9,6 +9,7 @@ use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{self, Manifest, NullSink, Source};
 use cairn_core::control::task::{self, Stepped, Task};
 use cairn_core::control::upload::UploadTask;
+use cairn_core::engine::EngineError;
 use cairn_core::{Job, JobStatus};
 use std::fs::File;
 use std::io::BufReader;
@@ -58,7 +59,19 @@ fn host_engine_turn(db: &Db, task: &mut dyn Task) {
 }
 
 /// Accepts a backup (every rule checked and the cut recorded now) and runs it on a thread.
-pub fn submit_backup(db: &Arc<Db>, index: &str, name: &str) -> Result<Job, DbError> {
+pub fn submit_backup(
+    db: &Arc<Db>,
+    index: &str,
+    name: &str,
+    target: Option<&str>,
+) -> Result<Job, DbError> {
+    if let Some(t) = target {
+        db.control(|e| e.check_target(Some(t)))??;
+        // The target's own listing: another server sharing it may have written the name.
+        if db.target_lists(t, name)? {
+            return Err(EngineError::BackupExists(name.into()).into());
+        }
+    }
     let source = Source {
         host: "native".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -71,6 +84,7 @@ pub fn submit_backup(db: &Arc<Db>, index: &str, name: &str) -> Result<Job, DbErr
             fsutil::entropy(),
             index,
             name,
+            target,
             source,
             db.backup_rate,
         )?;
@@ -95,10 +109,18 @@ pub fn submit_backup(db: &Arc<Db>, index: &str, name: &str) -> Result<Job, DbErr
 pub fn submit_restore(
     db: &Arc<Db>,
     backup: &str,
+    from: Option<&str>,
     target: &str,
     wait: bool,
 ) -> Result<Job, DbError> {
-    let mut t = db.control(|e| e.begin_restore(now_ms(), fsutil::entropy(), backup, target))??;
+    if let Some(t) = from {
+        db.control(|e| e.check_target(Some(t)))??;
+        if !db.target_lists(t, backup)? {
+            return Err(EngineError::BackupNotFound(backup.into()).into());
+        }
+    }
+    let mut t =
+        db.control(|e| e.begin_restore(now_ms(), fsutil::entropy(), backup, target, from))??;
     let id = t.job().to_string();
     let finish = move |db: &Db, t: &mut cairn_core::control::restore::RestoreTask| {
         run(db, t);

@@ -14,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Bytes between two write-back windows of a long append.
@@ -42,10 +42,51 @@ struct OpenAppend {
     window: u64,
 }
 
+/// Where the parts of a data directory live: everything under `root`, except `backups/`
+/// and `tmp/` when the operator put them elsewhere (`--backup-dir`, `--temp-dir`: another
+/// volume). `backups/` keeps its own `.tmp/` (an archive is renamed into place, which needs
+/// one file system); nothing in `tmp/` is ever renamed.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    /// The data directory.
+    pub root: PathBuf,
+    /// Where `backups/` is, if not under `root`.
+    pub backups: Option<PathBuf>,
+    /// Where `tmp/` is, if not under `root`.
+    pub tmp: Option<PathBuf>,
+}
+
+impl Roots {
+    /// Everything under `root`.
+    #[cfg(test)]
+    pub fn new(root: &std::path::Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            backups: None,
+            tmp: None,
+        }
+    }
+
+    /// The file a data-directory path (`/`-separated, relative) names.
+    pub fn resolve(&self, rel: &str) -> PathBuf {
+        let moved = |dir: &str, to: &Option<PathBuf>| {
+            let to = to.as_ref()?;
+            match rel.strip_prefix(dir) {
+                Some("") => Some(to.clone()),
+                Some(rest) => rest.strip_prefix('/').map(|r| to.join(r)),
+                None => None,
+            }
+        };
+        moved("backups", &self.backups)
+            .or_else(|| moved(cairn_core::engine::paths::TMP_DIR, &self.tmp))
+            .unwrap_or_else(|| self.root.join(rel))
+    }
+}
+
 /// Files under a data directory.
 #[derive(Debug)]
 pub struct FsStorage {
-    root: PathBuf,
+    roots: Roots,
     append: Option<OpenAppend>,
     /// Time spent per kind of call.
     pub time: IoTime,
@@ -53,9 +94,9 @@ pub struct FsStorage {
 
 impl FsStorage {
     /// Storage rooted at `root`.
-    pub fn new(root: &Path) -> Self {
+    pub fn new(roots: &Roots) -> Self {
         Self {
-            root: root.to_path_buf(),
+            roots: roots.clone(),
             append: None,
             time: IoTime::default(),
         }
@@ -89,7 +130,7 @@ impl FsStorage {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        self.roots.resolve(rel)
     }
 
     fn parent_dir(&self, rel: &str) -> io::Result<()> {

@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use cairn_core::Fault;
 use cairn_core::control::tenants::{Caller, TenantError};
 use cairn_core::control::upload::UploadTask;
+use cairn_core::engine::EngineError;
+use cairn_core::target::ArchiveTarget;
 use cairn_core::{IndexError, Job, JobKind, JobStatus};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -90,6 +92,7 @@ impl From<DbError> for ApiError {
             DbError::Index(e) => status_of(e.fault()),
             DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DbError::Io(_) | DbError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            DbError::Target(_) => StatusCode::BAD_GATEWAY,
             DbError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DbError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DbError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -180,6 +183,7 @@ pub fn router(
         .route("/index/{name}/rebuild/status", get(rebuild_status))
         .route("/backups", get(list_backups))
         .route("/backups/jobs", get(list_jobs))
+        .route("/backups/targets", get(list_targets))
         .route("/backups/jobs/{id}", get(get_job).delete(cancel_job))
         .route(
             "/backups/upload",
@@ -549,6 +553,9 @@ pub(crate) fn job_json(j: &Job) -> Value {
         "progress": if j.bytes_total > 0 { j.bytes_done as f64 / j.bytes_total as f64 } else if j.status == JobStatus::Completed { 1.0 } else { 0.0 },
         "write_pause_us": j.write_pause_us,
     });
+    if j.kind != JobKind::Rebuild {
+        v["target"] = json!(j.target.as_deref().unwrap_or("local"));
+    }
     if let Some(c) = j.completed_at {
         v["completed_at"] = json!(c / 1000);
     }
@@ -613,6 +620,19 @@ async fn rebuild_status(State(s): St, Path(index): Path<String>) -> ApiResult<Js
 #[derive(Deserialize)]
 struct NameBody {
     name: Option<String>,
+    /// A backup target's name (absent or "local": the data directory).
+    target: Option<String>,
+}
+
+/// A request's backup target: `None` for the data directory (absent or `"local"`).
+fn target_of(t: Option<String>) -> Option<String> {
+    t.filter(|t| !t.is_empty() && t != "local")
+}
+
+/// `?target=NAME` on archive routes.
+#[derive(Deserialize)]
+pub(crate) struct TargetQuery {
+    pub(crate) target: Option<String>,
 }
 
 async fn create_backup(
@@ -624,17 +644,53 @@ async fn create_backup(
     let name = b.name.ok_or_else(|| bad("Missing backup name"))?;
     // A user's name: no `.` (that separates a database's names from the default namespace).
     let name = Scope::root().name(&name)?;
+    let target = target_of(b.target);
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_backup(&db, &index, &name)).await?;
+    let job = blocking(move || drive::submit_backup(&db, &index, &name, target.as_deref())).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"job_id": job.job_id, "status": "in_progress"})),
+        Json(json!({"job_id": job.job_id, "status": "in_progress", "target": job.target.as_deref().unwrap_or("local")})),
     )
         .into_response())
 }
 
-async fn list_backups(State(s): St) -> Json<Value> {
-    Json(json!(s.db.backup_names()))
+/// Archive names (Endee's shape), of the data directory or of `?target=`.
+async fn list_backups(State(s): St, Query(q): Query<TargetQuery>) -> ApiResult<Json<Value>> {
+    let Some(t) = target_of(q.target) else {
+        return Ok(Json(json!(s.db.backup_names())));
+    };
+    let db = s.db.clone();
+    let names: Vec<String> = blocking(move || db.target_backups(&t))
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    Ok(Json(json!(names)))
+}
+
+/// Every backup target with where it is and what it holds: `local` (the data directory)
+/// and each `--backup-target`, its archives with size, digest, index and cut. A target that
+/// cannot be listed says why instead.
+async fn list_targets(State(s): St) -> ApiResult<Json<Value>> {
+    let db = s.db.clone();
+    let v = blocking(move || {
+        let mut out = vec![json!({
+            "name": "local",
+            "location": db.path("backups").display().to_string(),
+            "backups": db.backup_names(),
+        })];
+        for (name, cfg) in &db.targets {
+            let mut t = json!({"name": name, "location": cfg.location});
+            match db.target_backups(name) {
+                Ok(rs) => t["backups"] = json!(rs),
+                Err(e) => t["error"] = json!(e.to_string()),
+            }
+            out.push(t);
+        }
+        Ok::<_, DbError>(json!({ "targets": out }))
+    })
+    .await?;
+    Ok(Json(v))
 }
 
 async fn list_jobs(State(s): St) -> Json<Value> {
@@ -656,11 +712,15 @@ async fn delete_backup(
     State(s): St,
     scope: Scope,
     Path(name): Path<String>,
+    Query(q): Query<TargetQuery>,
 ) -> ApiResult<Response> {
     scope.write()?;
     let name = scope.name(&name)?;
     let db = s.db.clone();
-    blocking(move || db.delete_backup(&name)).await?;
+    match target_of(q.target) {
+        None => blocking(move || db.delete_backup(&name)).await?,
+        Some(t) => blocking(move || db.delete_target_backup(&t, &name)).await?,
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -668,9 +728,14 @@ pub(crate) async fn backup_info(
     State(s): St,
     scope: Scope,
     Path(name): Path<String>,
+    Query(q): Query<TargetQuery>,
 ) -> ApiResult<Json<Value>> {
     let name = scope.name(&name)?;
     let db = s.db.clone();
+    if let Some(t) = target_of(q.target) {
+        let v = blocking(move || target_info(&db, &t, &name)).await?;
+        return Ok(Json(v));
+    }
     let v = blocking(move || {
         let p = db.backup_file(&name)?;
         let size = std::fs::metadata(&p)?.len();
@@ -685,13 +750,66 @@ pub(crate) async fn backup_info(
     Ok(Json(v))
 }
 
+/// An archive on a target: its record (size, digest, index, cut), where it lives, and the
+/// manifest read from the archive's head. The digests are checked in full by a restore.
+fn target_info(db: &Db, t: &str, name: &str) -> Result<Value, DbError> {
+    let rec = db
+        .target_backups(t)?
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| EngineError::BackupNotFound(name.into()))?;
+    let mut target = db.target(t)?;
+    let head = target
+        .read_at(&cairn_core::target::archive_key(name), 0, 256 << 10)
+        .map_err(|e| DbError::Target(e.to_string()))?;
+    let mut dec = cairn_core::archive::ArchiveDecoder::new();
+    // The head holds the manifest; the rest of the archive is not read here.
+    let _ = dec.feed(&head, &mut cairn_core::archive::NullSink);
+    let mut v = match dec.manifest() {
+        Some(m) => serde_json::to_value(m).map_err(|e| DbError::Internal(e.to_string()))?,
+        None => json!({}),
+    };
+    v["archive_size"] = json!(rec.size);
+    v["archive_sha256"] = json!(rec.sha256);
+    v["target"] = json!(t);
+    v["location"] = json!(format!(
+        "{}/{}",
+        target.location(),
+        cairn_core::target::archive_key(name)
+    ));
+    v["verified"] = json!(false);
+    Ok(v)
+}
+
 pub(crate) async fn download(
     State(s): St,
     scope: Scope,
     Path(user): Path<String>,
+    Query(q): Query<TargetQuery>,
 ) -> ApiResult<Response> {
     let name = scope.name(&user)?;
     let db = s.db.clone();
+    if let Some(t) = target_of(q.target) {
+        // Streamed from the object store through a small channel: bounded memory.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let len = blocking(move || {
+            if !db.target_lists(&t, &name)? {
+                return Err(EngineError::BackupNotFound(name.clone()).into());
+            }
+            let cfg = db
+                .targets
+                .get(&t)
+                .cloned()
+                .ok_or_else(|| EngineError::UnknownTarget(t.clone()))?;
+            cfg.stream_to(&cairn_core::target::archive_key(&name), tx)
+                .map_err(|e| DbError::Target(e.to_string()))
+        })
+        .await?;
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        return Ok(tar_response(Body::from_stream(stream), len, &user));
+    }
     let p = blocking(move || db.backup_file(&name).map(|p| (p, user))).await?;
     let (path, name) = p;
     let f = tokio::fs::File::open(&path)
@@ -703,7 +821,12 @@ pub(crate) async fn download(
         .map_err(|e| ApiError::from(DbError::Io(e)))?
         .len();
     let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10);
-    let mut resp = Response::new(Body::from_stream(stream));
+    Ok(tar_response(Body::from_stream(stream), len, &name))
+}
+
+/// An archive download's response: `len` bytes of tar as an attachment named `name.tar`.
+fn tar_response(body: Body, len: u64, name: &str) -> Response {
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -714,12 +837,14 @@ pub(crate) async fn download(
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.tar\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(resp)
+    resp
 }
 
 #[derive(Deserialize)]
 struct RestoreBody {
     target_index_name: Option<String>,
+    /// The backup target the archive is on (absent or "local": the data directory).
+    target: Option<String>,
     #[serde(rename = "async", default)]
     run_async: bool,
 }
@@ -737,7 +862,9 @@ async fn restore(
     let target = Scope::root().name(&target)?;
     let db = s.db.clone();
     let wait = !b.run_async;
-    let job = blocking(move || drive::submit_restore(&db, &name, &target, wait)).await?;
+    let from = target_of(b.target);
+    let job =
+        blocking(move || drive::submit_restore(&db, &name, from.as_deref(), &target, wait)).await?;
     if wait {
         Ok(text(StatusCode::CREATED, "Backup restored successfully"))
     } else {

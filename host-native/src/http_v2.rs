@@ -352,7 +352,7 @@ async fn backup(
     let user = b.name.ok_or_else(|| bad("Missing backup name"))?;
     let name = scope.name(&user)?;
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_backup(&db, &c, &name)).await?;
+    let job = blocking(move || drive::submit_backup(&db, &c, &name, None)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -401,7 +401,8 @@ async fn fetch(
         (None, Some(db)) => Scope::of(&db),
         _ => scope,
     };
-    download(State(s), scope, Path(b)).await
+    let local = Query(crate::http::TargetQuery { target: None });
+    download(State(s), scope, Path(b), local).await
 }
 
 #[derive(Deserialize)]
@@ -422,7 +423,7 @@ async fn restore(
         .ok_or_else(|| bad("Missing target_collection_name"))?;
     let (b, target) = (scope.name(&b)?, scope.name(&user)?);
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_restore(&db, &b, &target, false)).await?;
+    let job = blocking(move || drive::submit_restore(&db, &b, None, &target, false)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

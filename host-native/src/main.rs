@@ -7,6 +7,7 @@ mod fsutil;
 mod http;
 mod http_admin;
 mod http_v2;
+mod s3_target;
 mod wire;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,19 @@ struct ServeArgs {
     /// times its body.
     #[arg(long, env = "CAIRN_MAX_BODY_MIB", default_value_t = 512)]
     max_body_mib: usize,
+    /// A backup target besides the data directory's backups/: NAME=s3://BUCKET[/PREFIX]
+    /// [?endpoint=URL&region=R] (S3-compatible: AWS, MinIO, SeaweedFS...; credentials from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). Repeat for several. Backups name one with
+    /// "target": NAME; the name "local" is the data directory.
+    #[arg(long = "backup-target", value_name = "NAME=URL")]
+    backup_targets: Vec<String>,
+    /// Keep archives here instead of DATA_DIR/backups (another volume).
+    #[arg(long, env = "CAIRN_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
+    /// Scratch space (archives fetched from a target before a restore) instead of
+    /// DATA_DIR/tmp.
+    #[arg(long, env = "CAIRN_TEMP_DIR")]
+    temp_dir: Option<PathBuf>,
     /// Largest backup upload, in MiB (413 beyond it).
     #[arg(long, env = "CAIRN_MAX_UPLOAD_MIB", default_value_t = 65536)]
     max_upload_mib: u64,
@@ -112,7 +126,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let data = args.data_dir.clone();
     let after = args.checkpoint_after_mib.max(1).saturating_mul(1 << 20);
     let rate = (args.backup_max_mib_per_s > 0).then_some(args.backup_max_mib_per_s << 20);
-    let db = tokio::task::spawn_blocking(move || db::Db::open(&data, after, rate))
+    let targets = args
+        .backup_targets
+        .iter()
+        .map(|t| s3_target::S3Config::parse(t).map(std::sync::Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    for t in &targets {
+        tracing::info!(target = %t.name, location = %t.location, "backup target");
+    }
+    let opts = db::DbOptions {
+        roots: fs_storage::Roots {
+            root: data.clone(),
+            backups: args.backup_dir.clone(),
+            tmp: args.temp_dir.clone(),
+        },
+        checkpoint_after: after,
+        backup_rate: rate,
+        targets,
+    };
+    let db = tokio::task::spawn_blocking(move || db::Db::open(opts))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| {

@@ -22,12 +22,14 @@ def free_port():
 
 
 @contextlib.contextmanager
-def serve(*args):
-    """Yields `(base, data_dir)`, base = `http://127.0.0.1:<port>/api`; `args` go to `serve`."""
+def serve(*args, env=None, log=None):
+    """Yields `(base, data_dir)`, base = `http://127.0.0.1:<port>/api`; `args` go to `serve`,
+    `env` replaces the environment, `log` (a path) receives the server's output."""
     data = tempfile.mkdtemp(prefix="cairn-conf-")
     port = free_port()
+    out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}/api"
     try:
         for _ in range(200):
@@ -46,3 +48,5 @@ def serve(*args):
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(data, ignore_errors=True)
+        if log:
+            out.close()

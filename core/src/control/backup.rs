@@ -19,10 +19,11 @@ use crate::archive::{
     Source, VERSION,
 };
 use crate::control::engine::{Engine, Outcome};
-use crate::control::task::{Done, Io, Poll, Task};
+use crate::control::task::{Done, Io, ObjectOp, Poll, Task};
 use crate::engine::paths;
 use crate::params::IndexParams;
 use crate::registry::CutPoint;
+use crate::target::{self, TargetRecord};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 
@@ -50,9 +51,10 @@ enum Phase {
     Sync,
     Rename,
     SyncDir,
-    /// Removing the temp (and, after a failed publish, the final) file before concluding.
+    /// Undoing what this backup wrote (the temp file, a published archive, an upload to
+    /// a target) before concluding, last first.
     Cleanup {
-        files: Vec<String>,
+        ios: Vec<Io>,
     },
     Conclude,
     Done,
@@ -81,6 +83,10 @@ pub struct BackupTask {
     since_engine: u64,
     started_ms: Option<u64>,
     renamed: bool,
+    /// A target's archive object was committed (cleanup deletes it instead of aborting).
+    committed: bool,
+    /// Where the archive goes: `None` the data directory's `backups/`, else a target.
+    target: Option<String>,
     cancel: bool,
     outcome: Option<Outcome>,
     /// The archive's size and SHA-256 once written.
@@ -120,10 +126,18 @@ impl BackupTask {
             since_engine: 0,
             started_ms: None,
             renamed: false,
+            committed: false,
+            target: None,
             cancel: false,
             outcome: None,
             result: None,
         }
+    }
+
+    /// Sends the archive to backup target `target` instead of `backups/`.
+    pub(crate) fn with_target(mut self, target: Option<String>) -> Self {
+        self.target = target;
+        self
     }
 
     /// The job id.
@@ -159,12 +173,36 @@ impl BackupTask {
         if self.outcome.is_some() || matches!(self.phase, Phase::Conclude | Phase::Done) {
             return;
         }
-        let mut files = vec![self.tmp()];
-        if self.renamed {
-            files.push(paths::backup(&self.name));
-        }
+        let ios = match &self.target {
+            None => {
+                let mut ios = vec![Io::Remove { path: self.tmp() }];
+                if self.renamed {
+                    ios.push(Io::Remove {
+                        path: paths::backup(&self.name),
+                    });
+                }
+                ios
+            }
+            Some(t) => {
+                let key = target::archive_key(&self.name);
+                let mut ops = vec![if self.committed {
+                    ObjectOp::Delete(key)
+                } else {
+                    ObjectOp::Abort(key)
+                }];
+                if self.renamed {
+                    ops.push(ObjectOp::Delete(target::record_key(&self.name)));
+                }
+                ops.into_iter()
+                    .map(|op| Io::Object {
+                        target: t.clone(),
+                        op,
+                    })
+                    .collect()
+            }
+        };
         self.outcome = Some(outcome);
-        self.phase = Phase::Cleanup { files };
+        self.phase = Phase::Cleanup { ios };
     }
 
     fn fail(&mut self, e: impl std::fmt::Display) {
@@ -259,7 +297,7 @@ impl Task for BackupTask {
             }),
             Phase::HashCheckpoint { at } => Self::read(self.ck_path(), *at, self.ck_size),
             Phase::HashLog { at } => Self::read(self.log_path(), *at, self.cut.log_len),
-            Phase::Create => Poll::Io(Io::Create { path: self.tmp() }),
+            Phase::Create => self.archive_io(ObjectOp::Begin, Io::Create { path: self.tmp() }),
             Phase::Copy { entry, at } => {
                 if let Some(rate) = self.rate {
                     // Paced: no further than `rate` bytes a second since the start.
@@ -272,20 +310,47 @@ impl Task for BackupTask {
                 let (path, end) = self.entry(*entry);
                 Self::read(path, *at, end)
             }
-            Phase::Write => Poll::Io(Io::Append {
-                path: self.tmp(),
-                bytes: std::mem::take(&mut self.out),
-            }),
-            Phase::Sync => Poll::Io(Io::Sync { path: self.tmp() }),
-            Phase::Rename => Poll::Io(Io::Rename {
-                from: self.tmp(),
-                to: paths::backup(&self.name),
-            }),
+            Phase::Write => {
+                let bytes = std::mem::take(&mut self.out);
+                Poll::Io(match &self.target {
+                    None => Io::Append {
+                        path: self.tmp(),
+                        bytes,
+                    },
+                    Some(t) => Io::Object {
+                        target: t.clone(),
+                        op: ObjectOp::Append {
+                            key: target::archive_key(&self.name),
+                            bytes,
+                        },
+                    },
+                })
+            }
+            // A target's archive is committed (made visible and durable) where a local one
+            // is synced, and its record is put where a local one is renamed into place.
+            Phase::Sync => self.archive_io(ObjectOp::Commit, Io::Sync { path: self.tmp() }),
+            Phase::Rename => match &self.target {
+                None => Poll::Io(Io::Rename {
+                    from: self.tmp(),
+                    to: paths::backup(&self.name),
+                }),
+                Some(t) => Poll::Io(Io::Object {
+                    target: t.clone(),
+                    op: ObjectOp::Put {
+                        key: target::record_key(&self.name),
+                        bytes: self.record().encode(),
+                    },
+                }),
+            },
+            Phase::SyncDir if self.target.is_some() => {
+                self.phase = Phase::Conclude;
+                Poll::Engine
+            }
             Phase::SyncDir => Poll::Io(Io::SyncDir {
                 dir: "backups".into(),
             }),
-            Phase::Cleanup { files } => match files.last() {
-                Some(f) => Poll::Io(Io::Remove { path: f.clone() }),
+            Phase::Cleanup { ios } => match ios.last() {
+                Some(io) => Poll::Io(io.clone()),
                 None => {
                     self.phase = Phase::Conclude;
                     Poll::Engine
@@ -404,7 +469,10 @@ impl Task for BackupTask {
                 Err(e) => self.fail(e),
             },
             Phase::Sync => match result {
-                Ok(_) => self.phase = Phase::Rename,
+                Ok(_) => {
+                    self.committed = self.target.is_some();
+                    self.phase = Phase::Rename;
+                }
                 Err(e) => self.fail(e),
             },
             Phase::Rename => match result {
@@ -419,10 +487,11 @@ impl Task for BackupTask {
                 // Not durable: the rename may vanish at a crash. Unpublish and fail.
                 Err(e) => self.fail(e),
             },
-            Phase::Cleanup { mut files } => {
-                // Cleanup is best effort: a leftover temp file goes at the next start.
-                files.pop();
-                self.phase = Phase::Cleanup { files };
+            Phase::Cleanup { mut ios } => {
+                // Cleanup is best effort: a leftover temp file goes at the next start (an
+                // upload left open on a target, at the store's own expiry of parts).
+                ios.pop();
+                self.phase = Phase::Cleanup { ios };
             }
             Phase::Conclude | Phase::Done => {}
         }
@@ -448,6 +517,31 @@ impl Task for BackupTask {
 }
 
 impl BackupTask {
+    /// The archive's IO: `object(key)` on a target, else `local`.
+    fn archive_io(&self, object: impl FnOnce(String) -> ObjectOp, local: Io) -> Poll {
+        Poll::Io(match &self.target {
+            None => local,
+            Some(t) => Io::Object {
+                target: t.clone(),
+                op: object(target::archive_key(&self.name)),
+            },
+        })
+    }
+
+    /// What a target records of this archive once it is committed.
+    fn record(&self) -> TargetRecord {
+        let (size, sha256) = self.result.clone().unwrap_or_default();
+        TargetRecord {
+            name: self.name.clone(),
+            index_name: self.index.clone(),
+            size,
+            sha256,
+            created_at: self.created_at,
+            vector_count: self.cut.vector_count,
+            cut: self.cut,
+        }
+    }
+
     /// Opens archive entry `i`, or ends the archive after the last one.
     fn open_entry(&mut self, i: usize) {
         let Some(enc) = self.encoder.as_mut() else {

@@ -41,6 +41,9 @@ pub enum EngineError {
     /// No such archive.
     #[error("backup {0:?} not found")]
     BackupNotFound(String),
+    /// No backup target of that name is configured.
+    #[error("no backup target named {0:?} (configured: local and the --backup-target names)")]
+    UnknownTarget(String),
     /// Archive name taken.
     #[error("backup {0:?} already exists")]
     BackupExists(String),
@@ -206,6 +209,8 @@ pub struct Deletable {
 pub struct Engine {
     indexes: BTreeMap<String, IndexEntry>,
     backups: BTreeSet<String>,
+    /// The host's backup targets besides `backups/` (see [`crate::target`]).
+    targets: BTreeSet<String>,
     uploads: BTreeSet<String>,
     /// Restore targets reserved by active restore jobs: index name → job id.
     reserved: BTreeMap<String, String>,
@@ -291,6 +296,19 @@ impl Engine {
                 reason: reason.clone(),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Names the host's backup targets (object stores) that jobs may use.
+    pub fn set_targets(&mut self, names: impl IntoIterator<Item = String>) {
+        self.targets = names.into_iter().collect();
+    }
+
+    /// Checks `target` names a configured backup target (`None`: the data directory).
+    pub fn check_target(&self, target: Option<&str>) -> Result<(), EngineError> {
+        match target {
+            Some(t) if !self.targets.contains(t) => Err(EngineError::UnknownTarget(t.into())),
+            _ => Ok(()),
         }
     }
 
@@ -485,8 +503,10 @@ impl Engine {
         entropy: [u8; 6],
         index: &str,
         name: &str,
+        target: Option<&str>,
     ) -> Result<Job, EngineError> {
         validate_backup_name(name)?;
+        self.check_target(target)?;
         let e = self.index(index)?;
         if let Some(job) = &e.active_backup {
             return Err(EngineError::BackupInProgress {
@@ -494,8 +514,17 @@ impl Engine {
                 job: job.clone(),
             });
         }
-        self.check_name_free(name)?;
-        let job = self.new_job(now, entropy, JobKind::Backup, index, name);
+        if let Some(job) = self.name_user(name) {
+            return Err(EngineError::NameBusy {
+                name: name.into(),
+                job,
+            });
+        }
+        // A target's own listing is the host's to check (another server may share it).
+        if target.is_none() && self.backups.contains(name) {
+            return Err(EngineError::BackupExists(name.into()));
+        }
+        let job = self.new_job(now, entropy, JobKind::Backup, index, name, target);
         if let Some(e) = self.indexes.get_mut(index) {
             e.users.insert(job.job_id.clone());
             e.active_backup = Some(job.job_id.clone());
@@ -510,8 +539,10 @@ impl Engine {
         kind: JobKind,
         index: &str,
         name: &str,
+        target: Option<&str>,
     ) -> Job {
-        let job = Job::queued(self.registry.new_id(now, entropy), kind, index, name, now);
+        let mut job = Job::queued(self.registry.new_id(now, entropy), kind, index, name, now);
+        job.target = target.map(String::from);
         self.registry.insert(job.clone());
         self.effect(Effect::PersistJobs);
         job
@@ -524,10 +555,13 @@ impl Engine {
         entropy: [u8; 6],
         backup: &str,
         target: &str,
+        from: Option<&str>,
     ) -> Result<Job, EngineError> {
         validate_backup_name(backup)?;
         params::validate_stored_name(target)?;
-        if !self.backups.contains(backup) {
+        self.check_target(from)?;
+        // A target's archive was found there by the host; the task verifies it whole.
+        if from.is_none() && !self.backups.contains(backup) {
             return Err(EngineError::BackupNotFound(backup.into()));
         }
         self.check_not_broken(target)?;
@@ -540,7 +574,7 @@ impl Engine {
                 job: job.clone(),
             });
         }
-        let job = self.new_job(now, entropy, JobKind::Restore, target, backup);
+        let job = self.new_job(now, entropy, JobKind::Restore, target, backup, from);
         self.reserved.insert(target.into(), job.job_id.clone());
         Ok(job)
     }
@@ -564,10 +598,11 @@ impl Engine {
         entropy: [u8; 6],
         index: &str,
         name: &str,
+        target: Option<&str>,
         source: Source,
         max_bytes_per_sec: Option<u64>,
     ) -> Result<BackupTask, EngineError> {
-        let job = self.submit_backup(now, entropy, index, name)?;
+        let job = self.submit_backup(now, entropy, index, name, target)?;
         let id = job.job_id.clone();
         self.start(&id, now)?;
         let e = self
@@ -591,7 +626,8 @@ impl Engine {
             now,
             source,
             max_bytes_per_sec,
-        ))
+        )
+        .with_target(target.map(String::from)))
     }
 
     /// Ends the cut a backup of `index` began at `now_us`: writes go on, and the time they
@@ -613,15 +649,14 @@ impl Engine {
         entropy: [u8; 6],
         backup: &str,
         target: &str,
+        from: Option<&str>,
     ) -> Result<RestoreTask, EngineError> {
-        let job = self.submit_restore(now, entropy, backup, target)?;
+        let job = self.submit_restore(now, entropy, backup, target, from)?;
         self.start(&job.job_id, now)?;
-        Ok(RestoreTask::new(
-            job.job_id,
-            backup.into(),
-            target.into(),
-            now,
-        ))
+        Ok(
+            RestoreTask::new(job.job_id, backup.into(), target.into(), now)
+                .with_source(from.map(String::from)),
+        )
     }
 
     /// Accepts a rebuild of dense field `field`'s graph of `index` (0: the index's own;
@@ -807,7 +842,7 @@ impl Engine {
             .get(job)
             .cloned()
             .ok_or_else(|| JobError::NotFound(job.into()))?;
-        if j.kind == JobKind::Backup && j.status == JobStatus::Completed {
+        if j.kind == JobKind::Backup && j.status == JobStatus::Completed && j.target.is_none() {
             self.backups.insert(j.backup_name.clone());
         }
         let out = self.release(&j);

@@ -68,12 +68,13 @@ pub fn open_engine(st: &mut dyn Storage, now: u64) -> io::Result<Opened> {
         engine: &mut engine,
         st,
         indexes: None,
+        targets: None,
     }) {
         notes.push(format!(
             "could not clean up after an interrupted job ({e}); retried at the next start"
         ));
     }
-    for dir in ["indexes/.tmp", "backups/.tmp"] {
+    for dir in ["indexes/.tmp", "backups/.tmp", paths::TMP_DIR] {
         if let Err(e) = st.remove_tree(dir) {
             notes.push(format!(
                 "could not clear {dir} ({e}); retried at the next start"

@@ -117,6 +117,10 @@ pub struct Job {
     /// A rebuild's parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<RebuildSpec>,
+    /// The backup target a backup writes to or a restore reads from (`None`: the data
+    /// directory's `backups/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Job {
@@ -139,6 +143,7 @@ impl Job {
             write_pause_us: 0,
             cut: None,
             rebuild: None,
+            target: None,
         }
     }
 }

@@ -22,19 +22,31 @@ use crate::archive::{
     encode_digest,
 };
 use crate::control::engine::{Engine, IndexManifest, LogState, Outcome};
-use crate::control::task::{Done, Io, Poll, Task};
+use crate::control::task::{Done, Io, ObjectOp, Poll, Task};
 use crate::engine::paths;
 use crate::index::Index;
 use crate::record::LogScan;
+use crate::target;
 use std::io::{self, Read};
 
 /// Bytes per read step.
 const CHUNK: usize = 1 << 20;
+/// Bytes per read from a backup target (each a request: fewer, larger ones).
+const FETCH_CHUNK: usize = 8 << 20;
 /// Bytes between engine turns.
 const ENGINE_EVERY: u64 = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
+    /// From a target: the archive's size there, then a local copy made chunk by chunk.
+    FetchSize,
+    FetchCreate,
+    FetchRead {
+        at: u64,
+    },
+    FetchWrite {
+        at: u64,
+    },
     Size,
     Scan {
         at: u64,
@@ -67,6 +79,7 @@ enum Phase {
     SyncTarget,
     SyncIndexes,
     RemoveStage,
+    RemoveFetched,
     Cleanup {
         ios: Vec<Io>,
     },
@@ -92,6 +105,10 @@ pub struct RestoreTask {
     published: usize,
     cancel: bool,
     outcome: Option<Outcome>,
+    /// The backup target the archive is fetched from (`None`: `backups/`).
+    from: Option<String>,
+    /// The archive's size on the target.
+    fetch_size: u64,
 }
 
 impl RestoreTask {
@@ -113,7 +130,26 @@ impl RestoreTask {
             published: 0,
             cancel: false,
             outcome: None,
+            from: None,
+            fetch_size: 0,
         }
+    }
+
+    /// Restores from backup target `from`: the archive is first copied to `tmp/` (bounded
+    /// memory; every byte then verified as for a local archive) and removed at the end.
+    pub(crate) fn with_source(mut self, from: Option<String>) -> Self {
+        if from.is_some() {
+            self.phase = Phase::FetchSize;
+        }
+        self.from = from;
+        self
+    }
+
+    fn object(&self, op: ObjectOp) -> Poll {
+        Poll::Io(Io::Object {
+            target: self.from.clone().unwrap_or_default(),
+            op,
+        })
     }
 
     /// The job id.
@@ -136,7 +172,10 @@ impl RestoreTask {
     }
 
     fn archive(&self) -> String {
-        paths::backup(&self.backup)
+        match self.from {
+            None => paths::backup(&self.backup),
+            Some(_) => paths::fetch_tmp(&self.job),
+        }
     }
 
     fn stage(&self) -> String {
@@ -188,6 +227,11 @@ impl RestoreTask {
             return;
         }
         let mut ios = vec![Io::RemoveTree { dir: self.stage() }];
+        if self.from.is_some() {
+            ios.push(Io::Remove {
+                path: self.archive(),
+            });
+        }
         if self.published > 0 {
             ios.push(Io::Remove {
                 path: paths::index_manifest(&self.target),
@@ -209,7 +253,7 @@ impl RestoreTask {
 
     fn total(&self) -> u64 {
         let data = self.layout.as_ref().map_or(0, |l| l.manifest.data_bytes());
-        self.archive_size + data
+        self.fetch_size + self.archive_size + data
     }
 
     fn after_file(&mut self, file: usize) {
@@ -226,11 +270,27 @@ impl Task for RestoreTask {
         if self.cancel && self.published == 0 && self.outcome.is_none() {
             self.stop(Outcome::Cancelled);
         }
-        let reading = matches!(self.phase, Phase::Scan { .. } | Phase::CopyRead { .. });
+        let reading = matches!(
+            self.phase,
+            Phase::Scan { .. } | Phase::CopyRead { .. } | Phase::FetchRead { .. }
+        );
         if reading && self.since_engine >= ENGINE_EVERY {
             return Poll::Engine;
         }
         match &self.phase {
+            Phase::FetchSize => self.object(ObjectOp::Size(target::archive_key(&self.backup))),
+            Phase::FetchCreate => Poll::Io(Io::Create {
+                path: self.archive(),
+            }),
+            Phase::FetchRead { at } => self.object(ObjectOp::Read {
+                key: target::archive_key(&self.backup),
+                at: *at,
+                len: (self.fetch_size - at).min(FETCH_CHUNK as u64) as usize,
+            }),
+            Phase::FetchWrite { .. } => Poll::Io(Io::Append {
+                path: self.archive(),
+                bytes: std::mem::take(&mut self.pending),
+            }),
             Phase::Size => Poll::Io(Io::Size {
                 path: self.archive(),
             }),
@@ -288,6 +348,9 @@ impl Task for RestoreTask {
                 dir: "indexes".into(),
             }),
             Phase::RemoveStage => Poll::Io(Io::RemoveTree { dir: self.stage() }),
+            Phase::RemoveFetched => Poll::Io(Io::Remove {
+                path: self.archive(),
+            }),
             Phase::Cleanup { ios } => match ios.last() {
                 Some(io) => Poll::Io(io.clone()),
                 None => {
@@ -307,7 +370,44 @@ impl Task for RestoreTask {
                 ios.pop();
                 self.phase = Phase::Cleanup { ios };
             }
+            (Phase::FetchSize | Phase::FetchRead { .. }, Err(e)) => self.fail(format!(
+                "backup target {:?}: {e}",
+                self.from.as_deref().unwrap_or_default()
+            )),
             (_, Err(e)) => self.fail(e),
+            (Phase::FetchSize, Ok(Done::Size(Some(n)))) => {
+                self.fetch_size = n;
+                self.phase = Phase::FetchCreate;
+            }
+            (Phase::FetchSize, Ok(_)) => self.fail(format!(
+                "backup {:?} not found on target {:?}",
+                self.backup,
+                self.from.as_deref().unwrap_or_default()
+            )),
+            (Phase::FetchCreate, Ok(_)) => {
+                self.phase = if self.fetch_size == 0 {
+                    Phase::Size
+                } else {
+                    Phase::FetchRead { at: 0 }
+                };
+            }
+            (Phase::FetchRead { at }, Ok(Done::Bytes(b))) => {
+                if b.is_empty() {
+                    return self.fail("archive on the target ended before its size");
+                }
+                let at = at + b.len() as u64;
+                self.done_bytes = at;
+                self.since_engine += b.len() as u64;
+                self.pending = b;
+                self.phase = Phase::FetchWrite { at };
+            }
+            (Phase::FetchWrite { at }, Ok(_)) => {
+                self.phase = if at < self.fetch_size {
+                    Phase::FetchRead { at }
+                } else {
+                    Phase::Size
+                };
+            }
             (Phase::Size, Ok(Done::Size(Some(n)))) => {
                 self.archive_size = n;
                 self.phase = Phase::Scan { at: 0 };
@@ -321,7 +421,7 @@ impl Task for RestoreTask {
                     return self.fail(format!("invalid backup archive: {e}"));
                 }
                 let at = at + b.len() as u64;
-                self.done_bytes = at;
+                self.done_bytes = self.fetch_size + at;
                 self.since_engine += b.len() as u64;
                 if !b.is_empty() && at < self.archive_size {
                     self.phase = Phase::Scan { at };
@@ -376,7 +476,8 @@ impl Task for RestoreTask {
             (Phase::SyncTarget, Ok(_)) => self.phase = Phase::SyncIndexes,
             (Phase::SyncIndexes, Ok(_)) => self.phase = Phase::RemoveStage,
             // A stage left behind is removed at the next start; the index is published.
-            (Phase::RemoveStage, _) => self.phase = Phase::Conclude,
+            (Phase::RemoveStage, _) if self.from.is_some() => self.phase = Phase::RemoveFetched,
+            (Phase::RemoveStage | Phase::RemoveFetched, _) => self.phase = Phase::Conclude,
             (p, Ok(d)) => self.fail(format!("unexpected result {d:?} in {p:?}")),
         }
     }

@@ -24,6 +24,7 @@ use crate::control::generation;
 use crate::engine::paths;
 use crate::index::Index;
 use crate::storage::Storage;
+use crate::target::ArchiveTarget;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
@@ -83,6 +84,51 @@ pub enum Io {
         /// Directory.
         dir: String,
     },
+    /// IO on a backup target's object store (see [`crate::target`]).
+    Object {
+        /// The target's configured name.
+        target: String,
+        /// What to do there.
+        op: ObjectOp,
+    },
+}
+
+/// One call on an [`ArchiveTarget`]; keys are relative to the target's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectOp {
+    /// The size of an object (`Done::Size`).
+    Size(String),
+    /// Up to `len` bytes from `at` (`Done::Bytes`).
+    Read {
+        /// Object.
+        key: String,
+        /// Offset.
+        at: u64,
+        /// Most bytes wanted.
+        len: usize,
+    },
+    /// Start writing an object (invisible until committed).
+    Begin(String),
+    /// Append to the object being written.
+    Append {
+        /// Object.
+        key: String,
+        /// What to append.
+        bytes: Vec<u8>,
+    },
+    /// Make the object written visible.
+    Commit(String),
+    /// Abandon the object being written.
+    Abort(String),
+    /// Write a small object whole.
+    Put {
+        /// Object.
+        key: String,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// Delete an object.
+    Delete(String),
 }
 
 /// What an [`Io`] produced.
@@ -186,6 +232,33 @@ pub trait TaskHost {
             format!("this host cannot checkpoint index {name}"),
         ))
     }
+    /// Backup target `name`; `None` if this host has no such target.
+    fn target(&mut self, _name: &str) -> Option<&mut dyn ArchiveTarget> {
+        None
+    }
+}
+
+/// Performs one [`Io`]: object IO on the host's target, the rest on its storage.
+pub fn perform_on(host: &mut impl TaskHost, io: Io) -> io::Result<Done> {
+    let Io::Object { target, op } = io else {
+        return perform(host.storage(), io);
+    };
+    let t = host.target(&target).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no backup target named {target:?}"),
+        )
+    })?;
+    match op {
+        ObjectOp::Size(key) => t.size(&key).map(Done::Size),
+        ObjectOp::Read { key, at, len } => t.read_at(&key, at, len).map(Done::Bytes),
+        ObjectOp::Begin(key) => t.begin(&key).map(|_| Done::Unit),
+        ObjectOp::Append { key, bytes } => t.append(&key, &bytes).map(|_| Done::Unit),
+        ObjectOp::Commit(key) => t.commit(&key).map(|_| Done::Unit),
+        ObjectOp::Abort(key) => t.abort(&key).map(|_| Done::Unit),
+        ObjectOp::Put { key, bytes } => t.put(&key, &bytes).map(|_| Done::Unit),
+        ObjectOp::Delete(key) => t.delete(&key).map(|_| Done::Unit),
+    }
 }
 
 fn not_served(name: &str) -> io::Error {
@@ -204,6 +277,8 @@ pub struct Lend<'a> {
     pub st: &'a mut dyn Storage,
     /// The open indexes (`None`: this turn lends none).
     pub indexes: Option<&'a mut BTreeMap<String, Index>>,
+    /// The backup targets (`None`: this turn lends none).
+    pub targets: Option<&'a mut BTreeMap<String, Box<dyn ArchiveTarget>>>,
 }
 
 impl TaskHost for Lend<'_> {
@@ -230,6 +305,10 @@ impl TaskHost for Lend<'_> {
             }
             None => false,
         }
+    }
+    fn target(&mut self, name: &str) -> Option<&mut dyn ArchiveTarget> {
+        let t = self.targets.as_deref_mut()?.get_mut(name)?;
+        Some(t.as_mut())
     }
     fn checkpoint(&mut self, name: &str) -> io::Result<()> {
         let ix = self
@@ -268,6 +347,10 @@ pub fn perform(st: &mut dyn Storage, io: Io) -> io::Result<Done> {
         Io::SyncDir { dir } => st.sync_dir(&dir).map(|_| Done::Unit),
         Io::Remove { path } => st.remove(&path).map(|_| Done::Unit),
         Io::RemoveTree { dir } => st.remove_tree(&dir).map(|_| Done::Unit),
+        Io::Object { target, .. } => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("backup target {target:?}: object IO needs a host with targets"),
+        )),
     }
 }
 
@@ -354,7 +437,7 @@ pub fn apply_effects(host: &mut impl TaskHost) -> io::Result<()> {
 pub fn step(task: &mut dyn Task, host: &mut impl TaskHost, now_ms: u64) -> Stepped {
     match task.poll(now_ms) {
         Poll::Io(io) => {
-            let r = perform(host.storage(), io);
+            let r = perform_on(host, io);
             task.handle(r);
             Stepped::Busy
         }

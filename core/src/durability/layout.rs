@@ -12,6 +12,8 @@ pub mod paths {
     pub const JOBS: &str = "jobs.json";
     /// The databases and their token digests (`/api/v2` tenancy).
     pub const TENANTS: &str = "tenants.json";
+    /// Scratch files no protocol renames (archives fetched from a target); emptied at start.
+    pub const TMP_DIR: &str = "tmp";
     /// Directory of one index.
     pub fn index_dir(name: &str) -> String {
         format!("indexes/{name}")
@@ -48,6 +50,11 @@ pub mod paths {
     /// Where a restore builds its index before publishing.
     pub fn restore_tmp(job_id: &str) -> String {
         format!("indexes/.tmp/{job_id}")
+    }
+    /// Where a restore from a backup target fetches the archive to (read, never renamed:
+    /// a host may put `tmp/` on another volume).
+    pub fn fetch_tmp(job_id: &str) -> String {
+        format!("{TMP_DIR}/{job_id}.tar")
     }
 }
 

@@ -9,3 +9,4 @@ pub mod digest;
 pub mod layout;
 pub mod record;
 pub mod storage;
+pub mod target;

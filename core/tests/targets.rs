@@ -1,0 +1,168 @@
+//! Backups to a backup target (an object store, here the in-memory one the native host's S3
+//! target mirrors): written as one upload that is invisible until committed, recorded after,
+//! listed and restored by a second database that shares only the target; a store that goes
+//! away mid-upload fails the job with nothing listed, and a retry succeeds once it is back.
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
+
+use cairn_core::Storage;
+use cairn_core::rng::SplitMix64;
+use cairn_core::target::{MemTarget, SharedMemTarget};
+use cairn_core::{
+    Database, DatabaseError, IndexParams, JobStatus, MemStorage, Precision, SearchRequest,
+    SpaceType, UpsertItem,
+};
+use std::sync::{Arc, Mutex};
+
+fn items(r: &mut SplitMix64, from: usize, n: usize) -> Vec<UpsertItem> {
+    (from..from + n)
+        .map(|i| UpsertItem {
+            id: format!("v{i}"),
+            vector: (0..16).map(|_| r.gaussian()).collect(),
+            meta: format!("m{i}").into_bytes(),
+            filter: "{}".into(),
+            norm: 1.0,
+            sparse_indices: vec![],
+            sparse_values: vec![],
+        })
+        .collect()
+}
+
+fn finish(db: &mut Database<MemStorage>, job: &str) -> cairn_core::Job {
+    while db.running_jobs().iter().any(|j| j == job) {
+        db.step(10, 1);
+    }
+    db.job(job).unwrap()
+}
+
+fn top_ids(db: &mut Database<MemStorage>, ix: &str, qs: &[Vec<f32>]) -> Vec<Vec<String>> {
+    qs.iter()
+        .map(|q| {
+            db.search(ix, &SearchRequest::new(q.clone(), 5))
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_backup_on_a_target_restores_on_another_database_sharing_only_the_target() {
+    let store: SharedMemTarget = Arc::new(Mutex::new(MemTarget::default()));
+    let mut r = SplitMix64::new(5);
+    let mut a = Database::open(MemStorage::new(), 1, "a").unwrap();
+    a.add_target("s3", Box::new(store.clone()));
+    let p = IndexParams::new(16, SpaceType::Cosine).with_precision(Precision::Float32);
+    a.create_index("docs", p, 1).unwrap();
+    for k in 0..4 {
+        a.upsert("docs", items(&mut r, k * 500, 500)).unwrap();
+    }
+    a.checkpoint("docs").unwrap();
+    a.upsert("docs", items(&mut r, 2000, 300)).unwrap(); // in the log after the checkpoint
+
+    // Unknown target: refused at submit (400), nothing started.
+    let e = a.start_backup_to("docs", "b1", Some("nope"), 2, 2, [1; 6]);
+    assert!(matches!(&e, Err(e) if e.fault() == cairn_core::Fault::BadInput));
+
+    let job = a
+        .start_backup_to("docs", "b1", Some("s3"), 3, 3, [2; 6])
+        .unwrap();
+    assert_eq!(job.target.as_deref(), Some("s3"));
+    // Writes after the cut are not in the archive.
+    a.upsert("docs", items(&mut r, 9000, 10)).unwrap();
+    let done = finish(&mut a, &job.job_id);
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    // The target lists it with its digest; the data directory's backups do not.
+    let listed = a.target_backups("s3").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].vector_count),
+        ("b1", 2300)
+    );
+    assert_eq!(Some(&listed[0].sha256), done.archive_sha256.as_ref());
+    assert!(a.backups().is_empty());
+    assert!(
+        store.lock().unwrap().uploads.is_empty(),
+        "no upload left open"
+    );
+    // The same name on the same target: 409.
+    let again = a.start_backup_to("docs", "b1", Some("s3"), 4, 4, [3; 6]);
+    assert!(matches!(&again, Err(e) if e.fault() == cairn_core::Fault::Conflict));
+
+    // Database B shares only the target.
+    let mut b = Database::open(MemStorage::new(), 1, "b").unwrap();
+    b.add_target("s3", Box::new(store.clone()));
+    assert_eq!(b.target_backups("s3").unwrap()[0].name, "b1");
+    let rj = b
+        .start_restore_from("b1", Some("s3"), "docs", 5, [4; 6])
+        .unwrap();
+    let rdone = finish(&mut b, &rj.job_id);
+    assert_eq!(rdone.status, JobStatus::Completed, "{:?}", rdone.error);
+    let qs: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..16).map(|_| r.gaussian()).collect())
+        .collect();
+    a.delete("docs", (9000..9010).map(|i| format!("v{i}")).collect())
+        .unwrap();
+    assert_eq!(top_ids(&mut a, "docs", &qs), top_ids(&mut b, "docs", &qs));
+    assert_eq!(b.index("docs").unwrap().len(), 2300);
+    // The fetched copy is gone; a missing archive is 404 at submit.
+    let fetched = format!("tmp/{}.tar", rj.job_id);
+    assert!(b.storage_mut().size(&fetched).unwrap().is_none());
+    let missing = b.start_restore_from("nope", Some("s3"), "x", 6, [5; 6]);
+    assert!(matches!(&missing, Err(DatabaseError::Engine(_))));
+}
+
+#[test]
+fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
+    let store: SharedMemTarget = Arc::new(Mutex::new(MemTarget::default()));
+    let mut r = SplitMix64::new(6);
+    let mut a = Database::open(MemStorage::new(), 1, "a").unwrap();
+    a.add_target("s3", Box::new(store.clone()));
+    let p = IndexParams::new(16, SpaceType::L2).with_precision(Precision::Float32);
+    a.create_index("docs", p, 1).unwrap();
+    for k in 0..40 {
+        a.upsert("docs", items(&mut r, k * 1000, 1000)).unwrap();
+    }
+    let job = a
+        .start_backup_to("docs", "b1", Some("s3"), 2, 2, [1; 6])
+        .unwrap();
+    // A few steps in, the store goes away.
+    let mut steps = 0;
+    while store
+        .lock()
+        .unwrap()
+        .uploads
+        .values()
+        .all(|u| u.len() < (1 << 20))
+    {
+        a.step(3, 1);
+        steps += 1;
+        assert!(steps < 10_000, "the upload never began");
+    }
+    store.lock().unwrap().down = true;
+    let failed = finish(&mut a, &job.job_id);
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(
+        failed.error.as_deref().unwrap().contains("unreachable"),
+        "{:?}",
+        failed.error
+    );
+    store.lock().unwrap().down = false;
+    assert!(a.target_backups("s3").unwrap().is_empty(), "nothing listed");
+    // Back up: the same name succeeds and restores.
+    let retry = a
+        .start_backup_to("docs", "b1", Some("s3"), 4, 4, [2; 6])
+        .unwrap();
+    assert_eq!(finish(&mut a, &retry.job_id).status, JobStatus::Completed);
+    assert_eq!(a.target_backups("s3").unwrap().len(), 1);
+    // A cancelled upload is aborted: nothing visible, no upload left open.
+    let c = a
+        .start_backup_to("docs", "b2", Some("s3"), 5, 5, [3; 6])
+        .unwrap();
+    a.step(6, 3);
+    a.cancel(&c.job_id, 7).unwrap();
+    assert_eq!(finish(&mut a, &c.job_id).status, JobStatus::Cancelled);
+    let st = store.lock().unwrap();
+    assert!(st.uploads.is_empty());
+    assert!(!st.objects.contains_key("b2.tar") && !st.objects.contains_key("b2.json"));
+}

@@ -1,0 +1,305 @@
+//! S3-compatible backup targets, the host side of `cairn_core::target::ArchiveTarget`,
+//! through the `object_store` crate (AWS S3, MinIO, SeaweedFS, R2, ...).
+//!
+//! `--backup-target NAME=s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`; credentials come
+//! from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! and the other `AWS_*` settings `object_store` reads). An archive is written as one
+//! multipart upload in parts of [`PART`] bytes with at most [`IN_FLIGHT`] parts uploading, so
+//! a backup holds a bounded amount of memory whatever its size and never a full local copy.
+//! Every call runs on the target's own small runtime: job threads block on it, and the
+//! server's request runtime never waits on S3.
+
+use cairn_core::target::ArchiveTarget;
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    WriteMultipart,
+};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes per uploaded part (S3's minimum is 5 MiB for all but the last).
+pub const PART: usize = 8 << 20;
+/// Parts uploading at once; the writer waits beyond that (memory: about `(IN_FLIGHT + 1) * PART`).
+pub const IN_FLIGHT: usize = 2;
+
+/// A configured target: where it is and a client for it.
+pub struct S3Config {
+    /// The name requests use (`"target": NAME`).
+    pub name: String,
+    /// `s3://bucket/prefix` (for listings and messages; no credentials in it).
+    pub location: String,
+    prefix: String,
+    store: Arc<AmazonS3>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// Parses `NAME=s3://bucket/prefix?endpoint=…&region=…` and builds its client (no request
+    /// is made: a wrong endpoint or credentials show in the first job that uses it).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (name, url) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("backup target {spec:?}: expected NAME=s3://bucket/prefix"))?;
+        cairn_core::engine::validate_backup_name(name)
+            .map_err(|e| format!("backup target name {name:?}: {e}"))?;
+        if name == "local" {
+            return Err("backup target name \"local\" is the data directory's backups/".into());
+        }
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("backup target {name}: only s3:// URLs are supported"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.is_empty() {
+            return Err(format!("backup target {name}: missing bucket in {url:?}"));
+        }
+        let prefix = prefix.trim_matches('/').to_string();
+        // Fail a job within seconds when the store is unreachable instead of retrying for
+        // minutes; a flaky request still gets retried a few times. (Client options first:
+        // the URL's options below adjust them.)
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(20),
+        };
+        let client = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(60));
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(retry)
+            .with_client_options(client);
+        for kv in query.split('&').filter(|s| !s.is_empty()) {
+            match kv.split_once('=') {
+                Some(("endpoint", v)) => {
+                    b = b
+                        .with_endpoint(v)
+                        .with_allow_http(v.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                Some(("region", v)) => b = b.with_region(v),
+                _ => return Err(format!("backup target {name}: unknown option {kv:?}")),
+            }
+        }
+        let store = b
+            .build()
+            .map_err(|e| format!("backup target {name}: {e}"))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("s3-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|e| format!("backup target {name}: {e}"))?;
+        let location = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        Ok(Self {
+            name: name.into(),
+            location,
+            prefix,
+            store: Arc::new(store),
+            rt,
+        })
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn err(&self, e: object_store::Error) -> io::Error {
+        let kind = match &e {
+            object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(
+            kind,
+            format!("backup target {:?} ({}): {e}", self.name, self.location),
+        )
+    }
+
+    /// Streams object `key` into `tx` a chunk at a time (a download); ends early if the
+    /// receiver goes away. Returns the object's size once known.
+    pub fn stream_to(
+        self: &Arc<Self>,
+        key: &str,
+        tx: tokio::sync::mpsc::Sender<io::Result<bytes::Bytes>>,
+    ) -> io::Result<u64> {
+        let path = self.path(key);
+        let me = self.clone();
+        let r = self
+            .rt
+            .block_on(self.store.get(&path))
+            .map_err(|e| self.err(e))?;
+        let size = r.meta.size;
+        self.rt.spawn(async move {
+            let mut s = r.into_stream();
+            while let Some(chunk) = s.next().await {
+                let item = chunk.map_err(|e| me.err(e));
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(size)
+    }
+}
+
+/// One task's use of a target: the configuration plus the upload it is writing.
+pub struct S3Target {
+    cfg: Arc<S3Config>,
+    upload: Option<(String, WriteMultipart)>,
+}
+
+impl S3Target {
+    /// A handle on `cfg` with nothing being written.
+    pub fn new(cfg: Arc<S3Config>) -> Self {
+        Self { cfg, upload: None }
+    }
+
+    fn writing(&mut self, key: &str) -> io::Result<&mut WriteMultipart> {
+        match &mut self.upload {
+            Some((k, w)) if k == key => Ok(w),
+            _ => Err(io::Error::other(format!("no upload open at {key}"))),
+        }
+    }
+}
+
+impl Drop for S3Target {
+    fn drop(&mut self) {
+        // An upload never committed is abandoned: its parts are deleted now, not left to the
+        // bucket's lifecycle rules.
+        if let Some((_, w)) = self.upload.take() {
+            let _ = self.cfg.rt.block_on(w.abort());
+        }
+    }
+}
+
+impl ArchiveTarget for S3Target {
+    fn location(&self) -> String {
+        self.cfg.location.clone()
+    }
+    fn size(&mut self, key: &str) -> io::Result<Option<u64>> {
+        let c = &self.cfg;
+        match c.rt.block_on(c.store.head(&c.path(key))) {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(c.err(e)),
+        }
+    }
+    fn read_at(&mut self, key: &str, at: u64, len: usize) -> io::Result<Vec<u8>> {
+        let size = self
+            .size(key)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no object {key}")))?;
+        let end = at.saturating_add(len as u64).min(size);
+        if at >= end {
+            return Ok(Vec::new());
+        }
+        let c = &self.cfg;
+        c.rt.block_on(c.store.get_range(&c.path(key), at..end))
+            .map(|b| b.to_vec())
+            .map_err(|e| c.err(e))
+    }
+    fn begin(&mut self, key: &str) -> io::Result<()> {
+        if let Some((_, w)) = self.upload.take() {
+            let _ = self.cfg.rt.block_on(w.abort());
+        }
+        let c = &self.cfg;
+        let up =
+            c.rt.block_on(c.store.put_multipart(&c.path(key)))
+                .map_err(|e| c.err(e))?;
+        self.upload = Some((key.into(), WriteMultipart::new_with_chunk_size(up, PART)));
+        Ok(())
+    }
+    fn append(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        let cfg = self.cfg.clone();
+        let w = self.writing(key)?;
+        // Back-pressure first: at most IN_FLIGHT parts in the air (bounded memory).
+        cfg.rt
+            .block_on(w.wait_for_capacity(IN_FLIGHT))
+            .map_err(|e| cfg.err(e))?;
+        let _in_runtime = cfg.rt.enter(); // a full part is uploaded by a task on it
+        w.write(bytes);
+        Ok(())
+    }
+    fn commit(&mut self, key: &str) -> io::Result<()> {
+        self.writing(key)?;
+        let Some((_, w)) = self.upload.take() else {
+            return Err(io::Error::other(format!("no upload open at {key}")));
+        };
+        let c = &self.cfg;
+        // `finish` aborts the upload itself if a part or the completion fails.
+        c.rt.block_on(w.finish()).map(|_| ()).map_err(|e| c.err(e))
+    }
+    fn abort(&mut self, key: &str) -> io::Result<()> {
+        match self.upload.take() {
+            Some((k, w)) if k == key => {
+                let c = &self.cfg;
+                c.rt.block_on(w.abort()).map_err(|e| c.err(e))
+            }
+            other => {
+                self.upload = other;
+                Ok(())
+            }
+        }
+    }
+    fn put(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        let c = &self.cfg;
+        c.rt.block_on(c.store.put(&c.path(key), PutPayload::from(bytes.to_vec())))
+            .map(|_| ())
+            .map_err(|e| c.err(e))
+    }
+    fn delete(&mut self, key: &str) -> io::Result<()> {
+        let c = &self.cfg;
+        match c.rt.block_on(c.store.delete(&c.path(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(c.err(e)),
+        }
+    }
+    fn list(&mut self) -> io::Result<Vec<(String, u64)>> {
+        let c = &self.cfg;
+        let prefix = (!c.prefix.is_empty()).then(|| ObjectPath::from(c.prefix.as_str()));
+        let metas: Vec<_> =
+            c.rt.block_on(c.store.list(prefix.as_ref()).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        let strip = if c.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", c.prefix)
+        };
+        for m in metas {
+            let m = m.map_err(|e| c.err(e))?;
+            let full = m.location.to_string();
+            if let Some(key) = full.strip_prefix(&strip)
+                && !key.contains('/')
+            {
+                out.push((key.to_string(), m.size));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
