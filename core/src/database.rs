@@ -354,16 +354,19 @@ impl<S: Storage> Database<S> {
         now_us: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {
-        self.start_backup_to(index, name, None, now, now_us, entropy)
+        self.start_backup_to(index, name, None, None, now, now_us, entropy)
     }
 
-    /// [`Database::start_backup`] into backup target `target` (`None`: `backups/`). A name
-    /// the target already lists is refused (409).
+    /// [`Database::start_backup`] into backup target `target` (`None`: `backups/`), and
+    /// incremental on archive `incremental_from` of the same place when given. A name the
+    /// target already lists is refused (409); a base that can't be one, 400.
+    #[allow(clippy::too_many_arguments)]
     pub fn start_backup_to(
         &mut self,
         index: &str,
         name: &str,
         target: Option<&str>,
+        incremental_from: Option<&str>,
         now: u64,
         now_us: u64,
         entropy: [u8; 6],
@@ -374,6 +377,16 @@ impl<S: Storage> Database<S> {
                 return Err(EngineError::BackupExists(name.into()).into());
             }
         }
+        let base = match incremental_from {
+            None => None,
+            Some(b) => {
+                validate_backup_name(b)?;
+                let m = self
+                    .manifest_in(target, b)
+                    .ok_or_else(|| EngineError::BackupNotFound(b.into()))?;
+                Some((b, m))
+            }
+        };
         let source = self.source.clone();
         let task = self.engine.begin_backup(
             now,
@@ -382,6 +395,7 @@ impl<S: Storage> Database<S> {
             index,
             name,
             target,
+            base.as_ref().map(|(b, m)| (*b, m)),
             source,
             self.backup_rate,
         )?;
@@ -425,10 +439,31 @@ impl<S: Storage> Database<S> {
                 return Err(EngineError::BackupNotFound(backup.into()).into());
             }
         }
+        validate_backup_name(backup)?;
+        let chain = Engine::chain_of(backup, |n| self.manifest_in(from, n))?;
         let task = self
             .engine
-            .begin_restore(now, entropy, backup, target, from)?;
+            .begin_restore(now, entropy, chain, target, from)?;
         self.launch(Running::Restore(Box::new(task)))
+    }
+
+    /// The manifest of archive `name` in `backups/` (`place` `None`) or on a target, read
+    /// from the archive's head; `None` if there is no such archive.
+    fn manifest_in(&mut self, place: Option<&str>, name: &str) -> Option<Manifest> {
+        let head = match place {
+            None => {
+                if !self.engine.has_backup(name) {
+                    return None;
+                }
+                self.st.read_at(&paths::backup(name), 0, archive::HEAD_BYTES)
+            }
+            Some(t) => self.targets.get_mut(t)?.read_at(
+                &target::archive_key(name),
+                0,
+                archive::HEAD_BYTES,
+            ),
+        };
+        archive::manifest_of(&head.ok()?)
     }
 
     /// Adds backup target `name` (an object store); jobs may name it from now on.
@@ -679,8 +714,35 @@ impl<S: Storage> Database<S> {
 
     /// Deletes an archive unless a job uses it.
     pub fn delete_backup(&mut self, name: &str) -> Result<()> {
-        self.engine.delete_backup(name)?;
-        self.effects()
+        self.delete_backups(name, false).map(|_| ())
+    }
+
+    /// Deletes archive `name` from `backups/`; one that later incremental backups continue
+    /// is refused (409) unless `chain`, which deletes them with it. Returns what was deleted.
+    pub fn delete_backups(&mut self, name: &str, chain: bool) -> Result<Vec<String>> {
+        validate_backup_name(name)?;
+        let names: Vec<String> = self.engine.backup_names().map(String::from).collect();
+        let bases: Vec<(String, Option<String>)> = names
+            .iter()
+            .map(|n| {
+                let base = self.manifest_in(None, n).and_then(|m| m.base).map(|b| b.name);
+                (n.clone(), base)
+            })
+            .collect();
+        let doomed = Engine::dependents(name, &bases);
+        if doomed.len() > 1 && !chain {
+            return Err(EngineError::HasDependents {
+                name: name.into(),
+                dependents: doomed[1..].to_vec(),
+            }
+            .into());
+        }
+        // The newest first: a failure part-way leaves whole chains.
+        for n in doomed.iter().rev() {
+            self.engine.delete_backup(n)?;
+        }
+        self.effects()?;
+        Ok(doomed)
     }
 
     /// Restores archive `backup` into a new index `target` and runs the job to its end; the

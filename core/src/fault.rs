@@ -26,7 +26,10 @@ impl EngineError {
     /// The kind of this refusal.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::InvalidBackupName(_) | Self::Invalid(_) | Self::UnknownTarget(_) => {
+            Self::InvalidBackupName(_)
+            | Self::Invalid(_)
+            | Self::UnknownTarget(_)
+            | Self::BadBase { .. } => {
                 Fault::BadInput
             }
             Self::IndexNotFound(_) | Self::BackupNotFound(_) | Self::Job(JobError::NotFound(_)) => {

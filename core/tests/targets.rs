@@ -61,11 +61,11 @@ fn a_backup_on_a_target_restores_on_another_database_sharing_only_the_target() {
     a.upsert("docs", items(&mut r, 2000, 300)).unwrap(); // in the log after the checkpoint
 
     // Unknown target: refused at submit (400), nothing started.
-    let e = a.start_backup_to("docs", "b1", Some("nope"), 2, 2, [1; 6]);
+    let e = a.start_backup_to("docs", "b1", Some("nope"), None, 2, 2, [1; 6]);
     assert!(matches!(&e, Err(e) if e.fault() == cairn_core::Fault::BadInput));
 
     let job = a
-        .start_backup_to("docs", "b1", Some("s3"), 3, 3, [2; 6])
+        .start_backup_to("docs", "b1", Some("s3"), None, 3, 3, [2; 6])
         .unwrap();
     assert_eq!(job.target.as_deref(), Some("s3"));
     // Writes after the cut are not in the archive.
@@ -86,7 +86,7 @@ fn a_backup_on_a_target_restores_on_another_database_sharing_only_the_target() {
         "no upload left open"
     );
     // The same name on the same target: 409.
-    let again = a.start_backup_to("docs", "b1", Some("s3"), 4, 4, [3; 6]);
+    let again = a.start_backup_to("docs", "b1", Some("s3"), None, 4, 4, [3; 6]);
     assert!(matches!(&again, Err(e) if e.fault() == cairn_core::Fault::Conflict));
 
     // Database B shares only the target.
@@ -124,7 +124,7 @@ fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
         a.upsert("docs", items(&mut r, k * 1000, 1000)).unwrap();
     }
     let job = a
-        .start_backup_to("docs", "b1", Some("s3"), 2, 2, [1; 6])
+        .start_backup_to("docs", "b1", Some("s3"), None, 2, 2, [1; 6])
         .unwrap();
     // A few steps in, the store goes away.
     let mut steps = 0;
@@ -151,13 +151,13 @@ fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
     assert!(a.target_backups("s3").unwrap().is_empty(), "nothing listed");
     // Back up: the same name succeeds and restores.
     let retry = a
-        .start_backup_to("docs", "b1", Some("s3"), 4, 4, [2; 6])
+        .start_backup_to("docs", "b1", Some("s3"), None, 4, 4, [2; 6])
         .unwrap();
     assert_eq!(finish(&mut a, &retry.job_id).status, JobStatus::Completed);
     assert_eq!(a.target_backups("s3").unwrap().len(), 1);
     // A cancelled upload is aborted: nothing visible, no upload left open.
     let c = a
-        .start_backup_to("docs", "b2", Some("s3"), 5, 5, [3; 6])
+        .start_backup_to("docs", "b2", Some("s3"), None, 5, 5, [3; 6])
         .unwrap();
     a.step(6, 3);
     a.cancel(&c.job_id, 7).unwrap();
@@ -165,4 +165,99 @@ fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
     let st = store.lock().unwrap();
     assert!(st.uploads.is_empty());
     assert!(!st.objects.contains_key("b2.tar") && !st.objects.contains_key("b2.json"));
+}
+
+fn state(db: &mut Database<MemStorage>, ix: &str) -> Vec<(String, Vec<f32>)> {
+    let i = db.index(ix).unwrap();
+    let mut ids: Vec<String> = i.ids().map(String::from).collect();
+    ids.sort();
+    ids.into_iter()
+        .map(|id| {
+            let v = db.get(ix, &id).unwrap().vector;
+            (id, v)
+        })
+        .collect()
+}
+
+/// A chain: a full backup, an incremental one on the same generation (only the log since
+/// the base's cut), one after a checkpoint (the new checkpoint and its log), and one more;
+/// each member restores to the state at its own cut, here and on a target shared with
+/// another database.
+#[test]
+fn incremental_chains_restore_to_each_cut_and_bases_are_kept_while_needed() {
+    for on_target in [false, true] {
+        let store: SharedMemTarget = Arc::new(Mutex::new(MemTarget::default()));
+        let target = on_target.then_some("s3");
+        let mut r = SplitMix64::new(8);
+        let mut a = Database::open(MemStorage::new(), 1, "a").unwrap();
+        a.add_target("s3", Box::new(store.clone()));
+        let p = IndexParams::new(16, SpaceType::L2).with_precision(Precision::Float32);
+        a.create_index("docs", p, 1).unwrap();
+        for k in 0..10 {
+            a.upsert("docs", items(&mut r, k * 1000, 1000)).unwrap();
+        }
+        a.checkpoint("docs").unwrap();
+        let mut cuts = Vec::new();
+        let mut sizes = Vec::new();
+        let mut t = 10;
+        let mut backup = |a: &mut Database<MemStorage>, name: &str, base: Option<&str>| {
+            t += 1;
+            let j = a
+                .start_backup_to("docs", name, target, base, t, t, [t as u8; 6])
+                .unwrap();
+            let done = finish(a, &j.job_id);
+            assert_eq!(done.status, JobStatus::Completed, "{name}: {:?}", done.error);
+            done.archive_size.unwrap()
+        };
+        sizes.push(backup(&mut a, "b0", None));
+        cuts.push(state(&mut a, "docs"));
+        // 1 % of the vectors change: the incremental holds only their log records.
+        let changed: Vec<UpsertItem> = items(&mut r, 0, 100);
+        a.upsert("docs", changed).unwrap();
+        a.delete("docs", vec!["v500".into()]).unwrap();
+        sizes.push(backup(&mut a, "b1", Some("b0")));
+        cuts.push(state(&mut a, "docs"));
+        // A checkpoint since: the next one carries the new checkpoint.
+        a.upsert("docs", items(&mut r, 20_000, 50)).unwrap();
+        a.checkpoint("docs").unwrap();
+        a.upsert("docs", items(&mut r, 30_000, 20)).unwrap();
+        sizes.push(backup(&mut a, "b2", Some("b1")));
+        cuts.push(state(&mut a, "docs"));
+        a.upsert("docs", items(&mut r, 100, 30)).unwrap();
+        sizes.push(backup(&mut a, "b3", Some("b2")));
+        cuts.push(state(&mut a, "docs"));
+        println!("full {} B, incremental after 1% changed {} B, after a checkpoint {} B, then {} B", sizes[0], sizes[1], sizes[2], sizes[3]);
+        assert!(sizes[1] * 10 < sizes[0], "{sizes:?}");
+        assert!(sizes[3] * 10 < sizes[0], "{sizes:?}");
+        // Wrong bases: another index's backup, an unknown name.
+        a.create_index("other", IndexParams::new(16, SpaceType::L2), 1)
+            .unwrap();
+        let wrong = a.start_backup_to("other", "x", target, Some("b3"), 50, 50, [1; 6]);
+        assert!(matches!(&wrong, Err(e) if e.fault() == cairn_core::Fault::BadInput));
+        let unknown = a.start_backup_to("docs", "x", target, Some("nope"), 50, 50, [1; 6]);
+        assert!(matches!(&unknown, Err(e) if e.fault() == cairn_core::Fault::NotFound));
+
+        // Restored (on A, or on B sharing only the target): each member at its own cut.
+        let mut b = Database::open(MemStorage::new(), 1, "b").unwrap();
+        b.add_target("s3", Box::new(store.clone()));
+        let db = if on_target { &mut b } else { &mut a };
+        for (k, want) in cuts.iter().enumerate() {
+            let ix = format!("r{k}");
+            let j = db
+                .start_restore_from(&format!("b{k}"), target, &ix, 60, [k as u8; 6])
+                .unwrap();
+            let done = finish(db, &j.job_id);
+            assert_eq!(done.status, JobStatus::Completed, "b{k}: {:?}", done.error);
+            assert_eq!(&state(db, &ix), want, "b{k} restores to its cut");
+        }
+        if !on_target {
+            // A base others need is kept unless the chain goes with it.
+            let refused = a.delete_backup("b1");
+            assert!(matches!(&refused, Err(e) if e.fault() == cairn_core::Fault::Conflict));
+            assert!(refused.unwrap_err().to_string().contains("b2"));
+            let gone = a.delete_backups("b1", true).unwrap();
+            assert_eq!(gone, ["b1", "b2", "b3"]);
+            assert_eq!(a.backups(), ["b0"]);
+        }
+    }
 }

@@ -15,8 +15,8 @@
 //! manifest as it streams.
 
 use crate::archive::{
-    ArchiveEncoder, CHECKPOINT_PATH, CheckpointDigest, FORMAT, LOG_PATH, Manifest, ManifestEntry,
-    Source, VERSION,
+    ArchiveEncoder, BaseRef, CHECKPOINT_PATH, CheckpointDigest, FORMAT, LOG_PATH, Manifest,
+    ManifestEntry, Source, VERSION,
 };
 use crate::control::engine::{Engine, Outcome};
 use crate::control::task::{Done, Io, ObjectOp, Poll, Task};
@@ -87,6 +87,10 @@ pub struct BackupTask {
     committed: bool,
     /// Where the archive goes: `None` the data directory's `backups/`, else a target.
     target: Option<String>,
+    /// An incremental backup's base.
+    base: Option<BaseRef>,
+    /// Where the log entry starts in the cut's log (see [`Manifest::log_from`]).
+    log_from: u64,
     cancel: bool,
     outcome: Option<Outcome>,
     /// The archive's size and SHA-256 once written.
@@ -128,6 +132,8 @@ impl BackupTask {
             renamed: false,
             committed: false,
             target: None,
+            base: None,
+            log_from: 0,
             cancel: false,
             outcome: None,
             result: None,
@@ -137,6 +143,20 @@ impl BackupTask {
     /// Sends the archive to backup target `target` instead of `backups/`.
     pub(crate) fn with_target(mut self, target: Option<String>) -> Self {
         self.target = target;
+        self
+    }
+
+    /// Makes this an incremental backup of `base`. `continues` `Some(at)`: the cut shares
+    /// the base's generation, and only the log from the base's cut (`at`) on is archived,
+    /// with an empty checkpoint entry; `None`: a checkpoint was written since, and it goes
+    /// in whole with its log.
+    pub(crate) fn with_base(mut self, base: Option<BaseRef>, continues: Option<u64>) -> Self {
+        self.base = base;
+        if let Some(at) = continues {
+            self.log_from = at;
+            self.ck_digest = Some((0, hex::encode(Sha256::digest(b""))));
+            self.phase = Phase::HashLog { at };
+        }
         self
     }
 
@@ -229,10 +249,12 @@ impl BackupTask {
                 },
                 ManifestEntry {
                     path: LOG_PATH.into(),
-                    size: self.cut.log_len,
+                    size: self.cut.log_len - self.log_from,
                     sha256: log_sha,
                 },
             ],
+            base: self.base.clone(),
+            log_from: self.log_from,
         }
     }
 
@@ -380,7 +402,7 @@ impl Task for BackupTask {
                 match ck {
                     CheckpointDigest::Recorded(n, sha) => {
                         self.ck_digest = Some((n, sha));
-                        self.phase = Phase::HashLog { at: 0 };
+                        self.phase = Phase::HashLog { at: self.log_from };
                     }
                     CheckpointDigest::Read(()) => self.phase = Phase::HashCheckpoint { at: 0 },
                 }
@@ -394,7 +416,7 @@ impl Task for BackupTask {
                     if at >= self.ck_size {
                         let sha = hex::encode(std::mem::take(&mut self.hasher).finalize());
                         self.ck_digest = Some((self.ck_size, sha));
-                        self.phase = Phase::HashLog { at: 0 };
+                        self.phase = Phase::HashLog { at: self.log_from };
                     } else {
                         self.phase = Phase::HashCheckpoint { at };
                     }
@@ -539,6 +561,7 @@ impl BackupTask {
             created_at: self.created_at,
             vector_count: self.cut.vector_count,
             cut: self.cut,
+            base: self.base.as_ref().map(|b| b.name.clone()),
         }
     }
 
@@ -553,7 +576,10 @@ impl BackupTask {
                     Ok(()) => self.open_entry(i + 1),
                     Err(e) => self.fail(e),
                 },
-                Ok(_) => self.write_then(Phase::Copy { entry: i, at: 0 }),
+                Ok(_) => {
+                    let at = if i == 1 { self.log_from } else { 0 };
+                    self.write_then(Phase::Copy { entry: i, at });
+                }
                 Err(e) => self.fail(e),
             }
             return;

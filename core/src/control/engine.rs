@@ -5,7 +5,7 @@
 //! Index *data* ([`crate::Index`]) is held by the host next to this (the native host keeps one
 //! lock per index so searches run in parallel); the engine knows each index's durable state.
 
-use crate::archive::Source;
+use crate::archive::{BaseRef, Manifest, Source};
 use crate::control::backup::BackupTask;
 use crate::control::gate::{Admit, WriteGate};
 use crate::control::rebuild::RebuildTask;
@@ -22,6 +22,9 @@ use thiserror::Error;
 
 /// Longest backup name.
 pub const MAX_BACKUP_NAME: usize = 200;
+
+/// Most archives in one incremental chain (a full backup and the ones continuing it).
+pub const MAX_CHAIN: usize = 1000;
 
 /// Why the engine refused. Hosts map: `Invalid*` → 400, `*NotFound` → 404, the rest → 409.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -41,6 +44,22 @@ pub enum EngineError {
     /// No such archive.
     #[error("backup {0:?} not found")]
     BackupNotFound(String),
+    /// An incremental backup's base can't be one.
+    #[error("backup {name:?} can't be the base of this incremental backup: {why}")]
+    BadBase {
+        /// The base named.
+        name: String,
+        /// Why not.
+        why: String,
+    },
+    /// An archive other backups are incremental on.
+    #[error("backup {name:?} is the base of {dependents:?}: delete the chain with it (?chain=true)")]
+    HasDependents {
+        /// The archive.
+        name: String,
+        /// Archives that need it.
+        dependents: Vec<String>,
+    },
     /// No backup target of that name is configured.
     #[error("no backup target named {0:?} (configured: local and the --backup-target names)")]
     UnknownTarget(String),
@@ -599,9 +618,16 @@ impl Engine {
         index: &str,
         name: &str,
         target: Option<&str>,
+        base: Option<(&str, &Manifest)>,
         source: Source,
         max_bytes_per_sec: Option<u64>,
     ) -> Result<BackupTask, EngineError> {
+        // An incremental backup's base is checked before anything is accepted: the cut is
+        // the index's state now, which the base must precede.
+        let base = match base {
+            None => None,
+            Some((b, m)) => Some(self.incremental_base(index, b, m)?),
+        };
         let job = self.submit_backup(now, entropy, index, name, target)?;
         let id = job.job_id.clone();
         self.start(&id, now)?;
@@ -627,7 +653,86 @@ impl Engine {
             source,
             max_bytes_per_sec,
         )
-        .with_target(target.map(String::from)))
+        .with_target(target.map(String::from))
+        .with_base(base.as_ref().map(|b| b.0.clone()), base.and_then(|b| b.1)))
+    }
+
+    /// The chain archive `name` restores from, oldest first: follows each manifest's base
+    /// back to a full backup. `manifest_of` reads an archive's manifest (`None`: no such
+    /// archive, or not one).
+    pub fn chain_of(
+        name: &str,
+        mut manifest_of: impl FnMut(&str) -> Option<Manifest>,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut chain = vec![name.to_string()];
+        let mut at = name.to_string();
+        loop {
+            let m = manifest_of(&at).ok_or_else(|| EngineError::BackupNotFound(at.clone()))?;
+            let Some(b) = m.base else { break };
+            if chain.contains(&b.name) || chain.len() >= MAX_CHAIN {
+                return Err(EngineError::BadBase {
+                    name: b.name,
+                    why: format!("the chain of {name:?} loops or is longer than {MAX_CHAIN}"),
+                });
+            }
+            chain.push(b.name.clone());
+            at = b.name;
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// Archive `name` and every archive whose chain goes through it, `name` first then in
+    /// chain order; `bases` maps each archive to the base it continues.
+    pub fn dependents(name: &str, bases: &[(String, Option<String>)]) -> Vec<String> {
+        let mut out = vec![name.to_string()];
+        let mut i = 0;
+        while i < out.len() {
+            for (n, b) in bases {
+                if b.as_deref() == Some(out[i].as_str()) && !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Checks archive `name` (its manifest `m`) can be the base of an incremental backup of
+    /// `index` cut now; returns the reference and where the new archive's log starts when
+    /// it continues the base's (no checkpoint written since; `None`: the new checkpoint goes
+    /// in).
+    fn incremental_base(
+        &self,
+        index: &str,
+        name: &str,
+        m: &Manifest,
+    ) -> Result<(BaseRef, Option<u64>), EngineError> {
+        let e = self.index(index)?;
+        let refuse = |why: String| {
+            Err(EngineError::BadBase {
+                name: name.into(),
+                why,
+            })
+        };
+        if m.index_name != index {
+            return refuse(format!("it is a backup of index {:?}", m.index_name));
+        }
+        let (b, g, len) = (m.cut, e.generation, e.log.log_len);
+        let log_from = if b.generation == g && b.log_len <= len {
+            Some(b.log_len)
+        } else if b.generation < g {
+            None
+        } else {
+            return refuse("its cut is not behind the index's state (was the index recreated?)".into());
+        };
+        Ok((
+            BaseRef {
+                name: name.into(),
+                cut: b,
+            },
+            log_from,
+        ))
     }
 
     /// Ends the cut a backup of `index` began at `now_us`: writes go on, and the time they
@@ -647,16 +752,22 @@ impl Engine {
         &mut self,
         now: u64,
         entropy: [u8; 6],
-        backup: &str,
+        chain: Vec<String>,
         target: &str,
         from: Option<&str>,
     ) -> Result<RestoreTask, EngineError> {
-        let job = self.submit_restore(now, entropy, backup, target, from)?;
+        let Some(backup) = chain.last().cloned() else {
+            return Err(EngineError::BackupNotFound(String::new()));
+        };
+        if from.is_none()
+            && let Some(missing) = chain.iter().find(|n| !self.backups.contains(n.as_str()))
+        {
+            return Err(EngineError::BackupNotFound(missing.clone()));
+        }
+        let job = self.submit_restore(now, entropy, &backup, target, from)?;
         self.start(&job.job_id, now)?;
-        Ok(
-            RestoreTask::new(job.job_id, backup.into(), target.into(), now)
-                .with_source(from.map(String::from)),
-        )
+        Ok(RestoreTask::new(job.job_id, chain, target.into(), now)
+            .with_source(from.map(String::from)))
     }
 
     /// Accepts a rebuild of dense field `field`'s graph of `index` (0: the index's own;

@@ -1,31 +1,33 @@
-//! The restore protocol as a step machine: archive `backups/<name>.tar` becomes a new index
-//! `<target>`, validated whole before anything is published.
+//! The restore protocol as a step machine: an archive — or a chain of them, a full backup
+//! and the incremental backups that continue it — becomes a new index `<target>`, validated
+//! whole before anything is published.
 //!
 //! ```text
-//! Size ─▶ Scan (tar structure, manifest, every digest; chunk by chunk)
-//!   ─▶ Decode checkpoint ─▶ Decode log (the index rebuilds with every check; params and count
-//!      match the manifest)
-//!   ─▶ Stage generation 1 under indexes/.tmp/<job>/ (checkpoint and log copied from the
-//!      archive as they are, digest record, manifest; each synced)
+//! [Fetch each member from its backup target into tmp/, chunk by chunk]
+//!   ─▶ Size ─▶ Scan each member (tar structure, manifest, every digest; chunk by chunk)
+//!   ─▶ Chain check (each member's base is the one before it, at its cut)
+//!   ─▶ Decode the newest checkpoint of the chain ─▶ Decode each log segment from there on
+//!      (the index rebuilds with every check; params and counts match each member's manifest)
+//!   ─▶ Stage generation 1 under indexes/.tmp/<job>/ (the checkpoint and the log segments
+//!      copied as they are, digest record, manifest; each synced)
 //!   ─▶ Publish: rename checkpoint, digest, log, then the manifest (the commit point) into
 //!      indexes/<target>/, sync the directories ─▶ conclude (completed; the host serves the
 //!      index the task built)
-//! any error, or cancel before the first rename ─▶ remove what was staged (and published)
-//!   ─▶ conclude (failed / cancelled)
+//! any error, or cancel before the first rename ─▶ remove what was staged (and published,
+//!   and fetched) ─▶ conclude (failed / cancelled)
 //! ```
 //! The archived checkpoint is published as it is (it was verified against its digest and
 //! decoded), so a restore never re-encodes an index; the archived log replays at the next
 //! start, or is folded in by the next checkpoint.
 
 use crate::archive::{
-    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, NullSink, decode_archived,
-    encode_digest,
+    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, Manifest, NullSink, archived_log,
+    decode_archived, encode_digest,
 };
 use crate::control::engine::{Engine, IndexManifest, LogState, Outcome};
 use crate::control::task::{Done, Io, ObjectOp, Poll, Task};
 use crate::engine::paths;
 use crate::index::Index;
-use crate::record::LogScan;
 use crate::target;
 use std::io::{self, Read};
 
@@ -38,32 +40,46 @@ const ENGINE_EVERY: u64 = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
-    /// From a target: the archive's size there, then a local copy made chunk by chunk.
-    FetchSize,
-    FetchCreate,
+    /// From a target: member `m`'s size there, then a local copy made chunk by chunk.
+    FetchSize {
+        m: usize,
+    },
+    FetchCreate {
+        m: usize,
+    },
     FetchRead {
+        m: usize,
         at: u64,
     },
     FetchWrite {
+        m: usize,
         at: u64,
     },
-    Size,
+    Size {
+        m: usize,
+    },
     Scan {
+        m: usize,
         at: u64,
     },
     DecodeCheckpoint,
-    DecodeLog,
+    /// Replaying member `m`'s log segment.
+    DecodeLog {
+        m: usize,
+    },
     /// Staging file `file` (0 checkpoint, 1 digest, 2 log, 3 manifest): create.
     Create {
         file: usize,
     },
-    /// Copy from the archive into staged file `file`.
+    /// Copy segment `seg` of staged file `file` from its archive.
     CopyRead {
         file: usize,
+        seg: usize,
         at: u64,
     },
     CopyWrite {
         file: usize,
+        seg: usize,
         at: u64,
     },
     /// Write a small staged file whole.
@@ -79,7 +95,10 @@ enum Phase {
     SyncTarget,
     SyncIndexes,
     RemoveStage,
-    RemoveFetched,
+    /// Removing the copies fetched from a target (the next member first).
+    RemoveFetched {
+        m: usize,
+    },
     Cleanup {
         ios: Vec<Io>,
     },
@@ -87,43 +106,59 @@ enum Phase {
     Done,
 }
 
+/// A range of one member's archive that goes into a staged file.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    member: usize,
+    offset: u64,
+    len: u64,
+}
+
 /// A running restore (see the module doc).
 pub struct RestoreTask {
     job: String,
-    backup: String,
+    /// The archives, oldest first: a full backup, then the incremental ones continuing it;
+    /// the last is the one asked for.
+    chain: Vec<String>,
     target: String,
     created_at: u64,
     phase: Phase,
-    archive_size: u64,
+    /// Each member's archive size (local) once known.
+    sizes: Vec<u64>,
     decoder: Option<ArchiveDecoder>,
-    layout: Option<ArchiveLayout>,
+    layouts: Vec<ArchiveLayout>,
+    /// The member whose checkpoint the index starts from (the newest that has one).
+    base: usize,
     index: Option<Index>,
-    scan: Option<LogScan>,
+    /// Log bytes and upserted vectors replayed, over every segment.
+    log: (u64, u64),
     pending: Vec<u8>,
     done_bytes: u64,
     since_engine: u64,
     published: usize,
     cancel: bool,
     outcome: Option<Outcome>,
-    /// The backup target the archive is fetched from (`None`: `backups/`).
+    /// The backup target the archives are fetched from (`None`: `backups/`).
     from: Option<String>,
-    /// The archive's size on the target.
-    fetch_size: u64,
+    /// Each member's size on the target.
+    fetch_sizes: Vec<u64>,
 }
 
 impl RestoreTask {
-    pub(crate) fn new(job: String, backup: String, target: String, created_at: u64) -> Self {
+    pub(crate) fn new(job: String, chain: Vec<String>, target: String, created_at: u64) -> Self {
+        let n = chain.len();
         Self {
             job,
-            backup,
+            chain,
             target,
             created_at,
-            phase: Phase::Size,
-            archive_size: 0,
+            phase: Phase::Size { m: 0 },
+            sizes: vec![0; n],
             decoder: Some(ArchiveDecoder::new()),
-            layout: None,
+            layouts: Vec::new(),
+            base: 0,
             index: None,
-            scan: None,
+            log: (0, 0),
             pending: Vec::new(),
             done_bytes: 0,
             since_engine: 0,
@@ -131,15 +166,15 @@ impl RestoreTask {
             cancel: false,
             outcome: None,
             from: None,
-            fetch_size: 0,
+            fetch_sizes: vec![0; n],
         }
     }
 
-    /// Restores from backup target `from`: the archive is first copied to `tmp/` (bounded
+    /// Restores from backup target `from`: each archive is first copied to `tmp/` (bounded
     /// memory; every byte then verified as for a local archive) and removed at the end.
     pub(crate) fn with_source(mut self, from: Option<String>) -> Self {
         if from.is_some() {
-            self.phase = Phase::FetchSize;
+            self.phase = Phase::FetchSize { m: 0 };
         }
         self.from = from;
         self
@@ -171,10 +206,11 @@ impl RestoreTask {
         }
     }
 
-    fn archive(&self) -> String {
+    /// Member `m`'s archive file.
+    fn archive(&self, m: usize) -> String {
         match self.from {
-            None => paths::backup(&self.backup),
-            Some(_) => paths::fetch_tmp(&self.job),
+            None => paths::backup(&self.chain[m]),
+            Some(_) => paths::fetch_tmp(&format!("{}-{m}", self.job)),
         }
     }
 
@@ -199,25 +235,47 @@ impl RestoreTask {
         (format!("{}/{name}", self.stage()), final_path)
     }
 
-    /// The archive range copied into staged file `i` (checkpoint or log).
-    fn range(&self, i: usize) -> (u64, u64) {
-        let path = if i == 0 { CHECKPOINT_PATH } else { LOG_PATH };
-        self.layout
-            .as_ref()
+    /// Where entry `path` of member `m` lies: `(offset, size)`.
+    fn range(&self, m: usize, path: &str) -> (u64, u64) {
+        self.layouts
+            .get(m)
             .and_then(|l| l.range(path))
             .map_or((0, 0), |r| (r.offset, r.size))
     }
 
+    /// What staged file `file` (checkpoint or log) is copied from.
+    fn segments(&self, file: usize) -> Vec<Segment> {
+        let seg = |member: usize, path: &str| {
+            let (offset, len) = self.range(member, path);
+            Segment {
+                member,
+                offset,
+                len,
+            }
+        };
+        if file == 0 {
+            vec![seg(self.base, CHECKPOINT_PATH)]
+        } else {
+            (self.base..self.layouts.len())
+                .map(|m| seg(m, LOG_PATH))
+                .filter(|s| s.len > 0)
+                .collect()
+        }
+    }
+
+    fn last(&self) -> Option<&Manifest> {
+        self.layouts.last().map(|l| &l.manifest)
+    }
+
     fn small_file(&self, i: usize) -> Vec<u8> {
-        let Some(layout) = &self.layout else {
+        let (Some(base), Some(last)) = (self.layouts.get(self.base), self.last()) else {
             return Vec::new();
         };
-        let m = &layout.manifest;
         if i == 1 {
-            let ck = &m.entries[0];
+            let ck = &base.manifest.entries[0];
             encode_digest(&(ck.size, ck.sha256.clone())).into_bytes()
         } else {
-            IndexManifest::new(&self.target, m.params.clone(), 1, self.created_at).encode()
+            IndexManifest::new(&self.target, last.params.clone(), 1, self.created_at).encode()
         }
     }
 
@@ -228,9 +286,11 @@ impl RestoreTask {
         }
         let mut ios = vec![Io::RemoveTree { dir: self.stage() }];
         if self.from.is_some() {
-            ios.push(Io::Remove {
-                path: self.archive(),
-            });
+            for m in 0..self.chain.len() {
+                ios.push(Io::Remove {
+                    path: self.archive(m),
+                });
+            }
         }
         if self.published > 0 {
             ios.push(Io::Remove {
@@ -252,8 +312,10 @@ impl RestoreTask {
     }
 
     fn total(&self) -> u64 {
-        let data = self.layout.as_ref().map_or(0, |l| l.manifest.data_bytes());
-        self.fetch_size + self.archive_size + data
+        let data: u64 = (self.base..self.layouts.len())
+            .map(|m| self.layouts[m].manifest.data_bytes())
+            .sum();
+        self.fetch_sizes.iter().sum::<u64>() + self.sizes.iter().sum::<u64>() + data
     }
 
     fn after_file(&mut self, file: usize) {
@@ -262,6 +324,53 @@ impl RestoreTask {
         } else {
             Phase::Publish { file: 0 }
         };
+    }
+
+    /// After member `m`'s scan: the next member, or the chain check and the first decode.
+    fn scanned(&mut self, m: usize, layout: ArchiveLayout) {
+        self.layouts.push(layout);
+        if m + 1 < self.chain.len() {
+            self.decoder = Some(ArchiveDecoder::new());
+            self.phase = Phase::Size { m: m + 1 };
+            return;
+        }
+        if let Err(e) = self.check_chain() {
+            return self.fail(format!("invalid backup archive: {e}"));
+        }
+        self.phase = Phase::DecodeCheckpoint;
+    }
+
+    /// Each member continues the one before it; picks the newest checkpoint.
+    fn check_chain(&mut self) -> Result<(), String> {
+        for (m, l) in self.layouts.iter().enumerate() {
+            let man = &l.manifest;
+            let has_checkpoint = man.entries[0].size > 0;
+            match (m, &man.base) {
+                (0, None) => {}
+                (0, Some(b)) => {
+                    return Err(format!(
+                        "{:?} is incremental: it needs its base {:?}",
+                        self.chain[0], b.name
+                    ));
+                }
+                (_, None) => {
+                    return Err(format!("{:?} is not incremental", self.chain[m]));
+                }
+                (_, Some(b)) => {
+                    let prev = &self.layouts[m - 1].manifest;
+                    if b.name != self.chain[m - 1] || b.cut != prev.cut {
+                        return Err(format!(
+                            "{:?} continues {:?} at {:?}, not {:?} at {:?}",
+                            self.chain[m], b.name, b.cut, self.chain[m - 1], prev.cut
+                        ));
+                    }
+                }
+            }
+            if has_checkpoint {
+                self.base = m;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -278,39 +387,41 @@ impl Task for RestoreTask {
             return Poll::Engine;
         }
         match &self.phase {
-            Phase::FetchSize => self.object(ObjectOp::Size(target::archive_key(&self.backup))),
-            Phase::FetchCreate => Poll::Io(Io::Create {
-                path: self.archive(),
+            Phase::FetchSize { m } => {
+                self.object(ObjectOp::Size(target::archive_key(&self.chain[*m])))
+            }
+            Phase::FetchCreate { m } => Poll::Io(Io::Create {
+                path: self.archive(*m),
             }),
-            Phase::FetchRead { at } => self.object(ObjectOp::Read {
-                key: target::archive_key(&self.backup),
+            Phase::FetchRead { m, at } => self.object(ObjectOp::Read {
+                key: target::archive_key(&self.chain[*m]),
                 at: *at,
-                len: (self.fetch_size - at).min(FETCH_CHUNK as u64) as usize,
+                len: (self.fetch_sizes[*m] - at).min(FETCH_CHUNK as u64) as usize,
             }),
-            Phase::FetchWrite { .. } => Poll::Io(Io::Append {
-                path: self.archive(),
+            Phase::FetchWrite { m, .. } => Poll::Io(Io::Append {
+                path: self.archive(*m),
                 bytes: std::mem::take(&mut self.pending),
             }),
-            Phase::Size => Poll::Io(Io::Size {
-                path: self.archive(),
+            Phase::Size { m } => Poll::Io(Io::Size {
+                path: self.archive(*m),
             }),
-            Phase::Scan { at } => Poll::Io(Io::Read {
-                path: self.archive(),
+            Phase::Scan { m, at } => Poll::Io(Io::Read {
+                path: self.archive(*m),
                 at: *at,
-                len: (self.archive_size - at).min(CHUNK as u64) as usize,
+                len: (self.sizes[*m] - at).min(CHUNK as u64) as usize,
             }),
             Phase::DecodeCheckpoint => {
-                let (at, len) = self.range(0);
+                let (at, len) = self.range(self.base, CHECKPOINT_PATH);
                 Poll::Decode {
-                    path: self.archive(),
+                    path: self.archive(self.base),
                     at,
                     len,
                 }
             }
-            Phase::DecodeLog => {
-                let (at, len) = self.range(2);
+            Phase::DecodeLog { m } => {
+                let (at, len) = self.range(*m, LOG_PATH);
                 Poll::Decode {
-                    path: self.archive(),
+                    path: self.archive(*m),
                     at,
                     len,
                 }
@@ -318,12 +429,12 @@ impl Task for RestoreTask {
             Phase::Create { file } => Poll::Io(Io::Create {
                 path: self.file(*file).0,
             }),
-            Phase::CopyRead { file, at } => {
-                let (start, len) = self.range(*file);
+            Phase::CopyRead { file, seg, at } => {
+                let s = self.segments(*file)[*seg];
                 Poll::Io(Io::Read {
-                    path: self.archive(),
-                    at: start + at,
-                    len: (len - at).min(CHUNK as u64) as usize,
+                    path: self.archive(s.member),
+                    at: s.offset + at,
+                    len: (s.len - at).min(CHUNK as u64) as usize,
                 })
             }
             Phase::CopyWrite { file, .. } => Poll::Io(Io::Append {
@@ -348,8 +459,8 @@ impl Task for RestoreTask {
                 dir: "indexes".into(),
             }),
             Phase::RemoveStage => Poll::Io(Io::RemoveTree { dir: self.stage() }),
-            Phase::RemoveFetched => Poll::Io(Io::Remove {
-                path: self.archive(),
+            Phase::RemoveFetched { m } => Poll::Io(Io::Remove {
+                path: self.archive(*m),
             }),
             Phase::Cleanup { ios } => match ios.last() {
                 Some(io) => Poll::Io(io.clone()),
@@ -370,50 +481,65 @@ impl Task for RestoreTask {
                 ios.pop();
                 self.phase = Phase::Cleanup { ios };
             }
-            (Phase::FetchSize | Phase::FetchRead { .. }, Err(e)) => self.fail(format!(
+            (Phase::FetchSize { .. } | Phase::FetchRead { .. }, Err(e)) => self.fail(format!(
                 "backup target {:?}: {e}",
                 self.from.as_deref().unwrap_or_default()
             )),
-            (_, Err(e)) => self.fail(e),
-            (Phase::FetchSize, Ok(Done::Size(Some(n)))) => {
-                self.fetch_size = n;
-                self.phase = Phase::FetchCreate;
-            }
-            (Phase::FetchSize, Ok(_)) => self.fail(format!(
-                "backup {:?} not found on target {:?}",
-                self.backup,
-                self.from.as_deref().unwrap_or_default()
-            )),
-            (Phase::FetchCreate, Ok(_)) => {
-                self.phase = if self.fetch_size == 0 {
-                    Phase::Size
+            (Phase::RemoveFetched { m }, _) => {
+                // A copy left behind is removed at the next start.
+                self.phase = if m + 1 < self.chain.len() {
+                    Phase::RemoveFetched { m: m + 1 }
                 } else {
-                    Phase::FetchRead { at: 0 }
+                    Phase::Conclude
                 };
             }
-            (Phase::FetchRead { at }, Ok(Done::Bytes(b))) => {
+            // A stage left behind is removed at the next start; the index is published.
+            (Phase::RemoveStage, _) if self.from.is_some() => {
+                self.phase = Phase::RemoveFetched { m: 0 };
+            }
+            (Phase::RemoveStage, _) => self.phase = Phase::Conclude,
+            (_, Err(e)) => self.fail(e),
+            (Phase::FetchSize { m }, Ok(Done::Size(Some(n)))) => {
+                self.fetch_sizes[m] = n;
+                self.phase = Phase::FetchCreate { m };
+            }
+            (Phase::FetchSize { m }, Ok(_)) => self.fail(format!(
+                "backup {:?} not found on target {:?}",
+                self.chain[m],
+                self.from.as_deref().unwrap_or_default()
+            )),
+            (Phase::FetchCreate { m }, Ok(_)) => {
+                self.phase = if self.fetch_sizes[m] == 0 {
+                    self.next_fetch(m)
+                } else {
+                    Phase::FetchRead { m, at: 0 }
+                };
+            }
+            (Phase::FetchRead { m, at }, Ok(Done::Bytes(b))) => {
                 if b.is_empty() {
                     return self.fail("archive on the target ended before its size");
                 }
                 let at = at + b.len() as u64;
-                self.done_bytes = at;
+                self.done_bytes += b.len() as u64;
                 self.since_engine += b.len() as u64;
                 self.pending = b;
-                self.phase = Phase::FetchWrite { at };
+                self.phase = Phase::FetchWrite { m, at };
             }
-            (Phase::FetchWrite { at }, Ok(_)) => {
-                self.phase = if at < self.fetch_size {
-                    Phase::FetchRead { at }
+            (Phase::FetchWrite { m, at }, Ok(_)) => {
+                self.phase = if at < self.fetch_sizes[m] {
+                    Phase::FetchRead { m, at }
                 } else {
-                    Phase::Size
+                    self.next_fetch(m)
                 };
             }
-            (Phase::Size, Ok(Done::Size(Some(n)))) => {
-                self.archive_size = n;
-                self.phase = Phase::Scan { at: 0 };
+            (Phase::Size { m }, Ok(Done::Size(Some(n)))) => {
+                self.sizes[m] = n;
+                self.phase = Phase::Scan { m, at: 0 };
             }
-            (Phase::Size, Ok(_)) => self.fail(format!("backup {:?} not found", self.backup)),
-            (Phase::Scan { at }, Ok(Done::Bytes(b))) => {
+            (Phase::Size { m }, Ok(_)) => {
+                self.fail(format!("backup {:?} not found", self.chain[m]));
+            }
+            (Phase::Scan { m, at }, Ok(Done::Bytes(b))) => {
                 let Some(dec) = self.decoder.as_mut() else {
                     return self.fail("no decoder");
                 };
@@ -421,24 +547,21 @@ impl Task for RestoreTask {
                     return self.fail(format!("invalid backup archive: {e}"));
                 }
                 let at = at + b.len() as u64;
-                self.done_bytes = self.fetch_size + at;
+                self.done_bytes += b.len() as u64;
                 self.since_engine += b.len() as u64;
-                if !b.is_empty() && at < self.archive_size {
-                    self.phase = Phase::Scan { at };
+                if !b.is_empty() && at < self.sizes[m] {
+                    self.phase = Phase::Scan { m, at };
                     return;
                 }
                 let Some(dec) = self.decoder.take() else {
                     return self.fail("no decoder");
                 };
                 match dec.finish() {
-                    Ok(layout) => {
-                        self.layout = Some(layout);
-                        self.phase = Phase::DecodeCheckpoint;
-                    }
+                    Ok(layout) => self.scanned(m, layout),
                     Err(e) => self.fail(format!("invalid backup archive: {e}")),
                 }
             }
-            (Phase::CopyRead { file, at }, Ok(Done::Bytes(b))) => {
+            (Phase::CopyRead { file, seg, at }, Ok(Done::Bytes(b))) => {
                 if b.is_empty() {
                     return self.fail("archive shorter than while it was verified");
                 }
@@ -446,19 +569,31 @@ impl Task for RestoreTask {
                 self.done_bytes += b.len() as u64;
                 self.since_engine += b.len() as u64;
                 self.pending = b;
-                self.phase = Phase::CopyWrite { file, at };
+                self.phase = Phase::CopyWrite { file, seg, at };
             }
-            (Phase::CopyWrite { file, at }, Ok(_)) => {
-                let (_, len) = self.range(file);
-                self.phase = if at < len {
-                    Phase::CopyRead { file, at }
+            (Phase::CopyWrite { file, seg, at }, Ok(_)) => {
+                let segs = self.segments(file);
+                self.phase = if at < segs[seg].len {
+                    Phase::CopyRead { file, seg, at }
+                } else if seg + 1 < segs.len() {
+                    Phase::CopyRead {
+                        file,
+                        seg: seg + 1,
+                        at: 0,
+                    }
                 } else {
                     Phase::Sync { file }
                 };
             }
             (Phase::Create { file }, Ok(_)) => {
                 self.phase = match file {
-                    0 | 2 if self.range(file).1 > 0 => Phase::CopyRead { file, at: 0 },
+                    0 | 2 if !self.segments(file).is_empty() => {
+                        let segs = self.segments(file);
+                        match segs.iter().position(|s| s.len > 0) {
+                            Some(seg) => Phase::CopyRead { file, seg, at: 0 },
+                            None => Phase::Sync { file },
+                        }
+                    }
                     0 | 2 => Phase::Sync { file },
                     _ => Phase::WriteSmall { file },
                 };
@@ -475,22 +610,39 @@ impl Task for RestoreTask {
             }
             (Phase::SyncTarget, Ok(_)) => self.phase = Phase::SyncIndexes,
             (Phase::SyncIndexes, Ok(_)) => self.phase = Phase::RemoveStage,
-            // A stage left behind is removed at the next start; the index is published.
-            (Phase::RemoveStage, _) if self.from.is_some() => self.phase = Phase::RemoveFetched,
-            (Phase::RemoveStage | Phase::RemoveFetched, _) => self.phase = Phase::Conclude,
             (p, Ok(d)) => self.fail(format!("unexpected result {d:?} in {p:?}")),
         }
     }
 
     fn decode(&mut self, reader: &mut dyn Read) {
-        let Some(layout) = self.layout.as_ref() else {
+        let phase = self.phase.clone();
+        let m = match phase {
+            Phase::DecodeCheckpoint => self.base,
+            Phase::DecodeLog { m } => m,
+            _ => return self.fail("decode outside a decode phase"),
+        };
+        let Some(manifest) = self.layouts.get(m).map(|l| l.manifest.clone()) else {
             return self.fail("no archive layout");
         };
-        match decode_archived(&layout.manifest, &mut self.index, reader) {
-            Ok(None) => self.phase = Phase::DecodeLog,
+        let r = if phase == Phase::DecodeCheckpoint {
+            decode_archived(&manifest, &mut self.index, reader).map(|_| None)
+        } else {
+            match self.index.as_mut() {
+                // Each segment ends at its member's cut: the count is checked there.
+                Some(ix) => archived_log(&manifest, ix, reader).map(Some),
+                None => return self.fail("log before checkpoint"),
+            }
+        };
+        match r {
+            Ok(None) => self.phase = Phase::DecodeLog { m: self.base },
             Ok(Some(scan)) => {
-                self.scan = Some(scan);
-                self.phase = Phase::Create { file: 0 };
+                self.log.0 += scan.valid_len;
+                self.log.1 += scan.upserted;
+                self.phase = if m + 1 < self.layouts.len() {
+                    Phase::DecodeLog { m: m + 1 }
+                } else {
+                    Phase::Create { file: 0 }
+                };
             }
             Err(e) => self.fail(format!("invalid backup archive: {e}")),
         }
@@ -508,13 +660,13 @@ impl Task for RestoreTask {
         }
         let outcome = match self.outcome.take() {
             Some(o) => o,
-            None => match (&self.layout, &self.index, &self.scan) {
-                (Some(l), Some(ix), Some(scan)) => Outcome::Restore {
-                    params: l.manifest.params.clone(),
+            None => match (self.last(), &self.index) {
+                (Some(last), Some(ix)) => Outcome::Restore {
+                    params: last.params.clone(),
                     generation: 1,
                     log: LogState {
-                        log_len: scan.valid_len,
-                        log_vectors: scan.upserted,
+                        log_len: self.log.0,
+                        log_vectors: self.log.1,
                         live: ix.len() as u64,
                     },
                 },
@@ -526,5 +678,16 @@ impl Task for RestoreTask {
         }
         let _ = engine.finish(&self.job, now_ms, outcome);
         self.phase = Phase::Done;
+    }
+}
+
+impl RestoreTask {
+    /// After member `m` is fetched: the next member, or the scans.
+    fn next_fetch(&self, m: usize) -> Phase {
+        if m + 1 < self.chain.len() {
+            Phase::FetchSize { m: m + 1 }
+        } else {
+            Phase::Size { m: 0 }
+        }
     }
 }

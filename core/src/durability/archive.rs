@@ -75,6 +75,28 @@ pub struct Manifest {
     pub cut: CutPoint,
     /// Data entries, in archive order.
     pub entries: Vec<ManifestEntry>,
+    /// An incremental backup's base: the archive it continues. Absent in a full backup (and
+    /// in every archive written before incremental backups: their bytes are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
+    /// Where in the cut's log the log entry starts: 0, or in an incremental backup that
+    /// shares its base's generation (and then has an empty checkpoint entry), the base's
+    /// cut.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_from: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The archive an incremental backup continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseRef {
+    /// Its name.
+    pub name: String,
+    /// Its cut: the incremental's log entry continues from there.
+    pub cut: CutPoint,
 }
 
 /// Why an archive was refused.
@@ -770,6 +792,35 @@ impl Manifest {
                 "entries must be {CHECKPOINT_PATH}, {LOG_PATH}; got {paths:?}"
             )));
         }
+        let (ck, log) = (&self.entries[0], &self.entries[1]);
+        if log.size != self.cut.log_len.saturating_sub(self.log_from) || self.log_from > self.cut.log_len
+        {
+            return Err(ArchiveError::BadManifest(format!(
+                "log entry of {} bytes does not span {}..{} of the cut's log",
+                log.size, self.log_from, self.cut.log_len
+            )));
+        }
+        match &self.base {
+            None if self.log_from != 0 => {
+                return Err(ArchiveError::BadManifest(
+                    "a full backup's log starts at 0".into(),
+                ));
+            }
+            Some(b)
+                if ck.size == 0
+                    && (b.cut.generation != self.cut.generation || b.cut.log_len != self.log_from) =>
+            {
+                return Err(ArchiveError::BadManifest(
+                    "an incremental backup without a checkpoint continues its base's log".into(),
+                ));
+            }
+            Some(_) if ck.size > 0 && self.log_from != 0 => {
+                return Err(ArchiveError::BadManifest(
+                    "a log after a new checkpoint starts at 0".into(),
+                ));
+            }
+            _ => {}
+        }
         for e in &self.entries {
             if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ArchiveError::BadManifest(format!(
@@ -838,6 +889,8 @@ impl Manifest {
             source,
             cut,
             entries: vec![ck, log],
+            base: None,
+            log_from: 0,
         })
     }
 
@@ -845,6 +898,17 @@ impl Manifest {
     pub fn data_bytes(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()
     }
+}
+
+/// Bytes read from an archive's head to find its manifest.
+pub const HEAD_BYTES: usize = 256 << 10;
+
+/// The manifest at the head of an archive (its first entry; a few KiB are enough), without
+/// reading or checking the rest. `None` when the head is not an archive's.
+pub fn manifest_of(head: &[u8]) -> Option<Manifest> {
+    let mut dec = ArchiveDecoder::new();
+    let _ = dec.feed(head, &mut NullSink);
+    dec.manifest().cloned()
 }
 
 /// Reads and validates a whole archive, streaming each data entry to `sink`.

@@ -43,6 +43,9 @@ pub struct TargetRecord {
     pub vector_count: u64,
     /// The cut.
     pub cut: CutPoint,
+    /// An incremental backup's base (an archive on the same target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 impl TargetRecord {
