@@ -455,13 +455,14 @@ impl<S: Storage> Database<S> {
                 if !self.engine.has_backup(name) {
                     return None;
                 }
-                self.st.read_at(&paths::backup(name), 0, archive::HEAD_BYTES)
+                self.st
+                    .read_at(&paths::backup(name), 0, archive::HEAD_BYTES)
             }
-            Some(t) => self.targets.get_mut(t)?.read_at(
-                &target::archive_key(name),
-                0,
-                archive::HEAD_BYTES,
-            ),
+            Some(t) => {
+                self.targets
+                    .get_mut(t)?
+                    .read_at(&target::archive_key(name), 0, archive::HEAD_BYTES)
+            }
         };
         archive::manifest_of(&head.ok()?)
     }
@@ -725,7 +726,10 @@ impl<S: Storage> Database<S> {
         let bases: Vec<(String, Option<String>)> = names
             .iter()
             .map(|n| {
-                let base = self.manifest_in(None, n).and_then(|m| m.base).map(|b| b.name);
+                let base = self
+                    .manifest_in(None, n)
+                    .and_then(|m| m.base)
+                    .map(|b| b.name);
                 (n.clone(), base)
             })
             .collect();

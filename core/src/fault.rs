@@ -29,9 +29,7 @@ impl EngineError {
             Self::InvalidBackupName(_)
             | Self::Invalid(_)
             | Self::UnknownTarget(_)
-            | Self::BadBase { .. } => {
-                Fault::BadInput
-            }
+            | Self::BadBase { .. } => Fault::BadInput,
             Self::IndexNotFound(_) | Self::BackupNotFound(_) | Self::Job(JobError::NotFound(_)) => {
                 Fault::NotFound
             }

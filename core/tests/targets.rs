@@ -206,7 +206,12 @@ fn incremental_chains_restore_to_each_cut_and_bases_are_kept_while_needed() {
                 .start_backup_to("docs", name, target, base, t, t, [t as u8; 6])
                 .unwrap();
             let done = finish(a, &j.job_id);
-            assert_eq!(done.status, JobStatus::Completed, "{name}: {:?}", done.error);
+            assert_eq!(
+                done.status,
+                JobStatus::Completed,
+                "{name}: {:?}",
+                done.error
+            );
             done.archive_size.unwrap()
         };
         sizes.push(backup(&mut a, "b0", None));
@@ -226,7 +231,10 @@ fn incremental_chains_restore_to_each_cut_and_bases_are_kept_while_needed() {
         a.upsert("docs", items(&mut r, 100, 30)).unwrap();
         sizes.push(backup(&mut a, "b3", Some("b2")));
         cuts.push(state(&mut a, "docs"));
-        println!("full {} B, incremental after 1% changed {} B, after a checkpoint {} B, then {} B", sizes[0], sizes[1], sizes[2], sizes[3]);
+        println!(
+            "full {} B, incremental after 1% changed {} B, after a checkpoint {} B, then {} B",
+            sizes[0], sizes[1], sizes[2], sizes[3]
+        );
         assert!(sizes[1] * 10 < sizes[0], "{sizes:?}");
         assert!(sizes[3] * 10 < sizes[0], "{sizes:?}");
         // Wrong bases: another index's backup, an unknown name.

@@ -8,6 +8,7 @@
 use crate::fs_storage::{FsStorage, Roots};
 use crate::fsutil::{self, now_ms};
 use crate::s3_target::{S3Config, S3Target};
+use cairn_core::archive::{self, Manifest};
 use cairn_core::control::generation::{self, OriginalsFrom};
 use cairn_core::control::recovery;
 use cairn_core::control::task::{self, TaskHost};
@@ -15,7 +16,7 @@ use cairn_core::control::tenants::{TenantError, Tenants};
 use cairn_core::engine::{EngineError, paths};
 use cairn_core::originals::CheckpointBytes;
 use cairn_core::registry::JobError;
-use cairn_core::target::{ArchiveTarget, TargetRecord};
+use cairn_core::target::{self, ArchiveTarget, TargetRecord};
 use cairn_core::{
     Engine, Index, IndexError, IndexParams, Job, Record, SearchHit, SearchRequest, VectorRecord,
 };
@@ -538,7 +539,12 @@ impl Db {
 
     /// Deletes archive `name` from target `t`: its record first (it stops being listed),
     /// then the archive. A job using the name is 409, as for a local archive.
-    pub fn delete_target_backup(&self, t: &str, name: &str) -> Result<(), DbError> {
+    pub fn delete_target_backup(
+        &self,
+        t: &str,
+        name: &str,
+        chain: bool,
+    ) -> Result<Vec<String>, DbError> {
         cairn_core::engine::validate_backup_name(name)?;
         if let Some(job) = self.jobs().into_iter().find(|j| {
             j.status.is_active() && j.backup_name == name && j.target.as_deref() == Some(t)
@@ -549,14 +555,29 @@ impl Db {
             }
             .into());
         }
-        if !self.target_lists(t, name)? {
+        let records = self.target_backups(t)?;
+        if !records.iter().any(|r| r.name == name) {
             return Err(EngineError::BackupNotFound(name.into()).into());
         }
+        let bases: Vec<(String, Option<String>)> =
+            records.into_iter().map(|r| (r.name, r.base)).collect();
+        let doomed = Engine::dependents(name, &bases);
+        if doomed.len() > 1 && !chain {
+            return Err(EngineError::HasDependents {
+                name: name.into(),
+                dependents: doomed[1..].to_vec(),
+            }
+            .into());
+        }
         let mut target = self.target(t)?;
-        target
-            .delete(&cairn_core::target::record_key(name))
-            .and_then(|()| target.delete(&cairn_core::target::archive_key(name)))
-            .map_err(|e| DbError::Target(e.to_string()))
+        // The newest first, each record before its archive (it stops being listed first).
+        for n in doomed.iter().rev() {
+            target
+                .delete(&cairn_core::target::record_key(n))
+                .and_then(|()| target.delete(&cairn_core::target::archive_key(n)))
+                .map_err(|e| DbError::Target(e.to_string()))?;
+        }
+        Ok(doomed)
     }
 
     /// Every job record, oldest first.
@@ -590,10 +611,65 @@ impl Db {
     }
 
     /// Deletes a published archive unless a job uses its name.
-    pub fn delete_backup(&self, name: &str) -> Result<(), DbError> {
-        lock(&self.engine).delete_backup(name)?;
+    pub fn delete_backup(&self, name: &str, chain: bool) -> Result<Vec<String>, DbError> {
+        cairn_core::engine::validate_backup_name(name)?;
+        let bases: Vec<(String, Option<String>)> = self
+            .backup_names()
+            .into_iter()
+            .map(|n| {
+                let base = self
+                    .manifest_in(None, &n)
+                    .ok()
+                    .flatten()
+                    .and_then(|m| m.base);
+                (n, base.map(|b| b.name))
+            })
+            .collect();
+        let doomed = Engine::dependents(name, &bases);
+        if doomed.len() > 1 && !chain {
+            return Err(EngineError::HasDependents {
+                name: name.into(),
+                dependents: doomed[1..].to_vec(),
+            }
+            .into());
+        }
+        for n in doomed.iter().rev() {
+            lock(&self.engine).delete_backup(n)?;
+        }
         task::apply_effects(&mut NativeHost::new(self))?;
-        Ok(())
+        Ok(doomed)
+    }
+
+    /// The manifest of archive `name` in `backups/` (`place` `None`) or on a target, read
+    /// from the archive's head; `Ok(None)` if there is no such archive.
+    pub fn manifest_in(
+        &self,
+        place: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Manifest>, DbError> {
+        let head = match place {
+            None => {
+                if !lock(&self.engine).has_backup(name) {
+                    return Ok(None);
+                }
+                let f = File::open(self.path(&paths::backup(name)))?;
+                let mut head = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, archive::HEAD_BYTES as u64),
+                    &mut head,
+                )?;
+                head
+            }
+            Some(t) => {
+                if !self.target_lists(t, name)? {
+                    return Ok(None);
+                }
+                self.target(t)?
+                    .read_at(&target::archive_key(name), 0, archive::HEAD_BYTES)
+                    .map_err(|e| DbError::Target(e.to_string()))?
+            }
+        };
+        Ok(archive::manifest_of(&head))
     }
 
     /// An open index.

@@ -9,7 +9,7 @@ use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{self, Manifest, NullSink, Source};
 use cairn_core::control::task::{self, Stepped, Task};
 use cairn_core::control::upload::UploadTask;
-use cairn_core::engine::EngineError;
+use cairn_core::engine::{Engine, EngineError};
 use cairn_core::{Job, JobStatus};
 use std::fs::File;
 use std::io::BufReader;
@@ -64,6 +64,7 @@ pub fn submit_backup(
     index: &str,
     name: &str,
     target: Option<&str>,
+    incremental_from: Option<&str>,
 ) -> Result<Job, DbError> {
     if let Some(t) = target {
         db.control(|e| e.check_target(Some(t)))??;
@@ -72,6 +73,16 @@ pub fn submit_backup(
             return Err(EngineError::BackupExists(name.into()).into());
         }
     }
+    let base = match incremental_from {
+        None => None,
+        Some(b) => {
+            cairn_core::engine::validate_backup_name(b)?;
+            let m = db
+                .manifest_in(target, b)?
+                .ok_or_else(|| EngineError::BackupNotFound(b.into()))?;
+            Some((b, m))
+        }
+    };
     let source = Source {
         host: "native".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -85,6 +96,7 @@ pub fn submit_backup(
             index,
             name,
             target,
+            base.as_ref().map(|(b, m)| (*b, m)),
             source,
             db.backup_rate,
         )?;
@@ -119,8 +131,22 @@ pub fn submit_restore(
             return Err(EngineError::BackupNotFound(backup.into()).into());
         }
     }
+    cairn_core::engine::validate_backup_name(backup)?;
+    // The chain it restores from (an incremental backup's bases, back to a full one).
+    let mut failed = None;
+    let chain = Engine::chain_of(backup, |n| match db.manifest_in(from, n) {
+        Ok(m) => m,
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let chain = chain?;
     let mut t =
-        db.control(|e| e.begin_restore(now_ms(), fsutil::entropy(), backup, target, from))??;
+        db.control(|e| e.begin_restore(now_ms(), fsutil::entropy(), chain, target, from))??;
     let id = t.job().to_string();
     let finish = move |db: &Db, t: &mut cairn_core::control::restore::RestoreTask| {
         run(db, t);

@@ -622,6 +622,8 @@ struct NameBody {
     name: Option<String>,
     /// A backup target's name (absent or "local": the data directory).
     target: Option<String>,
+    /// Make it incremental on this archive (on the same target).
+    incremental_from: Option<String>,
 }
 
 /// A request's backup target: `None` for the data directory (absent or `"local"`).
@@ -633,6 +635,9 @@ fn target_of(t: Option<String>) -> Option<String> {
 #[derive(Deserialize)]
 pub(crate) struct TargetQuery {
     pub(crate) target: Option<String>,
+    /// On delete: the incremental backups that continue the archive go with it.
+    #[serde(default)]
+    pub(crate) chain: bool,
 }
 
 async fn create_backup(
@@ -645,8 +650,15 @@ async fn create_backup(
     // A user's name: no `.` (that separates a database's names from the default namespace).
     let name = Scope::root().name(&name)?;
     let target = target_of(b.target);
+    let base = match b.incremental_from {
+        Some(n) => Some(Scope::root().name(&n)?),
+        None => None,
+    };
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_backup(&db, &index, &name, target.as_deref())).await?;
+    let job = blocking(move || {
+        drive::submit_backup(&db, &index, &name, target.as_deref(), base.as_deref())
+    })
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"job_id": job.job_id, "status": "in_progress", "target": job.target.as_deref().unwrap_or("local")})),
@@ -717,10 +729,11 @@ async fn delete_backup(
     scope.write()?;
     let name = scope.name(&name)?;
     let db = s.db.clone();
+    let chain = q.chain;
     match target_of(q.target) {
-        None => blocking(move || db.delete_backup(&name)).await?,
-        Some(t) => blocking(move || db.delete_target_backup(&t, &name)).await?,
-    }
+        None => blocking(move || db.delete_backup(&name, chain)).await?,
+        Some(t) => blocking(move || db.delete_target_backup(&t, &name, chain)).await?,
+    };
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -129,8 +129,9 @@ fn drop_db(db: &Db, name: &str) -> Result<(), DbError> {
         db.delete_index(&c)?;
     }
     for b in db.backup_names() {
-        if scope.show(&b).is_some() {
-            db.delete_backup(&b)?;
+        // An earlier chain deletion may have taken it already.
+        if scope.show(&b).is_some() && db.backup_names().contains(&b) {
+            db.delete_backup(&b, true)?;
         }
     }
     db.tenants_change(|t| t.delete_db(name).map(|_| ()))

@@ -352,7 +352,7 @@ async fn backup(
     let user = b.name.ok_or_else(|| bad("Missing backup name"))?;
     let name = scope.name(&user)?;
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_backup(&db, &c, &name, None)).await?;
+    let job = blocking(move || drive::submit_backup(&db, &c, &name, None, None)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -381,7 +381,7 @@ async fn delete_backup(
     scope.write()?;
     let b = scope.name(&b)?;
     let db = s.db.clone();
-    blocking(move || db.delete_backup(&b)).await?;
+    blocking(move || db.delete_backup(&b, false)).await?;
     Ok(Json(json!({"message": "Backup deleted successfully"})))
 }
 
@@ -401,7 +401,10 @@ async fn fetch(
         (None, Some(db)) => Scope::of(&db),
         _ => scope,
     };
-    let local = Query(crate::http::TargetQuery { target: None });
+    let local = Query(crate::http::TargetQuery {
+        target: None,
+        chain: false,
+    });
     download(State(s), scope, Path(b), local).await
 }
 

@@ -53,7 +53,9 @@ pub enum EngineError {
         why: String,
     },
     /// An archive other backups are incremental on.
-    #[error("backup {name:?} is the base of {dependents:?}: delete the chain with it (?chain=true)")]
+    #[error(
+        "backup {name:?} is the base of {dependents:?}: delete the chain with it (?chain=true)"
+    )]
     HasDependents {
         /// The archive.
         name: String,
@@ -724,7 +726,9 @@ impl Engine {
         } else if b.generation < g {
             None
         } else {
-            return refuse("its cut is not behind the index's state (was the index recreated?)".into());
+            return refuse(
+                "its cut is not behind the index's state (was the index recreated?)".into(),
+            );
         };
         Ok((
             BaseRef {

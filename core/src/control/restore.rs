@@ -361,7 +361,11 @@ impl RestoreTask {
                     if b.name != self.chain[m - 1] || b.cut != prev.cut {
                         return Err(format!(
                             "{:?} continues {:?} at {:?}, not {:?} at {:?}",
-                            self.chain[m], b.name, b.cut, self.chain[m - 1], prev.cut
+                            self.chain[m],
+                            b.name,
+                            b.cut,
+                            self.chain[m - 1],
+                            prev.cut
                         ));
                     }
                 }

@@ -793,7 +793,8 @@ impl Manifest {
             )));
         }
         let (ck, log) = (&self.entries[0], &self.entries[1]);
-        if log.size != self.cut.log_len.saturating_sub(self.log_from) || self.log_from > self.cut.log_len
+        if log.size != self.cut.log_len.saturating_sub(self.log_from)
+            || self.log_from > self.cut.log_len
         {
             return Err(ArchiveError::BadManifest(format!(
                 "log entry of {} bytes does not span {}..{} of the cut's log",
@@ -808,7 +809,8 @@ impl Manifest {
             }
             Some(b)
                 if ck.size == 0
-                    && (b.cut.generation != self.cut.generation || b.cut.log_len != self.log_from) =>
+                    && (b.cut.generation != self.cut.generation
+                        || b.cut.log_len != self.log_from) =>
             {
                 return Err(ArchiveError::BadManifest(
                     "an incremental backup without a checkpoint continues its base's log".into(),
