@@ -210,6 +210,8 @@ pub struct Db {
     pub roots: Roots,
     /// Backup targets by name (object stores).
     pub targets: BTreeMap<String, Arc<S3Config>>,
+    /// Backup schedules and how each stands (see [`crate::scheduler`]).
+    pub schedules: Mutex<Vec<crate::scheduler::ScheduleStatus>>,
     /// Control plane.
     pub engine: Mutex<Engine>,
     indexes: RwLock<HashMap<String, Arc<IndexHandle>>>,
@@ -396,6 +398,7 @@ impl Db {
                 .into_iter()
                 .map(|t| (t.name.clone(), t))
                 .collect(),
+            schedules: Mutex::new(Vec::new()),
             engine: Mutex::new(engine),
             indexes: RwLock::new(HashMap::new()),
             jobs_file: Mutex::new(()),

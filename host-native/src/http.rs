@@ -184,6 +184,7 @@ pub fn router(
         .route("/backups", get(list_backups))
         .route("/backups/jobs", get(list_jobs))
         .route("/backups/targets", get(list_targets))
+        .route("/backups/schedules", get(list_schedules))
         .route("/backups/jobs/{id}", get(get_job).delete(cancel_job))
         .route(
             "/backups/upload",
@@ -678,6 +679,11 @@ async fn list_backups(State(s): St, Query(q): Query<TargetQuery>) -> ApiResult<J
         .map(|r| r.name)
         .collect();
     Ok(Json(json!(names)))
+}
+
+/// The `--backup-schedule`s: each one's spec, last and next run, last job and last error.
+async fn list_schedules(State(s): St) -> Json<Value> {
+    Json(json!({ "schedules": *lock(&s.db.schedules) }))
 }
 
 /// Every backup target with where it is and what it holds: `local` (the data directory)

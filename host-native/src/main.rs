@@ -8,6 +8,7 @@ mod http;
 mod http_admin;
 mod http_v2;
 mod s3_target;
+mod scheduler;
 mod wire;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +74,12 @@ struct ServeArgs {
     /// "target": NAME; the name "local" is the data directory.
     #[arg(long = "backup-target", value_name = "NAME=URL")]
     backup_targets: Vec<String>,
+    /// Back an index up on a schedule: "index=NAME every=1h [keep=24] [target=NAME]
+    /// [full_every=N]" (every N-th archive full, the others incremental on the one before;
+    /// retention keeps the newest `keep` and every base they need). Repeat for several. A
+    /// run missed while the server was down happens once at start.
+    #[arg(long = "backup-schedule", value_name = "SPEC")]
+    backup_schedules: Vec<String>,
     /// Keep archives here instead of DATA_DIR/backups (another volume).
     #[arg(long, env = "CAIRN_BACKUP_DIR")]
     backup_dir: Option<PathBuf>,
@@ -134,6 +141,21 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     for t in &targets {
         tracing::info!(target = %t.name, location = %t.location, "backup target");
     }
+    let schedules = args
+        .backup_schedules
+        .iter()
+        .map(|s| cairn_core::control::schedule::Schedule::parse(s).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &schedules {
+        if let Some(t) = &s.target
+            && !targets.iter().any(|c| &c.name == t)
+        {
+            return Err(format!(
+                "backup schedule for {}: no --backup-target named {t:?}",
+                s.index
+            ));
+        }
+    }
     let opts = db::DbOptions {
         roots: fs_storage::Roots {
             root: data.clone(),
@@ -153,6 +175,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 args.data_dir.display()
             )
         })?;
+    scheduler::start(db.clone(), schedules).map_err(|e| format!("backup scheduler: {e}"))?;
     let playground = args.playground.or_else(|| {
         let p = PathBuf::from("web");
         p.join("index.html").exists().then_some(p)

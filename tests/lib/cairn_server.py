@@ -22,10 +22,12 @@ def free_port():
 
 
 @contextlib.contextmanager
-def serve(*args, env=None, log=None):
+def serve(*args, env=None, log=None, data=None):
     """Yields `(base, data_dir)`, base = `http://127.0.0.1:<port>/api`; `args` go to `serve`,
-    `env` replaces the environment, `log` (a path) receives the server's output."""
-    data = tempfile.mkdtemp(prefix="cairn-conf-")
+    `env` replaces the environment, `log` (a path) receives the server's output. `data`: an
+    existing data directory, kept afterwards (default: a fresh one, removed)."""
+    keep = data is not None
+    data = data or tempfile.mkdtemp(prefix="cairn-conf-")
     port = free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--port", str(port), *args],
@@ -47,6 +49,7 @@ def serve(*args, env=None, log=None):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
         if log:
             out.close()

@@ -10,6 +10,7 @@ pub mod rebuild;
 pub mod recovery;
 pub mod registry;
 pub mod restore;
+pub mod schedule;
 pub mod task;
 pub mod tenants;
 pub mod upload;
