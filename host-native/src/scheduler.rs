@@ -65,9 +65,8 @@ pub fn start(db: Arc<Db>, schedules: Vec<Schedule>) -> std::io::Result<()> {
             let mut pending: Vec<Option<String>> = vec![None; lock(&db.schedules).len()];
             loop {
                 std::thread::sleep(TICK);
-                let n = lock(&db.schedules).len();
-                for i in 0..n {
-                    turn(&db, i, &mut pending[i]);
+                for (i, p) in pending.iter_mut().enumerate() {
+                    turn(&db, i, p);
                 }
             }
         })?;
