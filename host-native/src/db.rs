@@ -440,17 +440,24 @@ impl Db {
         // Vectors replayed from logs serve already (scanned exactly); link them into their
         // graphs now, a few at a time so searches and writes interleave.
         for h in self.handles() {
-            let t = std::time::Instant::now();
-            let mut linked = false;
-            while write_lock(&h.index).link_pending(LINK_BATCH) > 0 {
-                linked = true;
-                // Let waiting searches in: the lock prefers writers, and this one would
-                // otherwise take it straight back.
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            if linked {
-                tracing::info!(index = %h.name, ms = t.elapsed().as_millis() as u64, "replayed vectors linked");
-            }
+            Self::link_gently(&h);
+        }
+    }
+
+    /// Links index `h`'s vectors replayed without links (after a start or a restore) into
+    /// its graph, a batch at a time so searches and writes interleave; they are found
+    /// meanwhile (scanned exactly).
+    pub fn link_gently(h: &IndexHandle) {
+        let t = std::time::Instant::now();
+        let mut linked = false;
+        while write_lock(&h.index).link_pending(LINK_BATCH) > 0 {
+            linked = true;
+            // Let waiting searches in: the lock prefers writers, and this one would
+            // otherwise take it straight back.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if linked {
+            tracing::info!(index = %h.name, ms = t.elapsed().as_millis() as u64, "replayed vectors linked");
         }
     }
 

@@ -557,6 +557,10 @@ pub(crate) fn job_json(j: &Job) -> Value {
     if j.kind != JobKind::Rebuild {
         v["target"] = json!(j.target.as_deref().unwrap_or("local"));
     }
+    if let Some((done, total)) = j.vectors {
+        v["vectors_done"] = json!(done);
+        v["vectors_total"] = json!(total);
+    }
     if let Some(c) = j.completed_at {
         v["completed_at"] = json!(c / 1000);
     }

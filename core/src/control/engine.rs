@@ -661,7 +661,8 @@ impl Engine {
 
     /// The chain archive `name` restores from, oldest first: follows each manifest's base
     /// back to a full backup. `manifest_of` reads an archive's manifest (`None`: no such
-    /// archive, or not one).
+    /// archive, or not one). An archive whose head is no manifest is a chain of itself: the
+    /// restore finds out what is wrong with it and says so.
     pub fn chain_of(
         name: &str,
         mut manifest_of: impl FnMut(&str) -> Option<Manifest>,
@@ -669,7 +670,12 @@ impl Engine {
         let mut chain = vec![name.to_string()];
         let mut at = name.to_string();
         loop {
-            let m = manifest_of(&at).ok_or_else(|| EngineError::BackupNotFound(at.clone()))?;
+            let Some(m) = manifest_of(&at) else {
+                if at == name {
+                    break;
+                }
+                return Err(EngineError::BackupNotFound(at));
+            };
             let Some(b) = m.base else { break };
             if chain.contains(&b.name) || chain.len() >= MAX_CHAIN {
                 return Err(EngineError::BadBase {

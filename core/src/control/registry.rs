@@ -121,6 +121,9 @@ pub struct Job {
     /// directory's `backups/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A restore's vectors rebuilt so far and in all (its other measure of progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<(u64, u64)>,
 }
 
 impl Job {
@@ -144,6 +147,7 @@ impl Job {
             cut: None,
             rebuild: None,
             target: None,
+            vectors: None,
         }
     }
 }
@@ -327,6 +331,15 @@ impl JobRegistry {
         if j.status.is_active() {
             j.bytes_done = done;
             j.bytes_total = total;
+        }
+        Ok(())
+    }
+
+    /// Records how many vectors a running restore has rebuilt, of how many.
+    pub fn vectors(&mut self, id: &str, done: u64, total: u64) -> Result<(), JobError> {
+        let j = self.get_mut(id)?;
+        if j.status.is_active() {
+            j.vectors = Some((done, total));
         }
         Ok(())
     }

@@ -18,11 +18,14 @@
 //! ```
 //! The archived checkpoint is published as it is (it was verified against its digest and
 //! decoded), so a restore never re-encodes an index; the archived log replays at the next
-//! start, or is folded in by the next checkpoint.
+//! start, or is folded in by the next checkpoint. The log's vectors are replayed without
+//! graph links ([`Index::replay_deferred`]): the restored index answers at once (those
+//! vectors scanned exactly) and the host links them in the background, so a restore's time
+//! tracks the disk rather than the graph inserts.
 
 use crate::archive::{
-    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, Manifest, NullSink, archived_log,
-    decode_archived, encode_digest,
+    ArchiveDecoder, ArchiveLayout, CHECKPOINT_PATH, LOG_PATH, Manifest, NullSink,
+    archived_log_deferred, decode_archived, encode_digest,
 };
 use crate::control::engine::{Engine, IndexManifest, LogState, Outcome};
 use crate::control::task::{Done, Io, ObjectOp, Poll, Task};
@@ -633,7 +636,7 @@ impl Task for RestoreTask {
         } else {
             match self.index.as_mut() {
                 // Each segment ends at its member's cut: the count is checked there.
-                Some(ix) => archived_log(&manifest, ix, reader).map(Some),
+                Some(ix) => archived_log_deferred(&manifest, ix, reader).map(Some),
                 None => return self.fail("log before checkpoint"),
             }
         };
@@ -642,6 +645,7 @@ impl Task for RestoreTask {
             Ok(Some(scan)) => {
                 self.log.0 += scan.valid_len;
                 self.log.1 += scan.upserted;
+                self.since_engine = ENGINE_EVERY; // report the vectors at the next turn
                 self.phase = if m + 1 < self.layouts.len() {
                     Phase::DecodeLog { m: m + 1 }
                 } else {
@@ -659,6 +663,10 @@ impl Task for RestoreTask {
         }
         let total = self.total();
         engine.progress(&self.job, self.done_bytes, total);
+        if let Some(last) = self.last() {
+            let done = self.index.as_ref().map_or(0, |ix| ix.len() as u64);
+            let _ = engine.registry.vectors(&self.job, done, last.vector_count);
+        }
         if self.phase != Phase::Conclude {
             return;
         }

@@ -993,6 +993,26 @@ fn check_params(manifest: &Manifest, ix: &Index) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// [`archived_log`] with the replayed vectors left unlinked ([`Index::replay_deferred`]):
+/// every record is still checked, but the graph inserts — what a replay spends its time on —
+/// are left to [`Index::link_pending`]. A restore uses it, so its time tracks the disk.
+pub fn archived_log_deferred<L: Read>(
+    manifest: &Manifest,
+    ix: &mut Index,
+    log: L,
+) -> Result<crate::record::LogScan, ArchiveError> {
+    let scan = ix
+        .replay_deferred(log)
+        .map_err(|e: FrameError| ArchiveError::Content(format!("log: {e}")))?;
+    if scan.torn {
+        return Err(ArchiveError::Content(
+            "log prefix ends inside a record".into(),
+        ));
+    }
+    check_count(manifest, ix)?;
+    Ok(scan)
+}
+
 fn replay_prefix<L: Read>(ix: &mut Index, log: L) -> Result<crate::record::LogScan, ArchiveError> {
     let scan = ix
         .replay(log)
