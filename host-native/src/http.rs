@@ -399,6 +399,8 @@ fn index_json(db: &Db, name: &str) -> Result<Value, DbError> {
         "ef_con": p.ef_construction,
         "lib_token": LIB_TOKEN,
         "created_at": created,
+        // Vectors found by exact scan until they join the graph (after a start or restore).
+        "pending_links": ix.pending_links(),
     }))
 }
 
