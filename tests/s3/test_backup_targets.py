@@ -224,3 +224,24 @@ def test_an_incremental_chain_of_three_restores_on_b_as_a_at_the_last_cut(s3, tm
         # An incremental base on another target, or unknown: refused at submit.
         bad = requests.post(f"{a}/v1/index/docs/backup", json={"name": "x", "incremental_from": "nope"})
         assert bad.status_code == 404, bad.text
+
+
+def test_backups_and_scratch_on_other_directories(s3, tmp_path):
+    """--backup-dir and --temp-dir (another volume, as Qdrant's snapshots_path / temp_path):
+    archives live there, not in the data directory; a restore from a target fetches into the
+    temp dir and leaves nothing behind."""
+    bdir, tdir = tmp_path / "archives", tmp_path / "scratch"
+    with serve("--backup-target", s3.target("s3", "dirs"), "--backup-dir", str(bdir), "--temp-dir", str(tdir),
+               env=s3.env()) as (a, data):
+        fill(a, "docs", 1000)
+        backup(a, "docs", "here")
+        backup(a, "docs", "there", target="s3")
+        assert (bdir / "here.tar").exists()
+        assert not os.path.exists(os.path.join(data, "backups", "here.tar"))
+        for name, extra in (("here", {}), ("there", {"target": "s3"})):
+            r = requests.post(f"{a}/v1/backups/{name}/restore", json={"target_index_name": f"r_{name}", **extra})
+            assert r.status_code == 201, r.text
+        assert tdir.exists() and list(tdir.iterdir()) == []
+        qs = vectors(5, 3)
+        linked(a, "r_there")
+        assert answers(a, "r_here", qs) == answers(a, "r_there", qs)
