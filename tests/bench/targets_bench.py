@@ -118,7 +118,7 @@ def main():
                 ri = min(restore(base, f"inc{n}", f"ri{n}_{k}", q) for k in range(3))
                 rg = min(restore(base, f"log{n}", f"rg{n}_{k}", q) for k in range(3))
                 log_bytes = next(e["size"] for e in requests.get(f"{base}/v1/backups/log{n}/info").json()["entries"]
-                                 if e["path"].endswith("log"))
+                                 if e["path"].endswith("log.bin"))
                 rows.append((n, lj["archive_size"], lt, st, ij["archive_size"], it, tx, rl, rs, ri,
                              (gj["archive_size"], log_bytes, rg)))
             print("\n| vectors | archive bytes | backup local s (MiB/s) | backup to SeaweedFS s (MiB/s) | S3 ÷ local |")

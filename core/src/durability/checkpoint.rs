@@ -456,6 +456,7 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     }
     // The id table sized once (bounded: the count comes from the file, which may lie).
     ix.slots.reserve_ids(total.min(MAX_RESERVED_IDS));
+    ix.store.expect_rows(total);
     while ix.slots.len() < total {
         let payload = next(&mut fr, &mut buf, "slot")?;
         let blobs: Vec<SlotBlob> =

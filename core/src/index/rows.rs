@@ -58,6 +58,10 @@ pub(crate) struct Rows<T> {
     /// log2 of the rows per block (see [`block_shift`]).
     shift: u32,
     blocks: Vec<Box<[T]>>,
+    /// Rows a bulk load said it will write ([`Rows::expect_rows`]).
+    expect: usize,
+    /// Leading blocks already handed to the sealed-block hook.
+    advised: usize,
 }
 
 impl<T: Copy + Default> Rows<T> {
@@ -68,7 +72,19 @@ impl<T: Copy + Default> Rows<T> {
             len: 0,
             shift: block_shift(width * std::mem::size_of::<T>()),
             blocks: Vec::new(),
+            expect: 0,
+            advised: 0,
         }
+    }
+
+    /// Says `n` rows will be written (a checkpoint being loaded): each block those rows fill
+    /// whole goes to the sealed-block hook when it is allocated, before any row is written,
+    /// instead of once full. Advising memory still untouched costs nothing to move; advising
+    /// it once written makes the host copy it (measured: a third of a restore's time went to
+    /// `MADV_COLLAPSE` copying freshly loaded blocks). A count that overstates costs at most
+    /// the last block's advice.
+    pub fn expect_rows(&mut self, n: usize) {
+        self.expect = n;
     }
 
     /// Number of rows.
@@ -102,6 +118,9 @@ impl<T: Copy + Default> Rows<T> {
             self.seal_last_block();
             self.blocks
                 .push(vec![T::default(); self.width << self.shift].into_boxed_slice());
+            if (self.blocks.len() << self.shift) <= self.expect {
+                self.seal_last_block();
+            }
         }
         self.len += 1;
         self.row_mut(self.len - 1)
@@ -109,7 +128,11 @@ impl<T: Copy + Default> Rows<T> {
 
     /// Hands the (full) last block to the sealed-block hook if it is a whole number of huge
     /// pages.
-    fn seal_last_block(&self) {
+    fn seal_last_block(&mut self) {
+        if self.advised >= self.blocks.len() {
+            return;
+        }
+        self.advised = self.blocks.len();
         let (Some(block), Some(hook)) = (self.blocks.last(), SEALED_BLOCK_HOOK.get()) else {
             return;
         };

@@ -68,6 +68,17 @@ fn to_bits(v: &[f32], out: &mut [u64]) {
 
 impl VectorStore {
     /// An empty store.
+    /// Says `n` vectors will be pushed (a checkpoint load; see [`Rows::expect_rows`]).
+    pub(crate) fn expect_rows(&mut self, n: usize) {
+        match &mut self.codes {
+            Codes::F32(c) => c.expect_rows(n),
+            Codes::F16(c) => c.expect_rows(n),
+            Codes::I16 { codes, .. } => codes.expect_rows(n),
+            Codes::I8 { codes, .. } => codes.expect_rows(n),
+            Codes::Bin(c) => c.expect_rows(n),
+        }
+    }
+
     pub fn new(dim: usize, space: SpaceType, precision: Precision) -> Self {
         let codes = match precision {
             Precision::Float32 => Codes::F32(Rows::new(dim)),
