@@ -1,6 +1,7 @@
-//! Backup archives: raw bytes through the full verifier (tar, manifest, digests, contents);
-//! and fuzzed checkpoint + log bytes wrapped in an archive with correct digests, so the
-//! contents validation is reached.
+//! Backup archives: raw bytes through the full verifier (tar, manifest, digests, contents),
+//! the manifest-at-the-head reader (incremental chains are followed through it) and a
+//! target's archive record; and fuzzed checkpoint + log bytes wrapped in an archive with
+//! correct digests, so the contents validation is reached.
 #![no_main]
 #[path = "common.rs"]
 mod common;
@@ -37,6 +38,10 @@ fn wrap(ck: &[u8], log: &[u8], count: u64) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let _ = cairn_core::archive::verify_archive(data);
+    if let Some(m) = cairn_core::archive::manifest_of(data) {
+        let _ = m.validate();
+    }
+    let _ = cairn_core::target::TargetRecord::decode(data);
     if data.len() < 3 {
         return;
     }

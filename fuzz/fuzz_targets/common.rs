@@ -18,7 +18,7 @@ pub fn collection_params() -> IndexParams {
     let mut p = IndexParams::new(4, SpaceType::Cosine);
     p.sparse_model = cairn_core::sparse::SparseModel::Bm25;
     p.fields = Some(cairn_core::params::FieldNames {
-        vector: "e".into(),
+        vector: Some("e".into()),
         sparse: Some("k".into()),
         extra: vec![cairn_core::params::ExtraFieldSpec {
             name: "m".into(),
