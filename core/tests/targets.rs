@@ -259,6 +259,10 @@ fn incremental_chains_restore_to_each_cut_and_bases_are_kept_while_needed() {
             assert_eq!(&state(db, &ix), want, "b{k} restores to its cut");
         }
         if !on_target {
+            // An incremental archive alone is not an index: an upload of one says so.
+            let bytes = a.export_backup("b1").unwrap();
+            let e = a.import_backup("up", &bytes).unwrap_err().to_string();
+            assert!(e.contains("incremental on \"b0\""), "{e}");
             // A base others need is kept unless the chain goes with it.
             let refused = a.delete_backup("b1");
             assert!(matches!(&refused, Err(e) if e.fault() == cairn_core::Fault::Conflict));

@@ -162,6 +162,15 @@ impl Task for UploadTask {
                     return Poll::Input;
                 }
                 match self.decoder.take().map(|d| d.finish()) {
+                    // An incremental archive is an index only with its chain: uploads take
+                    // whole ones (every upload is validated as an index before it is kept).
+                    Some(Ok(layout)) if layout.manifest.base.is_some() => {
+                        let base = layout.manifest.base.map(|b| b.name).unwrap_or_default();
+                        self.fail(format!(
+                            "invalid backup archive: it is incremental on {base:?}; upload a full backup (restore the chain where it is, then back it up whole)"
+                        ));
+                        self.poll(_now_ms)
+                    }
                     Some(Ok(layout)) => {
                         self.layout = Some(layout);
                         self.phase = Phase::Sync;
