@@ -736,14 +736,7 @@ impl<S: Storage> Database<S> {
                 (n.clone(), base)
             })
             .collect();
-        let doomed = Engine::dependents(name, &bases);
-        if doomed.len() > 1 && !chain {
-            return Err(EngineError::HasDependents {
-                name: name.into(),
-                dependents: doomed[1..].to_vec(),
-            }
-            .into());
-        }
+        let doomed = Engine::deletion(name, &bases, chain)?;
         // The newest first: a failure part-way leaves whole chains.
         for n in doomed.iter().rev() {
             self.engine.delete_backup(n)?;

@@ -571,14 +571,7 @@ impl Db {
         }
         let bases: Vec<(String, Option<String>)> =
             records.into_iter().map(|r| (r.name, r.base)).collect();
-        let doomed = Engine::dependents(name, &bases);
-        if doomed.len() > 1 && !chain {
-            return Err(EngineError::HasDependents {
-                name: name.into(),
-                dependents: doomed[1..].to_vec(),
-            }
-            .into());
-        }
+        let doomed = Engine::deletion(name, &bases, chain)?;
         let mut target = self.target(t)?;
         // The newest first, each record before its archive (it stops being listed first).
         for n in doomed.iter().rev() {
@@ -623,8 +616,17 @@ impl Db {
     /// Deletes a published archive unless a job uses its name.
     pub fn delete_backup(&self, name: &str, chain: bool) -> Result<Vec<String>, DbError> {
         cairn_core::engine::validate_backup_name(name)?;
-        let bases: Vec<(String, Option<String>)> = self
-            .backup_names()
+        let doomed = Engine::deletion(name, &self.local_bases(), chain)?;
+        for n in doomed.iter().rev() {
+            lock(&self.engine).delete_backup(n)?;
+        }
+        task::apply_effects(&mut NativeHost::new(self))?;
+        Ok(doomed)
+    }
+
+    /// Each archive in `backups/` with the base it continues (incremental ones).
+    pub fn local_bases(&self) -> Vec<(String, Option<String>)> {
+        self.backup_names()
             .into_iter()
             .map(|n| {
                 let base = self
@@ -634,20 +636,7 @@ impl Db {
                     .and_then(|m| m.base);
                 (n, base.map(|b| b.name))
             })
-            .collect();
-        let doomed = Engine::dependents(name, &bases);
-        if doomed.len() > 1 && !chain {
-            return Err(EngineError::HasDependents {
-                name: name.into(),
-                dependents: doomed[1..].to_vec(),
-            }
-            .into());
-        }
-        for n in doomed.iter().rev() {
-            lock(&self.engine).delete_backup(n)?;
-        }
-        task::apply_effects(&mut NativeHost::new(self))?;
-        Ok(doomed)
+            .collect()
     }
 
     /// The manifest of archive `name` in `backups/` (`place` `None`) or on a target, read

@@ -130,14 +130,7 @@ fn own(db: &Db, s: &Schedule) -> Result<Vec<(String, Option<String>)>, DbError> 
             .into_iter()
             .map(|r| (r.name, r.base))
             .collect(),
-        None => db
-            .backup_names()
-            .into_iter()
-            .map(|n| {
-                let base = db.manifest_in(None, &n).ok().flatten().and_then(|m| m.base);
-                (n, base.map(|b| b.name))
-            })
-            .collect(),
+        None => db.local_bases(),
     };
     Ok(s.own(&all))
 }

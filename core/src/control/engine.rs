@@ -706,6 +706,24 @@ impl Engine {
         out
     }
 
+    /// What deleting archive `name` deletes, given each archive's base (`bases`): `name`
+    /// alone, or with `chain` every archive whose chain goes through it (in chain order);
+    /// without `chain`, an archive others continue is refused (409 naming them).
+    pub fn deletion(
+        name: &str,
+        bases: &[(String, Option<String>)],
+        chain: bool,
+    ) -> Result<Vec<String>, EngineError> {
+        let doomed = Self::dependents(name, bases);
+        if doomed.len() > 1 && !chain {
+            return Err(EngineError::HasDependents {
+                name: name.into(),
+                dependents: doomed[1..].to_vec(),
+            });
+        }
+        Ok(doomed)
+    }
+
     /// Checks archive `name` (its manifest `m`) can be the base of an incremental backup of
     /// `index` cut now; returns the reference and where the new archive's log starts when
     /// it continues the base's (no checkpoint written since; `None`: the new checkpoint goes
