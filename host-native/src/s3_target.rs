@@ -172,12 +172,19 @@ impl S3Config {
 pub struct S3Target {
     cfg: Arc<S3Config>,
     upload: Option<(String, WriteMultipart)>,
+    /// Sizes this handle has seen (objects are written once: a size does not change under
+    /// a reader), so a fetch's ranged reads need no HEAD each.
+    sizes: std::collections::HashMap<String, u64>,
 }
 
 impl S3Target {
     /// A handle on `cfg` with nothing being written.
     pub fn new(cfg: Arc<S3Config>) -> Self {
-        Self { cfg, upload: None }
+        Self {
+            cfg,
+            upload: None,
+            sizes: std::collections::HashMap::new(),
+        }
     }
 
     fn writing(&mut self, key: &str) -> io::Result<&mut WriteMultipart> {
@@ -205,15 +212,21 @@ impl ArchiveTarget for S3Target {
     fn size(&mut self, key: &str) -> io::Result<Option<u64>> {
         let c = &self.cfg;
         match c.rt.block_on(c.store.head(&c.path(key))) {
-            Ok(m) => Ok(Some(m.size)),
+            Ok(m) => {
+                self.sizes.insert(key.into(), m.size);
+                Ok(Some(m.size))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(c.err(e)),
         }
     }
     fn read_at(&mut self, key: &str, at: u64, len: usize) -> io::Result<Vec<u8>> {
-        let size = self
-            .size(key)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no object {key}")))?;
+        let size = match self.sizes.get(key) {
+            Some(s) => *s,
+            None => self.size(key)?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no object {key}"))
+            })?,
+        };
         let end = at.saturating_add(len as u64).min(size);
         if at >= end {
             return Ok(Vec::new());
@@ -224,6 +237,7 @@ impl ArchiveTarget for S3Target {
             .map_err(|e| c.err(e))
     }
     fn begin(&mut self, key: &str) -> io::Result<()> {
+        self.sizes.remove(key);
         if let Some((_, w)) = self.upload.take() {
             let _ = self.cfg.rt.block_on(w.abort());
         }
@@ -267,12 +281,14 @@ impl ArchiveTarget for S3Target {
         }
     }
     fn put(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        self.sizes.remove(key);
         let c = &self.cfg;
         c.rt.block_on(c.store.put(&c.path(key), PutPayload::from(bytes.to_vec())))
             .map(|_| ())
             .map_err(|e| c.err(e))
     }
     fn delete(&mut self, key: &str) -> io::Result<()> {
+        self.sizes.remove(key);
         let c = &self.cfg;
         match c.rt.block_on(c.store.delete(&c.path(key))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
