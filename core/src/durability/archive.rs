@@ -1001,22 +1001,20 @@ pub fn archived_log_deferred<L: Read>(
     ix: &mut Index,
     log: L,
 ) -> Result<crate::record::LogScan, ArchiveError> {
-    let scan = ix
-        .replay_deferred(log)
-        .map_err(|e: FrameError| ArchiveError::Content(format!("log: {e}")))?;
-    if scan.torn {
-        return Err(ArchiveError::Content(
-            "log prefix ends inside a record".into(),
-        ));
-    }
+    let scan = whole_records(ix.replay_deferred(log))?;
     check_count(manifest, ix)?;
     Ok(scan)
 }
 
 fn replay_prefix<L: Read>(ix: &mut Index, log: L) -> Result<crate::record::LogScan, ArchiveError> {
-    let scan = ix
-        .replay(log)
-        .map_err(|e: FrameError| ArchiveError::Content(format!("log: {e}")))?;
+    whole_records(ix.replay(log))
+}
+
+/// A replay's result as an archive check: every record valid, and none cut short.
+fn whole_records(
+    r: Result<crate::record::LogScan, FrameError>,
+) -> Result<crate::record::LogScan, ArchiveError> {
+    let scan = r.map_err(|e| ArchiveError::Content(format!("log: {e}")))?;
     if scan.torn {
         return Err(ArchiveError::Content(
             "log prefix ends inside a record".into(),
