@@ -571,15 +571,7 @@ impl<S: Storage> Database<S> {
                     }
                     Stepped::Input => i += 1,
                     Stepped::Done => {
-                        let done = self.running.remove(i);
-                        if let Running::Restore(mut t) = done
-                            && let Some(mut ix) = t.take_index()
-                        {
-                            // The restore left its log's vectors unlinked; a single-threaded
-                            // host links them now (the native one does it in the background).
-                            ix.link_pending(usize::MAX);
-                            self.open.insert(t.target().to_string(), ix);
-                        }
+                        self.running.remove(i);
                         progressed = true;
                     }
                 }

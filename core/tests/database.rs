@@ -312,3 +312,37 @@ fn recovery_serves_the_healthy_reports_the_damaged_and_clears_only_uncommitted_c
     db.create_index("bad", params(), 3).unwrap();
     assert_eq!(db.index("bad").unwrap().len(), 0);
 }
+
+#[test]
+fn a_restore_job_seen_completed_names_an_index_that_answers() {
+    // A client polls the job, then searches: at no step may the job say completed while the
+    // index does not answer yet.
+    let mut r = SplitMix64::new(7);
+    let mut db = Database::open(MemStorage::new(), 1, "test").unwrap();
+    db.create_index("a", params(), 1).unwrap();
+    db.upsert("a", (0..300).map(|i| item(i, &mut r)).collect())
+        .unwrap();
+    db.checkpoint("a").unwrap();
+    // A log tail too: the restore replays it without links and the host links it.
+    db.upsert("a", (300..400).map(|i| item(i, &mut r)).collect())
+        .unwrap();
+    db.backup("a", "b", 2, [2; 6], &mut |_, _| {}).unwrap();
+    let q = SearchRequest::new((0..12).map(|_| r.gaussian()).collect(), 10);
+    let want = db.search("a", &q).unwrap();
+    let id = db.start_restore("b", "copy", 3, [3; 6]).unwrap().job_id;
+    let mut steps = 0;
+    loop {
+        let (running, _) = db.step(4, 1);
+        steps += 1;
+        let status = db.job(&id).unwrap().status;
+        if status == JobStatus::Completed {
+            assert_eq!(db.search("copy", &q).unwrap(), want, "after step {steps}");
+            assert_eq!(db.index("copy").unwrap().pending_links(), 0);
+        }
+        if running == 0 {
+            break;
+        }
+        assert!(steps < 100_000, "the restore never ends");
+    }
+    assert_eq!(db.job(&id).unwrap().status, JobStatus::Completed);
+}

@@ -313,6 +313,23 @@ impl TaskHost for NativeHost<'_> {
             .get_mut(name)
             .map(|t| t as &mut dyn cairn_core::target::ArchiveTarget)
     }
+    fn serve(&mut self, name: &str, generation: u64, ix: Index) -> std::io::Result<()> {
+        let (log, ck) = self
+            .db
+            .open_generation(name, generation)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.db.serve(name, ix, log, generation, ck);
+        // It answers already (its log's vectors scanned exactly); they join the graph in the
+        // background (or at the next start, should no thread be had).
+        if let Ok(h) = self.db.handle(name)
+            && let Err(e) = std::thread::Builder::new()
+                .name(format!("link-{name}"))
+                .spawn(move || Db::link_gently(&h))
+        {
+            tracing::warn!(index = name, error = %e, "no thread to link the restored vectors");
+        }
+        Ok(())
+    }
     fn checkpoint(&mut self, name: &str) -> std::io::Result<()> {
         let h = self.db.handle(name).map_err(std::io::Error::other)?;
         self.db
@@ -894,14 +911,6 @@ impl Db {
             checkpoint_file: RwLock::new(Arc::new(ck)),
         };
         write_lock(&self.indexes).insert(name.into(), Arc::new(h));
-    }
-
-    /// Serves a restored index the restore task built (its files are published).
-    pub fn adopt_index(&self, name: &str, ix: Index) -> Result<(), DbError> {
-        let g = lock(&self.engine).index(name)?.generation;
-        let (log, ck) = self.open_generation(name, g)?;
-        self.serve(name, ix, log, g, ck);
-        Ok(())
     }
 
     /// Opens generation `g` of index `name` for serving: its log for appends, its checkpoint

@@ -148,26 +148,11 @@ pub fn submit_restore(
     let mut t =
         db.control(|e| e.begin_restore(now_ms(), fsutil::entropy(), chain, target, from))??;
     let id = t.job().to_string();
+    // The task hands its index to the host to serve before the job concludes: a job seen
+    // completed names an index that answers.
     let finish = move |db: &Db, t: &mut cairn_core::control::restore::RestoreTask| {
         run(db, t);
-        let adopted = match t.take_index() {
-            Some(ix) => match db.adopt_index(t.target(), ix) {
-                Ok(()) => db.handle(t.target()).ok(),
-                Err(e) => {
-                    tracing::error!(index = t.target(), error = %e, "restored index could not be opened");
-                    None
-                }
-            },
-            None => None,
-        };
         log_end(db, t.job(), None);
-        // It serves already; its log's vectors join the graph now, in the background (a
-        // restore the request waits for answers first).
-        if let Some(h) = adopted {
-            let _ = std::thread::Builder::new()
-                .name(format!("link-{}", h.name))
-                .spawn(move || Db::link_gently(&h));
-        }
     };
     if wait {
         finish(db, &mut t);

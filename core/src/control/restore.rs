@@ -105,6 +105,8 @@ enum Phase {
     Cleanup {
         ios: Vec<Io>,
     },
+    /// The host takes the published index and serves it (before the job concludes).
+    Serve,
     Conclude,
     Done,
 }
@@ -133,6 +135,10 @@ pub struct RestoreTask {
     /// The member whose checkpoint the index starts from (the newest that has one).
     base: usize,
     index: Option<Index>,
+    /// Live vectors of the index built (it goes to the host before the engine concludes).
+    live: u64,
+    /// Why the host could not serve the published index (reported as the index's damage).
+    serve_error: Option<String>,
     /// Log bytes and upserted vectors replayed, over every segment.
     log: (u64, u64),
     pending: Vec<u8>,
@@ -161,6 +167,8 @@ impl RestoreTask {
             layouts: Vec::new(),
             base: 0,
             index: None,
+            live: 0,
+            serve_error: None,
             log: (0, 0),
             pending: Vec::new(),
             done_bytes: 0,
@@ -198,15 +206,6 @@ impl RestoreTask {
     /// The index being restored into.
     pub fn target(&self) -> &str {
         &self.target
-    }
-
-    /// The restored index, once the task is done and completed (the host serves it).
-    pub fn take_index(&mut self) -> Option<Index> {
-        if self.phase == Phase::Done {
-            self.index.take()
-        } else {
-            None
-        }
     }
 
     /// Member `m`'s archive file.
@@ -284,7 +283,9 @@ impl RestoreTask {
 
     fn stop(&mut self, outcome: Outcome) {
         // Once concluding, the outcome is the engine's: nothing may restart the cleanup.
-        if self.outcome.is_some() || matches!(self.phase, Phase::Conclude | Phase::Done) {
+        if self.outcome.is_some()
+            || matches!(self.phase, Phase::Serve | Phase::Conclude | Phase::Done)
+        {
             return;
         }
         let mut ios = vec![Io::RemoveTree { dir: self.stage() }];
@@ -476,6 +477,10 @@ impl Task for RestoreTask {
                     Poll::Engine
                 }
             },
+            Phase::Serve => Poll::Serve {
+                name: self.target.clone(),
+                generation: 1,
+            },
             Phase::Conclude => Poll::Engine,
             Phase::Done => Poll::Done,
         }
@@ -497,14 +502,18 @@ impl Task for RestoreTask {
                 self.phase = if m + 1 < self.chain.len() {
                     Phase::RemoveFetched { m: m + 1 }
                 } else {
-                    Phase::Conclude
+                    Phase::Serve
                 };
+            }
+            (Phase::Serve, r) => {
+                self.serve_error = r.err().map(|e| e.to_string());
+                self.phase = Phase::Conclude;
             }
             // A stage left behind is removed at the next start; the index is published.
             (Phase::RemoveStage, _) if self.from.is_some() => {
                 self.phase = Phase::RemoveFetched { m: 0 };
             }
-            (Phase::RemoveStage, _) => self.phase = Phase::Conclude,
+            (Phase::RemoveStage, _) => self.phase = Phase::Serve,
             (_, Err(e)) => self.fail(e),
             (Phase::FetchSize { m }, Ok(Done::Size(Some(n)))) => {
                 self.fetch_sizes[m] = n;
@@ -656,6 +665,15 @@ impl Task for RestoreTask {
         }
     }
 
+    fn hand_over(&mut self) -> Option<Index> {
+        if self.phase != Phase::Serve {
+            return None;
+        }
+        let ix = self.index.take()?;
+        self.live = ix.len() as u64;
+        Some(ix)
+    }
+
     fn engine(&mut self, engine: &mut Engine, now_ms: u64) {
         self.since_engine = 0;
         if engine.cancel_requested(&self.job) {
@@ -672,23 +690,29 @@ impl Task for RestoreTask {
         }
         let outcome = match self.outcome.take() {
             Some(o) => o,
-            None => match (self.last(), &self.index) {
-                (Some(last), Some(ix)) => Outcome::Restore {
+            None => match (self.last(), self.index.is_none()) {
+                (Some(last), true) => Outcome::Restore {
                     params: last.params.clone(),
                     generation: 1,
                     log: LogState {
                         log_len: self.log.0,
                         log_vectors: self.log.1,
-                        live: ix.len() as u64,
+                        live: self.live,
                     },
                 },
-                _ => Outcome::Failed("restore ended without an index".into()),
+                _ => Outcome::Failed("restore ended without serving its index".into()),
             },
         };
-        if !matches!(outcome, Outcome::Restore { .. }) {
-            self.index = None;
-        }
+        self.index = None;
         let _ = engine.finish(&self.job, now_ms, outcome);
+        // Published (the commit point passed) but not served: reported like an index found
+        // damaged at a start, its files kept for a human to look at.
+        if let Some(e) = self.serve_error.take() {
+            engine.mark_broken(
+                &self.target,
+                &format!("restored index could not be opened: {e}"),
+            );
+        }
         self.phase = Phase::Done;
     }
 }

@@ -176,6 +176,15 @@ pub enum Poll {
         /// The index.
         name: String,
     },
+    /// Take the index the task built ([`Task::hand_over`]) and serve it as `name`, opening
+    /// generation `generation`'s files, then hand the result to [`Task::handle`]. Before the
+    /// job concludes, so a job seen completed names an index that answers.
+    Serve {
+        /// The index's name.
+        name: String,
+        /// Its generation on disk.
+        generation: u64,
+    },
     /// Waiting for the host to hand it input (an upload's next bytes).
     Input,
     /// Nothing to do before `until_ms` (pacing): do other work, then poll again.
@@ -202,6 +211,10 @@ pub trait Task {
     fn read_index(&mut self, _ix: &Index) {}
     /// Works on the index a [`Poll::WriteIndex`] named (only tasks that ask for one).
     fn write_index(&mut self, _ix: &mut Index) {}
+    /// The index a [`Poll::Serve`] asks the host to serve (only tasks that ask for one).
+    fn hand_over(&mut self) -> Option<Index> {
+        None
+    }
 }
 
 /// What a host lends a task: the engine (behind whatever lock it keeps) and storage.
@@ -235,6 +248,15 @@ pub trait TaskHost {
     /// Backup target `name`; `None` if this host has no such target.
     fn target(&mut self, _name: &str) -> Option<&mut dyn ArchiveTarget> {
         None
+    }
+    /// Serves `ix` as index `name` (files of generation `generation`), replacing nothing: the
+    /// engine reserved the name. Vectors a deferred replay left unlinked are the host's to
+    /// link (at once, or in the background where it has threads).
+    fn serve(&mut self, name: &str, _generation: u64, _ix: Index) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this host cannot serve index {name}"),
+        ))
     }
 }
 
@@ -309,6 +331,15 @@ impl TaskHost for Lend<'_> {
     fn target(&mut self, name: &str) -> Option<&mut dyn ArchiveTarget> {
         let t = self.targets.as_deref_mut()?.get_mut(name)?;
         Some(t.as_mut())
+    }
+    fn serve(&mut self, name: &str, _generation: u64, mut ix: Index) -> io::Result<()> {
+        let open = self.indexes.as_deref_mut().ok_or_else(|| {
+            io::Error::other(format!("this turn lends no indexes to serve {name}"))
+        })?;
+        // Single-threaded: the restore's unlinked vectors are linked now.
+        ix.link_pending(usize::MAX);
+        open.insert(name.to_string(), ix);
+        Ok(())
     }
     fn checkpoint(&mut self, name: &str) -> io::Result<()> {
         let ix = self
@@ -466,6 +497,14 @@ pub fn step(task: &mut dyn Task, host: &mut impl TaskHost, now_ms: u64) -> Stepp
         }
         Poll::Checkpoint { name } => {
             let r = host.checkpoint(&name);
+            task.handle(r.map(|()| Done::Unit));
+            Stepped::Busy
+        }
+        Poll::Serve { name, generation } => {
+            let r = match task.hand_over() {
+                Some(ix) => host.serve(&name, generation, ix),
+                None => Err(io::Error::other(format!("no index to serve as {name}"))),
+            };
             task.handle(r.map(|()| Done::Unit));
             Stepped::Busy
         }
