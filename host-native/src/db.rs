@@ -11,7 +11,7 @@ use crate::s3_target::{S3Config, S3Target};
 use cairn_core::archive::{self, Manifest};
 use cairn_core::control::generation::{self, OriginalsFrom};
 use cairn_core::control::recovery;
-use cairn_core::control::task::{self, TaskHost};
+use cairn_core::control::task::{self, CheckpointDecode, RangeReader, TaskHost};
 use cairn_core::control::tenants::{TenantError, Tenants};
 use cairn_core::engine::{EngineError, paths};
 use cairn_core::originals::CheckpointBytes;
@@ -259,6 +259,8 @@ pub struct NativeHost<'a> {
     /// The backup targets this task has used, each with the upload it is writing (an
     /// upload left open when the host goes away is aborted).
     targets: BTreeMap<String, S3Target>,
+    /// The decode a task detached, running on its own thread.
+    detached: Option<std::thread::JoinHandle<Result<Index, String>>>,
 }
 
 impl<'a> NativeHost<'a> {
@@ -268,6 +270,7 @@ impl<'a> NativeHost<'a> {
             db,
             st: FsStorage::new(&db.roots),
             targets: BTreeMap::new(),
+            detached: None,
         }
     }
 }
@@ -312,6 +315,38 @@ impl TaskHost for NativeHost<'_> {
         self.targets
             .get_mut(name)
             .map(|t| t as &mut dyn cairn_core::target::ArchiveTarget)
+    }
+    fn detach(&mut self, job: CheckpointDecode) -> Option<Result<Index, String>> {
+        // The decode is CPU work; on its own thread it overlaps the task's reads and copies
+        // (a restore's checkpoint decodes while its archive is verified and staged).
+        let roots = self.db.roots.clone();
+        let mine = job.clone();
+        let spawned = std::thread::Builder::new()
+            .name("restore-decode".into())
+            .spawn(move || {
+                let mut st = FsStorage::new(&roots);
+                job.run(&mut RangeReader::new(&mut st, &job.path, job.at, job.len))
+            });
+        match spawned {
+            Ok(h) => {
+                self.detached = Some(h);
+                None
+            }
+            // No thread to be had: decode here, as a single-threaded host does.
+            Err(_) => Some(mine.run(&mut RangeReader::new(
+                &mut self.st,
+                &mine.path,
+                mine.at,
+                mine.len,
+            ))),
+        }
+    }
+    fn collect(&mut self) -> Option<Result<Index, String>> {
+        let h = self.detached.take()?;
+        Some(
+            h.join()
+                .unwrap_or_else(|_| Err("the checkpoint decode panicked".into())),
+        )
     }
     fn serve(&mut self, name: &str, generation: u64, ix: Index) -> std::io::Result<()> {
         let (log, ck) = self

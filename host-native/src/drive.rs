@@ -10,7 +10,7 @@ use cairn_core::archive::{self, Manifest, NullSink, Source};
 use cairn_core::control::task::{self, Stepped, Task};
 use cairn_core::control::upload::UploadTask;
 use cairn_core::engine::{Engine, EngineError};
-use cairn_core::{Job, JobStatus};
+use cairn_core::{Job, JobKind, JobStatus};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
@@ -151,8 +151,9 @@ pub fn submit_restore(
     // The task hands its index to the host to serve before the job concludes: a job seen
     // completed names an index that answers.
     let finish = move |db: &Db, t: &mut cairn_core::control::restore::RestoreTask| {
-        run(db, t);
-        log_end(db, t.job(), None);
+        let t0 = Instant::now();
+        let (_, time) = run_timed(db, t);
+        log_end(db, t.job(), Some((time, t0.elapsed())));
     };
     if wait {
         finish(db, &mut t);
@@ -235,7 +236,7 @@ fn job(db: &Db, id: &str) -> Result<Job, DbError> {
 fn log_end(db: &Db, id: &str, time: Option<(IoTime, Duration)>) {
     let Ok(j) = job(db, id) else { return };
     match (j.status, time) {
-        (JobStatus::Completed, Some((t, total))) => tracing::info!(
+        (JobStatus::Completed, Some((t, total))) if j.kind == JobKind::Backup => tracing::info!(
             job = id,
             backup = %j.backup_name,
             bytes = j.archive_size,
@@ -245,6 +246,18 @@ fn log_end(db: &Db, id: &str, time: Option<(IoTime, Duration)>) {
             write_ms = t.append_us / 1000,
             sync_ms = t.sync_us / 1000,
             "backup completed"
+        ),
+        // What is not storage time is decoding (and fetching from a target).
+        (JobStatus::Completed, Some((t, total))) => tracing::info!(
+            job = id,
+            backup = %j.backup_name,
+            index = %j.index_name,
+            bytes = j.bytes_total,
+            total_ms = total.as_millis() as u64,
+            read_ms = t.read_us / 1000,
+            write_ms = t.append_us / 1000,
+            sync_ms = t.sync_us / 1000,
+            "restore completed"
         ),
         (JobStatus::Completed, None) => {
             tracing::info!(job = id, kind = ?j.kind, pause_us = j.write_pause_us, "job completed")

@@ -185,6 +185,13 @@ pub enum Poll {
         /// Its generation on disk.
         generation: u64,
     },
+    /// Run this decode (CPU work over a range of a file), and hand its result to
+    /// [`Task::decoded`]: a host with threads may run it on another one and go on stepping
+    /// the task meanwhile (the task then asks for the result with [`Poll::Collect`]); a
+    /// single-threaded host runs it at once.
+    Detach(Box<CheckpointDecode>),
+    /// Hand the result of the [`Poll::Detach`]ed decode to [`Task::decoded`], waiting for it.
+    Collect,
     /// Waiting for the host to hand it input (an upload's next bytes).
     Input,
     /// Nothing to do before `until_ms` (pacing): do other work, then poll again.
@@ -214,6 +221,30 @@ pub trait Task {
     /// The index a [`Poll::Serve`] asks the host to serve (only tasks that ask for one).
     fn hand_over(&mut self) -> Option<Index> {
         None
+    }
+    /// The result of a [`Poll::Detach`]ed decode (only tasks that detach one).
+    fn decoded(&mut self, _result: Result<Index, String>) {}
+}
+
+/// A checkpoint entry of an archive to decode into an index: work a task detaches
+/// ([`Poll::Detach`]) so a host with threads runs it beside the task's IO. It reads only
+/// `path[at..at + len]`; the task must not change that range until it has the result.
+#[derive(Debug, Clone)]
+pub struct CheckpointDecode {
+    /// The archive.
+    pub path: String,
+    /// Where the checkpoint's bytes start.
+    pub at: u64,
+    /// How many there are.
+    pub len: u64,
+    /// The archive's manifest (the decoded params must match it).
+    pub manifest: crate::archive::Manifest,
+}
+
+impl CheckpointDecode {
+    /// Decodes from `reader` (over the named range), with every check of a checkpoint load.
+    pub fn run(&self, reader: &mut dyn Read) -> Result<Index, String> {
+        crate::archive::archived_checkpoint(&self.manifest, reader).map_err(|e| e.to_string())
     }
 }
 
@@ -247,6 +278,16 @@ pub trait TaskHost {
     }
     /// Backup target `name`; `None` if this host has no such target.
     fn target(&mut self, _name: &str) -> Option<&mut dyn ArchiveTarget> {
+        None
+    }
+    /// Runs a detached decode; `None` if it runs elsewhere and [`TaskHost::collect`] hands
+    /// its result later. The default runs it at once.
+    fn detach(&mut self, job: CheckpointDecode) -> Option<Result<Index, String>> {
+        let mut r = RangeReader::new(self.storage(), &job.path, job.at, job.len);
+        Some(job.run(&mut r))
+    }
+    /// Waits for the decode [`TaskHost::detach`] sent elsewhere; `None` if there is none.
+    fn collect(&mut self) -> Option<Result<Index, String>> {
         None
     }
     /// Serves `ix` as index `name` (files of generation `generation`), replacing nothing: the
@@ -385,12 +426,17 @@ pub fn perform(st: &mut dyn Storage, io: Io) -> io::Result<Done> {
     }
 }
 
-/// Reads `len` bytes of a file from `at` through storage, 1 MiB at a time.
+/// Reads `len` bytes of a file from `at` through storage, 1 MiB at a time: a decoder's small
+/// reads (a frame's 8-byte header) are served from the last chunk, not each a storage call.
 pub struct RangeReader<'a> {
     st: &'a mut dyn Storage,
     path: String,
+    /// Where the next storage read starts.
     at: u64,
     end: u64,
+    /// The last chunk read and how much of it is consumed.
+    chunk: Vec<u8>,
+    used: usize,
 }
 
 impl<'a> RangeReader<'a> {
@@ -401,28 +447,34 @@ impl<'a> RangeReader<'a> {
             path: path.into(),
             at,
             end: at.saturating_add(len),
+            chunk: Vec::new(),
+            used: 0,
         }
     }
 }
 
 impl Read for RangeReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end.saturating_sub(self.at))
-            .min(buf.len() as u64)
-            .min(1 << 20) as usize;
-        if want == 0 {
-            return Ok(0);
+        if self.used == self.chunk.len() {
+            let want = (self.end.saturating_sub(self.at)).min(1 << 20) as usize;
+            if want == 0 || buf.is_empty() {
+                return Ok(0);
+            }
+            let got = self.st.read_at(&self.path, self.at, want)?;
+            if got.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: ends before byte {}", self.path, self.end),
+                ));
+            }
+            self.at += got.len() as u64;
+            self.chunk = got;
+            self.used = 0;
         }
-        let got = self.st.read_at(&self.path, self.at, want)?;
-        if got.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{}: ends before byte {}", self.path, self.end),
-            ));
-        }
-        buf[..got.len()].copy_from_slice(&got);
-        self.at += got.len() as u64;
-        Ok(got.len())
+        let n = buf.len().min(self.chunk.len() - self.used);
+        buf[..n].copy_from_slice(&self.chunk[self.used..self.used + n]);
+        self.used += n;
+        Ok(n)
     }
 }
 
@@ -506,6 +558,19 @@ pub fn step(task: &mut dyn Task, host: &mut impl TaskHost, now_ms: u64) -> Stepp
                 None => Err(io::Error::other(format!("no index to serve as {name}"))),
             };
             task.handle(r.map(|()| Done::Unit));
+            Stepped::Busy
+        }
+        Poll::Detach(job) => {
+            if let Some(r) = host.detach(*job) {
+                task.decoded(r);
+            }
+            Stepped::Busy
+        }
+        Poll::Collect => {
+            let r = host
+                .collect()
+                .unwrap_or_else(|| Err("no decode was detached".into()));
+            task.decoded(r);
             Stepped::Busy
         }
         Poll::Wait { until_ms } => Stepped::Wait(until_ms),

@@ -504,6 +504,12 @@ impl ArchiveDecoder {
         self.manifest.as_ref()
     }
 
+    /// Where data entry `path` is, once its header has been decoded (its bytes are not yet
+    /// verified: only [`ArchiveDecoder::finish`] says the archive is whole).
+    pub fn entry(&self, path: &str) -> Option<&EntryRange> {
+        self.entries.iter().find(|e| e.path == path)
+    }
+
     /// Bytes consumed so far.
     pub fn position(&self) -> u64 {
         self.pos

@@ -176,7 +176,9 @@ pub struct FilterIndex {
 
 /// A stored filter read back: a JSON object (or nothing), without the limits new writes keep.
 pub fn parse_object(s: &str) -> Result<Map<String, Value>, FilterError> {
-    if s.trim().is_empty() {
+    // Most vectors carry no filter: skip the parser for them (a checkpoint load parses one
+    // filter a vector).
+    if s.trim().is_empty() || s == "{}" {
         return Ok(Map::new());
     }
     match serde_json::from_str::<Value>(s) {
@@ -191,7 +193,7 @@ pub fn parse_object(s: &str) -> Result<Map<String, Value>, FilterError> {
 
 /// Stored filter values are JSON objects; anything else is rejected at write time.
 pub fn parse_stored(s: &str) -> Result<Map<String, Value>, FilterError> {
-    if s.trim().is_empty() {
+    if s.trim().is_empty() || s == "{}" {
         return Ok(Map::new());
     }
     match serde_json::from_str::<Value>(s) {
