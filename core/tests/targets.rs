@@ -149,6 +149,13 @@ fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
     );
     store.lock().unwrap().down = false;
     assert!(a.target_backups("s3").unwrap().is_empty(), "nothing listed");
+    // The abort failed with the store: the job record kept the upload, and a sweep (what
+    // the next start does) aborts it.
+    assert!(failed.upload.is_some());
+    assert_eq!(store.lock().unwrap().uploads.len(), 1);
+    assert_eq!(a.sweep_uploads("s3").unwrap(), 1);
+    assert!(store.lock().unwrap().uploads.is_empty());
+    assert_eq!(a.job(&job.job_id).unwrap().upload, None);
     // Back up: the same name succeeds and restores.
     let retry = a
         .start_backup_to("docs", "b1", Some("s3"), None, 4, 4, [2; 6])
@@ -272,4 +279,51 @@ fn incremental_chains_restore_to_each_cut_and_bases_are_kept_while_needed() {
             assert_eq!(a.backups(), ["b0"]);
         }
     }
+}
+
+#[test]
+fn an_upload_a_crash_abandons_is_aborted_when_the_target_is_next_opened() {
+    let store: SharedMemTarget = Arc::new(Mutex::new(MemTarget::default()));
+    let mut r = SplitMix64::new(8);
+    let mut a = Database::open(MemStorage::new(), 1, "a").unwrap();
+    a.add_target("s3", Box::new(store.clone()));
+    let p = IndexParams::new(16, SpaceType::L2).with_precision(Precision::Float32);
+    a.create_index("docs", p, 1).unwrap();
+    for k in 0..40 {
+        a.upsert("docs", items(&mut r, k * 1000, 1000)).unwrap();
+    }
+    let job = a
+        .start_backup_to("docs", "b1", Some("s3"), None, 2, 2, [1; 6])
+        .unwrap();
+    let mut steps = 0;
+    while store
+        .lock()
+        .unwrap()
+        .uploads
+        .values()
+        .all(|u| u.len() < (1 << 20))
+    {
+        a.step(3, 1);
+        steps += 1;
+        assert!(steps < 10_000, "the upload never began");
+    }
+    // The power goes mid-upload: the store keeps the open upload, nobody will finish it.
+    let mut st = a.into_storage();
+    st.crash();
+    assert_eq!(store.lock().unwrap().uploads.len(), 1);
+    let mut a = Database::open(st, 10, "a").unwrap();
+    let j = a.job(&job.job_id).unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+    assert!(j.upload.is_some(), "the upload's id survived the crash");
+    // Opening the target aborts it and clears the record.
+    a.add_target("s3", Box::new(store.clone()));
+    assert!(store.lock().unwrap().uploads.is_empty());
+    assert_eq!(a.job(&job.job_id).unwrap().upload, None);
+    assert!(a.target_backups("s3").unwrap().is_empty());
+    // A backup completed leaves no upload recorded.
+    let ok = a
+        .start_backup_to("docs", "b1", Some("s3"), None, 11, 11, [2; 6])
+        .unwrap();
+    let done = finish(&mut a, &ok.job_id);
+    assert_eq!((done.status, done.upload), (JobStatus::Completed, None));
 }

@@ -594,6 +594,23 @@ impl Db {
             .map_err(|e| DbError::Target(e.to_string()))
     }
 
+    /// Aborts, on every target, the uploads earlier jobs left open (a crash mid-upload, or a
+    /// store that was down for the abort): their parts would otherwise be billed forever.
+    /// One a store refuses again stays recorded for the next start.
+    pub fn sweep_uploads(&self) {
+        let mut names: Vec<&String> = self.targets.keys().collect();
+        names.sort();
+        for name in names {
+            match task::sweep_uploads(&mut NativeHost::new(self), name) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(target = %name, uploads = n, "abandoned uploads aborted"),
+                Err(e) => {
+                    tracing::warn!(target = %name, error = %e, "abandoned uploads not aborted; retried at the next start")
+                }
+            }
+        }
+    }
+
     /// True when target `t` lists archive `name`.
     pub fn target_lists(&self, t: &str, name: &str) -> Result<bool, DbError> {
         Ok(self.target_backups(t)?.iter().any(|r| r.name == name))

@@ -175,6 +175,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 args.data_dir.display()
             )
         })?;
+    // An object store may be slow or away: the sweep never holds up serving.
+    let db_sweep = db.clone();
+    let _ = std::thread::Builder::new()
+        .name("upload-sweep".into())
+        .spawn(move || db_sweep.sweep_uploads());
     scheduler::start(db.clone(), schedules).map_err(|e| format!("backup scheduler: {e}"))?;
     let playground = args.playground.or_else(|| {
         let p = PathBuf::from("web");

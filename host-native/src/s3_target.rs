@@ -12,11 +12,12 @@
 use cairn_core::target::ArchiveTarget;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    WriteMultipart,
+    BackoffConfig, ClientOptions, MultipartId, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,10 +169,23 @@ impl S3Config {
     }
 }
 
+/// A multipart upload being written: parts go up as they fill, at most [`IN_FLIGHT`] at once.
+struct Upload {
+    key: String,
+    path: ObjectPath,
+    id: MultipartId,
+    /// Bytes not yet in a part.
+    buf: Vec<u8>,
+    /// Parts uploading, oldest first.
+    in_flight: VecDeque<tokio::task::JoinHandle<object_store::Result<PartId>>>,
+    /// Parts uploaded, in order.
+    parts: Vec<PartId>,
+}
+
 /// One task's use of a target: the configuration plus the upload it is writing.
 pub struct S3Target {
     cfg: Arc<S3Config>,
-    upload: Option<(String, WriteMultipart)>,
+    upload: Option<Upload>,
     /// Sizes this handle has seen (objects are written once: a size does not change under
     /// a reader), so a fetch's ranged reads need no HEAD each.
     sizes: std::collections::HashMap<String, u64>,
@@ -187,10 +201,50 @@ impl S3Target {
         }
     }
 
-    fn writing(&mut self, key: &str) -> io::Result<&mut WriteMultipart> {
+    fn writing(&mut self, key: &str) -> io::Result<&mut Upload> {
         match &mut self.upload {
-            Some((k, w)) if k == key => Ok(w),
+            Some(u) if u.key == key => Ok(u),
             _ => Err(io::Error::other(format!("no upload open at {key}"))),
+        }
+    }
+
+    /// Waits for the oldest part in flight.
+    fn settle_one(cfg: &S3Config, u: &mut Upload) -> io::Result<()> {
+        let Some(h) = u.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let part = cfg
+            .rt
+            .block_on(h)
+            .map_err(|e| io::Error::other(format!("part upload: {e}")))?
+            .map_err(|e| cfg.err(e))?;
+        u.parts.push(part);
+        Ok(())
+    }
+
+    /// Sends `bytes` as the next part, once fewer than [`IN_FLIGHT`] are uploading.
+    fn send_part(cfg: &S3Config, u: &mut Upload, bytes: Vec<u8>) -> io::Result<()> {
+        while u.in_flight.len() >= IN_FLIGHT {
+            Self::settle_one(cfg, u)?;
+        }
+        let idx = u.parts.len() + u.in_flight.len();
+        let (store, path, id) = (cfg.store.clone(), u.path.clone(), u.id.clone());
+        u.in_flight.push_back(cfg.rt.spawn(async move {
+            store
+                .put_part(&path, &id, idx, PutPayload::from(bytes))
+                .await
+        }));
+        Ok(())
+    }
+
+    /// Stops upload `u` at the store (its parts deleted).
+    fn abort_open(cfg: &S3Config, u: &mut Upload) -> io::Result<()> {
+        for h in u.in_flight.drain(..) {
+            h.abort();
+        }
+        match cfg.rt.block_on(cfg.store.abort_multipart(&u.path, &u.id)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(cfg.err(e)),
         }
     }
 }
@@ -198,9 +252,10 @@ impl S3Target {
 impl Drop for S3Target {
     fn drop(&mut self) {
         // An upload never committed is abandoned: its parts are deleted now, not left to the
-        // bucket's lifecycle rules.
-        if let Some((_, w)) = self.upload.take() {
-            let _ = self.cfg.rt.block_on(w.abort());
+        // bucket's lifecycle rules (if the store is unreachable, the job record keeps the
+        // upload's id and the next start aborts it).
+        if let Some(mut u) = self.upload.take() {
+            let _ = Self::abort_open(&self.cfg, &mut u);
         }
     }
 }
@@ -236,48 +291,94 @@ impl ArchiveTarget for S3Target {
             .map(|b| b.to_vec())
             .map_err(|e| c.err(e))
     }
-    fn begin(&mut self, key: &str) -> io::Result<()> {
+    fn begin(&mut self, key: &str) -> io::Result<Option<String>> {
         self.sizes.remove(key);
-        if let Some((_, w)) = self.upload.take() {
-            let _ = self.cfg.rt.block_on(w.abort());
+        if let Some(mut u) = self.upload.take() {
+            let _ = Self::abort_open(&self.cfg, &mut u);
         }
         let c = &self.cfg;
-        let up =
-            c.rt.block_on(c.store.put_multipart(&c.path(key)))
+        let path = c.path(key);
+        let id =
+            c.rt.block_on(c.store.create_multipart(&path))
                 .map_err(|e| c.err(e))?;
-        self.upload = Some((key.into(), WriteMultipart::new_with_chunk_size(up, PART)));
-        Ok(())
+        self.upload = Some(Upload {
+            key: key.into(),
+            path,
+            id: id.clone(),
+            buf: Vec::with_capacity(PART),
+            in_flight: VecDeque::new(),
+            parts: Vec::new(),
+        });
+        Ok(Some(id))
     }
-    fn append(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {
+    fn append(&mut self, key: &str, mut bytes: &[u8]) -> io::Result<()> {
         let cfg = self.cfg.clone();
-        let w = self.writing(key)?;
-        // Back-pressure first: at most IN_FLIGHT parts in the air (bounded memory).
-        cfg.rt
-            .block_on(w.wait_for_capacity(IN_FLIGHT))
-            .map_err(|e| cfg.err(e))?;
-        let _in_runtime = cfg.rt.enter(); // a full part is uploaded by a task on it
-        w.write(bytes);
+        let u = self.writing(key)?;
+        // Whole parts go up as they fill; memory stays about (IN_FLIGHT + 1) parts.
+        while !bytes.is_empty() {
+            let take = (PART - u.buf.len()).min(bytes.len());
+            u.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if u.buf.len() == PART {
+                let part = std::mem::replace(&mut u.buf, Vec::with_capacity(PART));
+                Self::send_part(&cfg, u, part)?;
+            }
+        }
         Ok(())
     }
     fn commit(&mut self, key: &str) -> io::Result<()> {
         self.writing(key)?;
-        let Some((_, w)) = self.upload.take() else {
+        let Some(mut u) = self.upload.take() else {
             return Err(io::Error::other(format!("no upload open at {key}")));
         };
-        let c = &self.cfg;
-        // `finish` aborts the upload itself if a part or the completion fails.
-        c.rt.block_on(w.finish()).map(|_| ()).map_err(|e| c.err(e))
+        let c = self.cfg.clone();
+        let done = (|| {
+            // The last part may be short (or the only one, empty).
+            if !u.buf.is_empty() || u.parts.len() + u.in_flight.len() == 0 {
+                let last = std::mem::take(&mut u.buf);
+                Self::send_part(&c, &mut u, last)?;
+            }
+            while !u.in_flight.is_empty() {
+                Self::settle_one(&c, &mut u)?;
+            }
+            c.rt.block_on(
+                c.store
+                    .complete_multipart(&u.path, &u.id, std::mem::take(&mut u.parts)),
+            )
+            .map(|_| ())
+            .map_err(|e| c.err(e))
+        })();
+        // Its parts are deleted now; should the store refuse that too, the upload stays
+        // open here, so the task's abort tries again (and if that fails, the job record
+        // keeps the upload's id for the next start).
+        if done.is_err() && Self::abort_open(&c, &mut u).is_err() {
+            self.upload = Some(u);
+        }
+        done
     }
     fn abort(&mut self, key: &str) -> io::Result<()> {
         match self.upload.take() {
-            Some((k, w)) if k == key => {
-                let c = &self.cfg;
-                c.rt.block_on(w.abort()).map_err(|e| c.err(e))
+            Some(mut u) if u.key == key => {
+                let r = Self::abort_open(&self.cfg, &mut u);
+                if r.is_err() {
+                    self.upload = Some(u);
+                }
+                r
             }
             other => {
                 self.upload = other;
                 Ok(())
             }
+        }
+    }
+    fn abort_upload(&mut self, key: &str, upload: &str) -> io::Result<()> {
+        let c = &self.cfg;
+        match c
+            .rt
+            .block_on(c.store.abort_multipart(&c.path(key), &upload.to_string()))
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(c.err(e)),
         }
     }
     fn put(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {

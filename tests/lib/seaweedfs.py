@@ -93,6 +93,15 @@ class SeaweedFS:
         except requests.RequestException:
             return False
 
+    def multipart_uploads(self, prefix):
+        """Keys of the multipart uploads open under `prefix/` (S3's ListMultipartUploads,
+        signed by boto3: what a crashed writer would leave billed in the bucket)."""
+        import boto3  # only the tests that look at uploads need it
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+        r = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{prefix}/")
+        return sorted(u["Key"] for u in r.get("Uploads", []))
+
     def tail(self):
         try:
             with open(os.path.join(self.dir, "weed.log"), "rb") as f:

@@ -2,10 +2,13 @@
 server A backs up to the bucket, server B — its own data directory, sharing only the bucket —
 lists and restores it with identical search results; the store stopped mid-upload fails the
 job with a clear error and lists nothing, and the same backup succeeds once it is back; wrong
-credentials fail the job with the store's refusal."""
+credentials fail the job with the store's refusal; an upload a crash (or a store down for
+the abort) leaves open is aborted at the next start."""
 import hashlib
 import os
 import random
+import signal
+import subprocess
 import sys
 import time
 
@@ -126,9 +129,11 @@ def test_a_backup_on_server_a_restores_on_server_b_sharing_only_the_bucket(s3, t
 
 def test_the_store_stopped_mid_upload_fails_the_job_and_a_retry_succeeds(s3, tmp_path):
     target = s3.target("s3", "flaky")
+    data = str(tmp_path / "data")
+    os.makedirs(data)
     # Paced at 8 MiB/s so the upload is still going when the store stops.
     with serve("--backup-target", target, "--backup-max-mib-per-s", "8", env=s3.env(),
-               log=tmp_path / "a.log") as (a, _):
+               log=tmp_path / "a.log", data=data) as (a, _):
         fill(a, "big", 150_000, batch=5000)
         r = requests.post(f"{a}/v1/index/big/backup", json={"name": "b1", "target": "s3"})
         assert r.status_code == 202, r.text
@@ -146,11 +151,54 @@ def test_the_store_stopped_mid_upload_fails_the_job_and_a_retry_succeeds(s3, tmp
         finally:
             s3.start()
         assert requests.get(f"{a}/v1/backups", params={"target": "s3"}).json() == []
+        # The abort failed with the store: the upload is still open, its id in the job record.
+        assert s3.multipart_uploads("flaky") == ["flaky/b1.tar"]
         retry = requests.post(f"{a}/v1/index/big/backup", json={"name": "b1", "target": "s3"})
         assert retry.status_code == 202, retry.text
         done = wait_job(a, retry.json()["job_id"], timeout=300)
         assert done["status"] == "completed", done
         assert requests.get(f"{a}/v1/backups", params={"target": "s3"}).json() == ["b1"]
+    # The next start aborts what the failed job left open.
+    with serve("--backup-target", target, env=s3.env(), log=tmp_path / "a2.log", data=data) as (a, _):
+        wait_until(lambda: s3.multipart_uploads("flaky") == [], "the abandoned upload is aborted")
+        assert requests.get(f"{a}/v1/backups", params={"target": "s3"}).json() == ["b1"]
+
+
+def wait_until(cond, what, timeout=30):
+    t0 = time.time()
+    while not cond():
+        assert time.time() - t0 < timeout, f"timed out: {what}"
+        time.sleep(0.1)
+
+
+def test_an_upload_a_crash_abandons_is_aborted_at_the_next_start(s3, tmp_path):
+    target = s3.target("s3", "crashed")
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    with serve("--backup-target", target, "--backup-max-mib-per-s", "8", env=s3.env(),
+               log=tmp_path / "a.log", data=data) as (a, _):
+        fill(a, "big", 150_000, batch=5000)
+        r = requests.post(f"{a}/v1/index/big/backup", json={"name": "b1", "target": "s3"})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        while requests.get(f"{a}/v1/backups/jobs/{job_id}").json()["bytes_done"] < (12 << 20):
+            time.sleep(0.05)
+        # The power goes: no abort, no cleanup.
+        pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--data-dir {data}"]).split()[0])
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    assert s3.multipart_uploads("crashed") == ["crashed/b1.tar"]
+    with serve("--backup-target", target, env=s3.env(), log=tmp_path / "b.log", data=data) as (a, _):
+        wait_until(lambda: s3.multipart_uploads("crashed") == [], "the abandoned upload is aborted")
+        j = requests.get(f"{a}/v1/backups/jobs/{job_id}").json()
+        assert (j["status"], j["error"]) == ("failed", "interrupted by restart"), j
+        assert requests.get(f"{a}/v1/backups", params={"target": "s3"}).json() == []
+        # The same backup now succeeds (once the index has loaded: its log replays at start).
+        wait_until(lambda: requests.get(f"{a}/v1/index/big/info").status_code == 200, "the index loads")
+        retry = requests.post(f"{a}/v1/index/big/backup", json={"name": "b1", "target": "s3"})
+        assert retry.status_code == 202, retry.text
+        assert wait_job(a, retry.json()["job_id"], timeout=300)["status"] == "completed"
+        assert s3.multipart_uploads("crashed") == []
 
 
 def test_wrong_credentials_fail_the_job_with_the_stores_refusal(s3, tmp_path):

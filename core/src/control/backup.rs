@@ -85,6 +85,9 @@ pub struct BackupTask {
     renamed: bool,
     /// A target's archive object was committed (cleanup deletes it instead of aborting).
     committed: bool,
+    /// What the job record is to say of the upload open at the target, at the next engine
+    /// turn: its id once begun, `None` once committed or aborted.
+    upload_news: Option<Option<String>>,
     /// Where the archive goes: `None` the data directory's `backups/`, else a target.
     target: Option<String>,
     /// An incremental backup's base.
@@ -131,6 +134,7 @@ impl BackupTask {
             started_ms: None,
             renamed: false,
             committed: false,
+            upload_news: None,
             target: None,
             base: None,
             log_from: 0,
@@ -305,7 +309,8 @@ impl Task for BackupTask {
             self.phase,
             Phase::HashCheckpoint { .. } | Phase::HashLog { .. } | Phase::Copy { .. }
         );
-        if reading && self.since_engine >= ENGINE_EVERY {
+        // An upload's id goes into the job record before anything else is done.
+        if (reading && self.since_engine >= ENGINE_EVERY) || self.upload_news.is_some() {
             return Poll::Engine;
         }
         match &self.phase {
@@ -448,7 +453,11 @@ impl Task for BackupTask {
                 }
             }
             Phase::Create => match result {
-                Ok(_) => {
+                Ok(done) => {
+                    if let Done::Upload(Some(id)) = done {
+                        // Recorded (the jobs file written) before the first part goes up.
+                        self.upload_news = Some(Some(id));
+                    }
                     let manifest = self.manifest();
                     self.total = manifest.data_bytes();
                     match ArchiveEncoder::new(manifest, &mut self.out) {
@@ -493,6 +502,9 @@ impl Task for BackupTask {
             Phase::Sync => match result {
                 Ok(_) => {
                     self.committed = self.target.is_some();
+                    if self.committed {
+                        self.upload_news = Some(None);
+                    }
                     self.phase = Phase::Rename;
                 }
                 Err(e) => self.fail(e),
@@ -510,9 +522,17 @@ impl Task for BackupTask {
                 Err(e) => self.fail(e),
             },
             Phase::Cleanup { mut ios } => {
-                // Cleanup is best effort: a leftover temp file goes at the next start (an
-                // upload left open on a target, at the store's own expiry of parts).
-                ios.pop();
+                // Cleanup is best effort: a leftover temp file goes at the next start, an
+                // upload left open on a target when the target is next opened (the job
+                // record keeps its id).
+                if let Some(Io::Object {
+                    op: ObjectOp::Abort(_),
+                    ..
+                }) = ios.pop()
+                    && result.is_ok()
+                {
+                    self.upload_news = Some(None);
+                }
                 self.phase = Phase::Cleanup { ios };
             }
             Phase::Conclude | Phase::Done => {}
@@ -525,6 +545,9 @@ impl Task for BackupTask {
         self.since_engine = 0;
         if engine.cancel_requested(&self.job) {
             self.cancel = true;
+        }
+        if let Some(news) = self.upload_news.take() {
+            let _ = engine.set_upload(&self.job, news);
         }
         engine.progress(&self.job, self.copied, self.total);
         if self.phase == Phase::Conclude {

@@ -1077,6 +1077,31 @@ impl Engine {
         }
     }
 
+    /// Records (`Some`) or clears the upload a backup job has open at its target; the jobs
+    /// file is written with it, so a crash cannot lose it.
+    pub fn set_upload(&mut self, job: &str, upload: Option<String>) -> Result<(), EngineError> {
+        self.registry.set_upload(job, upload)?;
+        self.effect(Effect::PersistJobs);
+        Ok(())
+    }
+
+    /// Uploads that ended jobs left open on target `target` (a crash mid-upload, or an abort
+    /// the store refused): `(job, archive key, upload id)`, for the host to abort.
+    pub fn stale_uploads(&self, target: &str) -> Vec<(String, String, String)> {
+        self.registry
+            .list()
+            .filter(|j| !j.status.is_active() && j.target.as_deref() == Some(target))
+            .filter_map(|j| {
+                let up = j.upload.clone()?;
+                Some((
+                    j.job_id.clone(),
+                    crate::target::archive_key(&j.backup_name),
+                    up,
+                ))
+            })
+            .collect()
+    }
+
     /// After a restart: active jobs become failed "interrupted by restart" (a job whose
     /// cancel was asked becomes cancelled); their partial files are queued for deletion and
     /// the jobs file for writing.

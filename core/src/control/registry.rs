@@ -124,6 +124,12 @@ pub struct Job {
     /// A restore's vectors rebuilt so far and in all (its other measure of progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vectors: Option<(u64, u64)>,
+    /// The upload a backup to a target has open at the store (its multipart upload id):
+    /// recorded before the first part goes up, cleared once committed or aborted. One a
+    /// crash (or a store that was down for the abort) left is aborted when the target is
+    /// next opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
 }
 
 impl Job {
@@ -148,6 +154,7 @@ impl Job {
             rebuild: None,
             target: None,
             vectors: None,
+            upload: None,
         }
     }
 }
@@ -341,6 +348,13 @@ impl JobRegistry {
         if j.status.is_active() {
             j.vectors = Some((done, total));
         }
+        Ok(())
+    }
+
+    /// Records (`Some`) or clears the upload job `id` has open at its target, whatever the
+    /// job's state (a failed job's abort may come later).
+    pub fn set_upload(&mut self, id: &str, upload: Option<String>) -> Result<(), JobError> {
+        self.get_mut(id)?.upload = upload;
         Ok(())
     }
 

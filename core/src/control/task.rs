@@ -140,6 +140,8 @@ pub enum Done {
     Size(Option<u64>),
     /// Bytes read.
     Bytes(Vec<u8>),
+    /// An upload begun on a target, with its id where the store has one.
+    Upload(Option<String>),
 }
 
 /// What a task wants next.
@@ -315,12 +317,40 @@ pub fn perform_on(host: &mut impl TaskHost, io: Io) -> io::Result<Done> {
     match op {
         ObjectOp::Size(key) => t.size(&key).map(Done::Size),
         ObjectOp::Read { key, at, len } => t.read_at(&key, at, len).map(Done::Bytes),
-        ObjectOp::Begin(key) => t.begin(&key).map(|_| Done::Unit),
+        ObjectOp::Begin(key) => t.begin(&key).map(Done::Upload),
         ObjectOp::Append { key, bytes } => t.append(&key, &bytes).map(|_| Done::Unit),
         ObjectOp::Commit(key) => t.commit(&key).map(|_| Done::Unit),
         ObjectOp::Abort(key) => t.abort(&key).map(|_| Done::Unit),
         ObjectOp::Put { key, bytes } => t.put(&key, &bytes).map(|_| Done::Unit),
         ObjectOp::Delete(key) => t.delete(&key).map(|_| Done::Unit),
+    }
+}
+
+/// Aborts the uploads ended jobs left open on backup target `target` (a crash mid-upload,
+/// or a store that was down for the abort) and clears them from the job records; returns
+/// how many went. One the store refuses again stays recorded for the next sweep.
+pub fn sweep_uploads(host: &mut impl TaskHost, target: &str) -> io::Result<usize> {
+    let stale = host.with_engine(|e| e.stale_uploads(target));
+    let mut swept = 0;
+    let mut first_err = None;
+    for (job, key, upload) in stale {
+        let Some(t) = host.target(target) else {
+            break;
+        };
+        match t.abort_upload(&key, &upload) {
+            Ok(()) => {
+                let _ = host.with_engine(|e| e.set_upload(&job, None));
+                swept += 1;
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    apply_effects(host)?;
+    match first_err {
+        Some(e) if swept == 0 => Err(e),
+        _ => Ok(swept),
     }
 }
 

@@ -70,13 +70,19 @@ pub trait ArchiveTarget: Send {
     /// Up to `len` bytes of `key` from `at` (short only at its end).
     fn read_at(&mut self, key: &str, at: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Starts writing object `key`: nothing is visible until [`ArchiveTarget::commit`].
-    fn begin(&mut self, key: &str) -> io::Result<()>;
+    /// Returns the upload's id where the store keeps uploads apart from their writer (S3's
+    /// multipart uploads): the caller records it, so an upload a crash abandons is aborted
+    /// after the restart ([`ArchiveTarget::abort_upload`]).
+    fn begin(&mut self, key: &str) -> io::Result<Option<String>>;
     /// Appends to the object being written at `key` (the host buffers into parts).
     fn append(&mut self, key: &str, bytes: &[u8]) -> io::Result<()>;
     /// Makes the object written at `key` visible, whole.
     fn commit(&mut self, key: &str) -> io::Result<()>;
     /// Abandons the object being written at `key` (its parts are deleted); fine if none.
     fn abort(&mut self, key: &str) -> io::Result<()>;
+    /// Abandons upload `upload` of `key` that [`ArchiveTarget::begin`] named, whoever began
+    /// it (a process that crashed since); fine if it is over already.
+    fn abort_upload(&mut self, key: &str, upload: &str) -> io::Result<()>;
     /// Writes a small object whole, visible at once.
     fn put(&mut self, key: &str, bytes: &[u8]) -> io::Result<()>;
     /// Deletes object `key`; fine if missing.
@@ -90,13 +96,25 @@ pub trait ArchiveTarget: Send {
 pub struct MemTarget {
     /// Visible objects.
     pub objects: BTreeMap<String, Vec<u8>>,
-    /// Objects being written.
+    /// Objects being written, by `<key>#<upload id>` (a crashed writer's stay until aborted).
     pub uploads: BTreeMap<String, Vec<u8>>,
+    /// The upload each key is being written by now.
+    current: BTreeMap<String, String>,
+    /// Upload ids given so far.
+    began: u64,
     /// When set, every call fails.
     pub down: bool,
 }
 
 impl MemTarget {
+    /// Where the upload now writing `key` keeps its bytes.
+    fn upload_key(&self, key: &str) -> io::Result<String> {
+        self.current
+            .get(key)
+            .map(|id| format!("{key}#{id}"))
+            .ok_or_else(|| io::Error::other(format!("no upload open at {key}")))
+    }
+
     fn up(&self) -> io::Result<()> {
         if self.down {
             return Err(io::Error::new(
@@ -125,31 +143,47 @@ impl ArchiveTarget for MemTarget {
         let start = (at as usize).min(o.len());
         Ok(o[start..(start + len).min(o.len())].to_vec())
     }
-    fn begin(&mut self, key: &str) -> io::Result<()> {
+    fn begin(&mut self, key: &str) -> io::Result<Option<String>> {
         self.up()?;
-        self.uploads.insert(key.into(), Vec::new());
-        Ok(())
+        self.began += 1;
+        let id = self.began.to_string();
+        self.uploads.insert(format!("{key}#{id}"), Vec::new());
+        self.current.insert(key.into(), id.clone());
+        Ok(Some(id))
     }
     fn append(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {
         self.up()?;
+        let slot = self.upload_key(key)?;
         self.uploads
-            .get_mut(key)
+            .get_mut(&slot)
             .ok_or_else(|| io::Error::other(format!("no upload open at {key}")))?
             .extend_from_slice(bytes);
         Ok(())
     }
     fn commit(&mut self, key: &str) -> io::Result<()> {
         self.up()?;
+        let slot = self.upload_key(key)?;
         let o = self
             .uploads
-            .remove(key)
+            .remove(&slot)
             .ok_or_else(|| io::Error::other(format!("no upload open at {key}")))?;
+        self.current.remove(key);
         self.objects.insert(key.into(), o);
         Ok(())
     }
     fn abort(&mut self, key: &str) -> io::Result<()> {
         self.up()?;
-        self.uploads.remove(key);
+        if let Some(id) = self.current.remove(key) {
+            self.uploads.remove(&format!("{key}#{id}"));
+        }
+        Ok(())
+    }
+    fn abort_upload(&mut self, key: &str, upload: &str) -> io::Result<()> {
+        self.up()?;
+        self.uploads.remove(&format!("{key}#{upload}"));
+        if self.current.get(key).is_some_and(|c| c == upload) {
+            self.current.remove(key);
+        }
         Ok(())
     }
     fn put(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {
@@ -209,8 +243,11 @@ impl ArchiveTarget for SharedMemTarget {
     fn read_at(&mut self, key: &str, at: u64, len: usize) -> io::Result<Vec<u8>> {
         shared(self).read_at(key, at, len)
     }
-    fn begin(&mut self, key: &str) -> io::Result<()> {
+    fn begin(&mut self, key: &str) -> io::Result<Option<String>> {
         shared(self).begin(key)
+    }
+    fn abort_upload(&mut self, key: &str, upload: &str) -> io::Result<()> {
+        shared(self).abort_upload(key, upload)
     }
     fn append(&mut self, key: &str, bytes: &[u8]) -> io::Result<()> {
         shared(self).append(key, bytes)
