@@ -634,7 +634,7 @@ struct NameBody {
 }
 
 /// A request's backup target: `None` for the data directory (absent or `"local"`).
-fn target_of(t: Option<String>) -> Option<String> {
+pub(crate) fn target_of(t: Option<String>) -> Option<String> {
     t.filter(|t| !t.is_empty() && t != "local")
 }
 

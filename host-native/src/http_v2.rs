@@ -7,7 +7,8 @@
 use crate::db::{Db, DbError};
 use crate::drive;
 use crate::http::{
-    ApiResult, AppState, St, backup_info, bad, blocking, download, job_json, msgpack, upload,
+    ApiResult, AppState, St, TargetQuery, backup_info, bad, blocking, download, job_json, msgpack,
+    target_of, upload,
 };
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
@@ -335,9 +336,13 @@ async fn shrink(State(s): St, scope: Scope, Path(c): Path<String>) -> ApiResult<
     Ok(Json(json!({"status": "ok", "reclaimed_bytes": n})))
 }
 
+/// A collection backup: Endee's `{"name"}`, plus CairnDB's `target` (a `--backup-target`)
+/// and `incremental_from` (a base on the same target), as on `/api/v1`.
 #[derive(Deserialize)]
 struct NameBody {
     name: Option<String>,
+    target: Option<String>,
+    incremental_from: Option<String>,
 }
 
 async fn backup(
@@ -351,8 +356,12 @@ async fn backup(
     let b: NameBody = serde_json::from_slice(&body).map_err(|_| bad("Invalid JSON"))?;
     let user = b.name.ok_or_else(|| bad("Missing backup name"))?;
     let name = scope.name(&user)?;
+    let base = b.incremental_from.map(|x| scope.name(&x)).transpose()?;
+    let target = target_of(b.target);
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_backup(&db, &c, &name, None, None)).await?;
+    let job =
+        blocking(move || drive::submit_backup(&db, &c, &name, target.as_deref(), base.as_deref()))
+            .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -364,30 +373,50 @@ async fn backup(
         .into_response())
 }
 
-async fn list_backups(State(s): St, scope: Scope) -> Json<Value> {
-    let names: Vec<String> =
-        s.db.backup_names()
-            .iter()
-            .filter_map(|b| scope.show(b).map(String::from))
-            .collect();
-    Json(json!(names))
+async fn list_backups(
+    State(s): St,
+    scope: Scope,
+    Query(q): Query<TargetQuery>,
+) -> ApiResult<Json<Value>> {
+    let all = match target_of(q.target) {
+        None => s.db.backup_names(),
+        Some(t) => {
+            let db = s.db.clone();
+            blocking(move || db.target_backups(&t))
+                .await?
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        }
+    };
+    let names: Vec<String> = all
+        .iter()
+        .filter_map(|b| scope.show(b).map(String::from))
+        .collect();
+    Ok(Json(json!(names)))
 }
 
 async fn delete_backup(
     State(s): St,
     scope: Scope,
     Path(b): Path<String>,
+    Query(q): Query<TargetQuery>,
 ) -> ApiResult<Json<Value>> {
     scope.write()?;
     let b = scope.name(&b)?;
     let db = s.db.clone();
-    blocking(move || db.delete_backup(&b, false)).await?;
+    let chain = q.chain;
+    match target_of(q.target) {
+        None => blocking(move || db.delete_backup(&b, chain)).await?,
+        Some(t) => blocking(move || db.delete_target_backup(&t, &b, chain)).await?,
+    };
     Ok(Json(json!({"message": "Backup deleted successfully"})))
 }
 
 #[derive(Deserialize)]
 struct DownloadQuery {
     db: Option<String>,
+    target: Option<String>,
 }
 
 /// `?db=` lets the root token fetch a database's archive (Endee's client sends it).
@@ -401,16 +430,19 @@ async fn fetch(
         (None, Some(db)) => Scope::of(&db),
         _ => scope,
     };
-    let local = Query(crate::http::TargetQuery {
-        target: None,
+    let on = Query(TargetQuery {
+        target: q.target,
         chain: false,
     });
-    download(State(s), scope, Path(b), local).await
+    download(State(s), scope, Path(b), on).await
 }
 
+/// Endee's `{"target_collection_name"}`, plus CairnDB's `target`: the backup target the
+/// archive is on (default: the data directory).
 #[derive(Deserialize)]
 struct RestoreBody {
     target_collection_name: Option<String>,
+    target: Option<String>,
 }
 
 async fn restore(
@@ -425,8 +457,10 @@ async fn restore(
         .target_collection_name
         .ok_or_else(|| bad("Missing target_collection_name"))?;
     let (b, target) = (scope.name(&b)?, scope.name(&user)?);
+    let from = target_of(r.target);
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_restore(&db, &b, None, &target, false)).await?;
+    let job =
+        blocking(move || drive::submit_restore(&db, &b, from.as_deref(), &target, false)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

@@ -293,3 +293,28 @@ def test_backups_and_scratch_on_other_directories(s3, tmp_path):
         qs = vectors(5, 3)
         linked(a, "r_there")
         assert answers(a, "r_here", qs) == answers(a, "r_there", qs)
+
+
+def test_the_v2_routes_back_up_to_list_and_restore_from_a_target(s3, tmp_path):
+    target = s3.target("s3", "v2")
+    with serve("--backup-target", target, env=s3.env(), log=tmp_path / "a.log") as (a, _):
+        fill(a, "docs", 2000)
+        v2 = a.replace("/api", "/api/v2")
+        r = requests.post(f"{v2}/collection/docs/backup", json={"name": "snap", "target": "s3"})
+        assert r.status_code == 202, r.text
+        assert wait_job(a, r.json()["job_id"])["status"] == "completed"
+        assert requests.get(f"{v2}/backup", params={"target": "s3"}).json() == ["snap"]
+        assert requests.get(f"{v2}/backup").json() == [], "nothing in the data directory"
+        info = requests.get(f"{v2}/backup/snap/info", params={"target": "s3"})
+        assert info.status_code == 200 and info.json()["vector_count"] == 2000, info.text
+        r = requests.post(f"{v2}/backup/snap/restore", json={"target_collection_name": "copy", "target": "s3"})
+        assert r.status_code == 202, r.text
+        assert wait_job(a, r.json()["job_id"])["status"] == "completed"
+        linked(a, "copy")
+        qs = vectors(5, seed=9)
+        assert answers(a, "docs", qs) == answers(a, "copy", qs)
+        dl = requests.get(f"{v2}/backup/snap/download", params={"target": "s3"})
+        assert dl.status_code == 200, dl.text
+        assert hashlib.sha256(dl.content).hexdigest() == info.json()["archive_sha256"]
+        assert requests.delete(f"{v2}/backup/snap", params={"target": "s3"}).status_code == 200
+        assert requests.get(f"{v2}/backup", params={"target": "s3"}).json() == []
