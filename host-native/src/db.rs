@@ -409,7 +409,7 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(crate) fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -511,6 +511,13 @@ impl Db {
         if linked {
             tracing::info!(index = %h.name, ms = t.elapsed().as_millis() as u64, "replayed vectors linked");
         }
+    }
+
+    /// Bytes of index `name`'s current log and checkpoint (`None`: no such index).
+    pub fn file_sizes(&self, name: &str) -> Option<(u64, u64)> {
+        let g = lock(&self.engine).index(name).ok()?.generation;
+        let size = |p: String| fs::metadata(self.path(&p)).map_or(0, |m| m.len());
+        Some((size(paths::log(name, g)), size(paths::checkpoint(name, g))))
     }
 
     /// True once every index found at start has loaded (or failed to).
@@ -880,6 +887,7 @@ impl Db {
     /// Writes a new checkpoint generation and starts a new log. Holds the index's writer lock
     /// (writes wait; searches continue) while it encodes.
     pub fn checkpoint(&self, h: &IndexHandle) -> Result<(), DbError> {
+        let t0 = std::time::Instant::now();
         let mut w = lock(&h.writer);
         w.check_open(&h.name)?;
         // A graph still missing replayed vectors can't be written (they would be lost).
@@ -919,7 +927,9 @@ impl Db {
         if let Err(e) = task::apply_effects(&mut NativeHost::new(self)) {
             tracing::warn!(index = %name, error = %e, "could not delete an old generation; it goes at the next start");
         }
-        tracing::info!(index = %name, generation = g, "checkpoint written");
+        let bytes = fs::metadata(self.path(&paths::checkpoint(name, g))).map_or(0, |m| m.len());
+        crate::observe::checkpoint_written(bytes, t0.elapsed());
+        tracing::info!(index = %name, generation = g, bytes, "checkpoint written");
         Ok(())
     }
 

@@ -235,6 +235,7 @@ fn job(db: &Db, id: &str) -> Result<Job, DbError> {
 /// reads it).
 fn log_end(db: &Db, id: &str, time: Option<(IoTime, Duration)>) {
     let Ok(j) = job(db, id) else { return };
+    crate::observe::job_ended(&j, time.map(|(_, d)| d));
     match (j.status, time) {
         (JobStatus::Completed, Some((t, total))) if j.kind == JobKind::Backup => tracing::info!(
             job = id,

@@ -202,16 +202,29 @@ pub fn router(
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .route("/health", get(health))
         .route("/stats", get(stats));
-    let mut app = Router::new().nest("/api/v1", api).nest("/api/v2", v2);
+    // Operations: metrics behind the root token (they name every index), the probes open.
+    let ops = Router::new()
+        .route("/metrics", get(crate::observe::metrics))
+        .route_layer(middleware::from_fn(root_only))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route("/livez", get(crate::observe::livez))
+        .route("/readyz", get(crate::observe::readyz));
+    let mut app = Router::new()
+        .nest("/api/v1", api)
+        .nest("/api/v2", v2)
+        .merge(ops);
     if let Some(dir) = playground {
         app = app.fallback(tower_http_serve(dir));
     }
-    // Unknown routes answer axum's empty 404, which `json_errors` turns into JSON.
+    // Unknown routes answer axum's empty 404, which `json_errors` turns into JSON. Requests
+    // are counted and logged as answered, after that rewrite.
     app.layer(middleware::from_fn_with_state(
         state.clone(),
         count_requests,
     ))
     .layer(middleware::from_fn(json_errors))
+    .layer(middleware::from_fn(crate::observe::count_request))
+    .layer(crate::observe::trace_layer())
     .layer(DefaultBodyLimit::max(limits.max_body))
     .with_state(state)
 }

@@ -7,6 +7,7 @@ mod fsutil;
 mod http;
 mod http_admin;
 mod http_v2;
+mod observe;
 mod s3_target;
 mod scheduler;
 mod wire;
@@ -93,6 +94,11 @@ struct ServeArgs {
     /// Free disk space an upload must leave, in MiB (507 when it would not).
     #[arg(long, env = "CAIRN_UPLOAD_RESERVE_MIB", default_value_t = 256)]
     upload_reserve_mib: u64,
+    /// Log lines as text or as one JSON object each (RUST_LOG filters, default info). A
+    /// request is logged with its method, route, status, latency and bytes — never its query
+    /// string, so never a token.
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = observe::LogFormat::Text)]
+    log_format: observe::LogFormat,
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,14 +109,10 @@ fn main() -> std::process::ExitCode {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     cairn_core::set_sealed_block_hook(cairn_native::hugepage_alloc::collapse_into_huge_pages);
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
+    observe::init_logs(args.log_format);
+    observe::init_metrics();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

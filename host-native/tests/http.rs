@@ -964,3 +964,107 @@ fn int8_reranks_with_float32_originals_across_checkpoints_restarts_and_restores(
     assert_eq!(r.status(), 201);
     check(&s, "q8r");
 }
+
+#[test]
+fn operators_see_request_logs_metrics_and_probes_and_never_a_token() {
+    let dir = tempdir("observe");
+    let log = dir.join("server.log");
+    let s = Server::start_logged(&dir, Some("s3cret"), &["--log-format", "json"], &log);
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("authorization", "s3cret".parse().unwrap());
+    let c = reqwest::blocking::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap();
+    let root = s.base.trim_end_matches("/api/v1").to_string();
+    create_index(&c, &s, "docs", 8, "float32");
+    insert_range(&c, &s, "docs", "v", 0..300, 8);
+    let q = json!({"k": 5, "vector": vec_of(3, 8)});
+    for _ in 0..3 {
+        assert_eq!(
+            c.post(s.url("/index/docs/search"))
+                .json(&q)
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let done = backup_and_wait(&c, &s, "docs", "b1");
+    assert_eq!(done["status"], "completed");
+    // A token in a query string (as Endee's client sends on downloads) is never logged.
+    let dl = client()
+        .get(format!("{root}/api/v2/backup/b1/download?token=s3cret"))
+        .send()
+        .unwrap();
+    assert_eq!(dl.status(), 200);
+    // The probes answer without a token; the metrics need the root token.
+    let anon = client();
+    assert_eq!(
+        anon.get(format!("{root}/livez")).send().unwrap().status(),
+        200
+    );
+    let ready = anon.get(format!("{root}/readyz")).send().unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().unwrap()["status"], "ready");
+    assert_eq!(
+        anon.get(format!("{root}/metrics")).send().unwrap().status(),
+        401
+    );
+    let m = c.get(format!("{root}/metrics")).send().unwrap();
+    assert_eq!(m.status(), 200);
+    let text = m.text().unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value(
+            r#"cairn_http_requests_total{method="POST",route="/api/v1/index/{name}/search",status="200"}"#
+        ),
+        3.0
+    );
+    assert_eq!(value(r#"cairn_index_vectors{index="docs"}"#), 300.0);
+    assert!(value(r#"cairn_index_log_bytes{index="docs"}"#) > 0.0);
+    assert!(value(r#"cairn_index_checkpoint_bytes{index="docs"}"#) > 0.0);
+    assert_eq!(
+        value(r#"cairn_jobs_ended_total{kind="backup",status="completed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value("cairn_backup_bytes_total"),
+        done["archive_size"].as_f64().unwrap()
+    );
+    assert_eq!(
+        value(r#"cairn_jobs{kind="backup",status="completed"}"#),
+        1.0
+    );
+    assert_eq!(value("cairn_indexes_loading"), 0.0);
+    assert!(text.contains("cairn_http_request_duration_seconds_bucket"));
+    assert!(text.contains("cairn_backup_write_pause_seconds"));
+    drop(s);
+    // One JSON object a line; each request with its method, route, status and latency.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("s3cret"), "a token reached the log");
+    let requests: Vec<Value> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "cairn::http")
+        .collect();
+    let search = requests
+        .iter()
+        .find(|v| v["span"]["route"] == "/api/v1/index/{name}/search")
+        .expect("a search logged");
+    assert_eq!(
+        (&search["span"]["method"], &search["status"]),
+        (&json!("POST"), &json!(200))
+    );
+    assert!(search["latency_us"].is_u64() && search["bytes_out"].as_u64().unwrap() > 0);
+    assert!(search["span"]["bytes_in"].as_u64().unwrap() > 0);
+    assert!(
+        requests
+            .iter()
+            .any(|v| v["span"]["route"] == "/api/v2/backup/{b}/download")
+    );
+}

@@ -67,6 +67,11 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
+thread_local! {
+    /// Where the next spawned server writes its log (`start_logged`).
+    static LOG_TO: std::cell::RefCell<Option<std::path::PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Server {
     pub fn start(data: &Path, token: Option<&str>) -> Server {
         Self::start_with_env(data, token, &[])
@@ -90,6 +95,14 @@ impl Server {
     /// Starts and returns as soon as /health answers, indexes possibly still loading.
     pub fn start_unready(data: &Path) -> Server {
         Self::spawn(data, None, &[], &[], None, false)
+    }
+
+    /// Starts with its log (stdout and stderr) written to `log`.
+    pub fn start_logged(data: &Path, token: Option<&str>, args: &[&str], log: &Path) -> Server {
+        LOG_TO.with(|l| *l.borrow_mut() = Some(log.to_path_buf()));
+        let s = Self::spawn(data, token, &[], args, None, true);
+        LOG_TO.with(|l| *l.borrow_mut() = None);
+        s
     }
 
     pub fn start_full(
@@ -141,11 +154,17 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start cairn");
+        let (out, err) = match LOG_TO.with(|l| l.borrow().clone()) {
+            Some(p) => {
+                let f = std::fs::File::create(&p).expect("log file");
+                (
+                    Stdio::from(f.try_clone().expect("log file")),
+                    Stdio::from(f),
+                )
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let child = cmd.stdout(out).stderr(err).spawn().expect("start cairn");
         let base = format!("http://127.0.0.1:{port}/api/v1");
         let s = Server {
             child,
