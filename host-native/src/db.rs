@@ -222,6 +222,8 @@ pub struct Db {
     checkpoint_after: u64,
     /// Backup read pace in bytes a second (`None`: unpaced).
     pub backup_rate: Option<u64>,
+    /// The data directory's lock, held while this value lives.
+    _dir_lock: File,
 }
 
 /// How to open a data directory.
@@ -239,7 +241,6 @@ pub struct DbOptions {
 
 impl DbOptions {
     /// Everything under `root`, default pacing and checkpoints, no targets.
-    #[cfg(test)]
     pub fn new(root: &Path) -> Self {
         Self {
             roots: Roots::new(root),
@@ -430,6 +431,16 @@ impl Db {
     pub fn open(opts: DbOptions) -> Result<Arc<Db>, DbError> {
         let roots = opts.roots;
         let root = roots.root.clone();
+        // One process a data directory: a second server, or an offline restore while one
+        // serves, would each believe its own view of the files.
+        fs::create_dir_all(&root)?;
+        let dir_lock = File::create(root.join(paths::LOCK))?;
+        fs2::FileExt::try_lock_exclusive(&dir_lock).map_err(|_| {
+            DbError::Unavailable(format!(
+                "data directory {} is in use by another cairn process",
+                root.display()
+            ))
+        })?;
         let opened = recovery::open_engine(&mut FsStorage::new(&roots), now_ms())?;
         for note in &opened.notes {
             tracing::warn!("{note}");
@@ -457,6 +468,7 @@ impl Db {
             tenants: Mutex::new(tenants),
             checkpoint_after,
             backup_rate,
+            _dir_lock: dir_lock,
         });
         // Indexes load in the background: the server answers (health, other indexes) at once,
         // an index still loading answers 503 with Retry-After.

@@ -58,7 +58,6 @@ pub struct Roots {
 
 impl Roots {
     /// Everything under `root`.
-    #[cfg(test)]
     pub fn new(root: &std::path::Path) -> Self {
         Self {
             root: root.to_path_buf(),

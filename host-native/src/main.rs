@@ -1,5 +1,6 @@
 //! `cairn`: the CairnDB server and command line.
 
+mod cli;
 mod db;
 mod drive;
 mod fs_storage;
@@ -31,8 +32,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (Endee's /api/v1, plus job and archive extensions).
+    /// Run the HTTP server (Endee's /api/v1 and /api/v2, plus job and archive extensions).
     Serve(ServeArgs),
+    /// Check or read a backup archive, without a server.
+    #[command(subcommand)]
+    Backup(cli::BackupCommand),
+    /// Restore a backup archive into a data directory no server is using.
+    Restore(cli::RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -110,7 +116,12 @@ fn main() -> std::process::ExitCode {
     }
     cairn_core::set_sealed_block_hook(cairn_native::hugepage_alloc::collapse_into_huge_pages);
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Backup(cmd) => return tool(cli::backup(cmd)),
+        // The tools say what they found on stdout / stderr; they log nothing.
+        Command::Restore(args) => return tool(cli::restore(args)),
+    };
     observe::init_logs(args.log_format);
     observe::init_metrics();
     let rt = match tokio::runtime::Runtime::new() {
@@ -225,6 +236,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     tracing::info!("cairn stopped");
     Ok(())
+}
+
+/// A tool's outcome: its message on stdout (exit 0) or its error on stderr (exit 1).
+fn tool(r: Result<String, String>) -> std::process::ExitCode {
+    match r {
+        Ok(msg) => {
+            println!("{msg}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub mod paths {
     /// The jobs file.
     pub const JOBS: &str = "jobs.json";
+    /// The lock one process at a time holds on the data directory (the native host's).
+    pub const LOCK: &str = "cairn.lock";
     /// The databases and their token digests (`/api/v2` tenancy).
     pub const TENANTS: &str = "tenants.json";
     /// Scratch files no protocol renames (archives fetched from a target); emptied at start.

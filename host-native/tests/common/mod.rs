@@ -12,7 +12,7 @@ pub struct Server {
     pub port: u16,
 }
 
-fn bin() -> PathBuf {
+pub fn bin() -> PathBuf {
     std::env::var_os("CAIRN_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")))
