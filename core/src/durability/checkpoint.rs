@@ -53,6 +53,33 @@ struct SlotBlob {
     extra: Vec<ExtraBlob>,
 }
 
+/// [`SlotBlob`] as a load reads it: the id, meta, filter and vector code borrowed from the
+/// frame, so loading a slot copies them once, into the index, and allocates nothing for them.
+#[derive(Deserialize)]
+struct SlotBlobRef<'a> {
+    #[serde(borrow)]
+    data: SlotDataRef<'a>,
+    #[serde(borrow)]
+    code: &'a [u8],
+    links: Vec<u32>,
+    #[serde(default)]
+    extra: Vec<ExtraBlob>,
+}
+
+/// [`SlotData`] borrowed from a frame (same fields, same order).
+#[derive(Deserialize)]
+struct SlotDataRef<'a> {
+    #[serde(borrow)]
+    id: Option<&'a str>,
+    #[serde(borrow)]
+    meta: &'a [u8],
+    #[serde(borrow)]
+    filter: &'a str,
+    norm: f32,
+    sparse_indices: Vec<u32>,
+    sparse_values: Vec<f32>,
+}
+
 /// One slot of a further dense field: its (pooled) vector's code, its links, and a
 /// `multi_vector` field's vectors.
 #[derive(Serialize, Deserialize)]
@@ -324,13 +351,13 @@ pub fn write_checkpoint<W: Write>(
 }
 
 /// Appends one decoded slot to an index being loaded.
-fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), CheckpointError> {
+fn read_slot(ix: &mut Index, b: SlotBlobRef<'_>, total: usize) -> Result<(), CheckpointError> {
     let slot = ix.slots.len() as u32;
     if slot as usize >= total {
         return Err(corrupt("more slots than the header says"));
     }
     ix.store
-        .push_encoded(&b.code)
+        .push_encoded(b.code)
         .ok_or_else(|| corrupt(format!("slot {slot} vector: wrong size or not finite")))?;
     ix.graph
         .push_encoded(&b.links, total)
@@ -364,15 +391,15 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
         }
     }
     let d = b.data;
-    match &d.id {
+    match d.id {
         Some(id) => {
             if id.is_empty() || ix.slots.contains(id) {
                 return Err(corrupt(format!("duplicate or empty id {id:?}")));
             }
             ix.check_payload(
                 id,
-                &d.meta,
-                &d.filter,
+                d.meta,
+                d.filter,
                 d.norm,
                 (&d.sparse_indices, &d.sparse_values),
                 crate::index::Checks::Stored,
@@ -381,15 +408,15 @@ fn read_slot(ix: &mut Index, b: SlotBlob, total: usize) -> Result<(), Checkpoint
             ix.slots.put(
                 slot,
                 id,
-                &d.meta,
-                &d.filter,
+                d.meta,
+                d.filter,
                 d.norm,
                 &d.sparse_indices,
                 &d.sparse_values,
             );
             ix.set_live(slot, true);
             ix.sparse.add(slot, &d.sparse_indices, &d.sparse_values);
-            let stored = filter::parse_object(&d.filter).map_err(|e| corrupt(e.to_string()))?;
+            let stored = filter::parse_object(d.filter).map_err(|e| corrupt(e.to_string()))?;
             ix.filters.add(slot, &stored);
         }
         None => ix.slots.push_empty(),
@@ -459,7 +486,7 @@ pub fn read_checkpoint<R: Read>(r: R) -> Result<Index, CheckpointError> {
     ix.store.expect_rows(total);
     while ix.slots.len() < total {
         let payload = next(&mut fr, &mut buf, "slot")?;
-        let blobs: Vec<SlotBlob> =
+        let blobs: Vec<SlotBlobRef<'_>> =
             rmp_serde::from_slice(payload).map_err(|e| corrupt(format!("slots: {e}")))?;
         for b in blobs {
             read_slot(&mut ix, b, total)?;
