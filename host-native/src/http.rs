@@ -159,6 +159,7 @@ pub fn router(
     token: Option<String>,
     playground: Option<std::path::PathBuf>,
     limits: Limits,
+    cors_origins: &[String],
 ) -> Router {
     let state = Arc::new(AppState {
         db,
@@ -214,7 +215,7 @@ pub fn router(
         .nest("/api/v2", v2)
         .merge(ops);
     if let Some(dir) = playground {
-        app = app.fallback(tower_http_serve(dir));
+        app = app.fallback_service(tower_http_serve(dir).with_state(state.clone()));
     }
     // Unknown routes answer axum's empty 404, which `json_errors` turns into JSON. Requests
     // are counted and logged as answered, after that rewrite.
@@ -226,7 +227,28 @@ pub fn router(
     .layer(middleware::from_fn(crate::observe::count_request))
     .layer(crate::observe::trace_layer())
     .layer(DefaultBodyLimit::max(limits.max_body))
+    .layer(cors(cors_origins))
     .with_state(state)
+}
+
+/// Cross-origin access for browsers on other origins (`--cors-origin`, repeatable; `*` any):
+/// outermost, so a preflight is answered before auth. None given: no CORS headers at all.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([header::CONTENT_LENGTH, header::CONTENT_DISPOSITION])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Largest error body rewritten as JSON (rejections' texts are short).
@@ -263,30 +285,50 @@ async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
-fn tower_http_serve(dir: std::path::PathBuf) -> axum::routing::MethodRouter<Arc<AppState>> {
-    get(move |uri: axum::http::Uri| {
-        let dir = dir.clone();
-        async move {
-            let rel = uri.path().trim_start_matches('/');
-            let rel = if rel.is_empty() { "index.html" } else { rel };
-            if rel.split('/').any(|c| c == ".." || c.is_empty()) {
-                return StatusCode::NOT_FOUND.into_response();
-            }
-            match tokio::fs::read(dir.join(rel)).await {
-                Ok(b) => {
-                    let ct = match rel.rsplit('.').next() {
-                        Some("html") => "text/html; charset=utf-8",
-                        Some("js") => "text/javascript",
-                        Some("wasm") => "application/wasm",
-                        Some("css") => "text/css",
-                        _ => "application/octet-stream",
-                    };
-                    ([(header::CONTENT_TYPE, ct)], b).into_response()
-                }
-                Err(_) => StatusCode::NOT_FOUND.into_response(),
-            }
+/// The playground's files: tower-http's `ServeDir` (`index.html` for `/`, a `.gz` twin
+/// sent to a client that accepts gzip, `Last-Modified` / `If-Modified-Since` answered 304),
+/// plus a weak `ETag` from each file's size and time so `If-None-Match` answers 304 too.
+fn tower_http_serve(dir: std::path::PathBuf) -> Router<Arc<AppState>> {
+    let files = tower_http::services::ServeDir::new(dir)
+        .precompressed_gzip()
+        .append_index_html_on_directories(true);
+    Router::new()
+        .fallback_service(files)
+        .layer(middleware::from_fn(etag))
+}
+
+/// A weak validator for a static file: its length and modification time, as served.
+async fn etag(req: Request, next: Next) -> Response {
+    let asked = req.headers().get(header::IF_NONE_MATCH).cloned();
+    let mut res = next.run(req).await;
+    if res.status() != StatusCode::OK {
+        return res;
+    }
+    let h = res.headers();
+    let (Some(len), Some(modified)) = (h.get(header::CONTENT_LENGTH), h.get(header::LAST_MODIFIED))
+    else {
+        return res;
+    };
+    let enc = h
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity");
+    let tag = format!("W/\"{}-{:x}-{enc}\"", len.to_str().unwrap_or("0"), {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(modified.as_bytes());
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    });
+    if asked.as_ref().and_then(|v| v.to_str().ok()) == Some(tag.as_str()) {
+        let mut not_modified = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = tag.parse() {
+            not_modified.headers_mut().insert(header::ETAG, v);
         }
-    })
+        return not_modified;
+    }
+    if let Ok(v) = tag.parse() {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
 }
 
 async fn count_requests(State(s): St, req: Request, next: Next) -> Response {

@@ -105,6 +105,10 @@ struct ServeArgs {
     /// string, so never a token.
     #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = observe::LogFormat::Text)]
     log_format: observe::LogFormat,
+    /// Let browser pages from this origin call the API (e.g. https://app.example.com;
+    /// repeat for several; "*" for any). Unset: no CORS headers, same-origin only.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -203,7 +207,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_upload: args.max_upload_mib.max(1).saturating_mul(1 << 20),
         upload_reserve: args.upload_reserve_mib.saturating_mul(1 << 20),
     };
-    let app = http::router(db.clone(), token.clone(), playground, limits);
+    let app = http::router(
+        db.clone(),
+        token.clone(),
+        playground,
+        limits,
+        &args.cors_origins,
+    );
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|e| format!("bad address {}:{}: {e}", args.host, args.port))?;

@@ -1068,3 +1068,106 @@ fn operators_see_request_logs_metrics_and_probes_and_never_a_token() {
             .any(|v| v["span"]["route"] == "/api/v2/backup/{b}/download")
     );
 }
+
+#[test]
+fn the_playground_is_served_compressed_and_cached_and_cors_lets_only_named_origins_in() {
+    let dir = tempdir("static");
+    let web = dir.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(web.join("index.html"), "<h1>cairn</h1>").unwrap();
+    let wasm: Vec<u8> = (0..50_000u32).map(|i| (i % 7) as u8).collect();
+    std::fs::write(web.join("app.wasm"), &wasm).unwrap();
+    let gz = std::process::Command::new("gzip")
+        .args(["-k", "-9"])
+        .arg(web.join("app.wasm"))
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    let data = dir.join("data");
+    let s = Server::start_full(
+        &data,
+        Some("s3cret"),
+        &[],
+        &[
+            "--playground",
+            web.to_str().unwrap(),
+            "--cors-origin",
+            "https://app.example",
+        ],
+        None,
+    );
+    let c = client();
+    let root = s.base.trim_end_matches("/api/v1").to_string();
+    let r = c.get(format!("{root}/")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(r.text().unwrap(), "<h1>cairn</h1>");
+    let again = c
+        .get(format!("{root}/"))
+        .header("if-none-match", &tag)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    // A client that takes gzip gets the .gz twin; one that does not, the file itself.
+    let z = c
+        .get(format!("{root}/app.wasm"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
+    assert_eq!(z.status(), 200);
+    assert_eq!(z.headers()["content-encoding"], "gzip");
+    assert_eq!(z.headers()["content-type"], "application/wasm");
+    let zb = z.bytes().unwrap();
+    assert!(zb.len() < wasm.len() / 10);
+    assert_eq!(zb.to_vec(), std::fs::read(web.join("app.wasm.gz")).unwrap());
+    let plain = c.get(format!("{root}/app.wasm")).send().unwrap();
+    assert_eq!(plain.bytes().unwrap().to_vec(), wasm);
+    assert_eq!(
+        c.get(format!("{root}/nothing-here.js"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    // CORS: the named origin's preflight is answered (before auth); another origin is not let in.
+    let pre = |origin: &str| {
+        c.request(reqwest::Method::OPTIONS, s.url("/index/list"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .unwrap()
+    };
+    let ok = pre("https://app.example");
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(
+        pre("https://evil.example")
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let listed = c
+        .get(s.url("/index/list"))
+        .header("origin", "https://app.example")
+        .header("authorization", "s3cret")
+        .send()
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    assert_eq!(
+        listed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    drop(s);
+    // Without --cors-origin: no CORS headers at all.
+    let s = Server::start(&data, None);
+    let r = c
+        .get(s.url("/index/list"))
+        .header("origin", "https://app.example")
+        .send()
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
