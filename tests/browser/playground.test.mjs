@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchBrowser } from './launch.mjs';
@@ -165,6 +165,21 @@ try {
     assert.deepEqual({ top: r.top, status: r.status }, { top: 'x', status: 'completed' }, JSON.stringify(r));
     assert.ok(r.size > 1024);
     await page.close();
+    // A Worker that cannot load fails open() with a CairnError instead of leaving it waiting.
+    cpSync(join(app, 'node_modules', 'cairndb'), join(app, 'broken-pkg'), { recursive: true });
+    writeFileSync(join(app, 'broken-pkg', 'src', 'worker.js'), "throw new Error('this worker cannot start');\n");
+    writeFileSync(join(app, 'broken.html'), `<!doctype html><script type="module">
+import { open } from './broken-pkg/src/index.js';
+try { await open({ name: 'broken' }); window.result = { opened: true }; }
+catch (e) { window.result = { name: e.name, message: e.message }; }
+</script>`);
+    const broken = await ctx.newPage();
+    await broken.goto(`${srv.origin}/broken.html`);
+    await broken.waitForFunction(() => window.result, null, { timeout: 30000 });
+    const b = await broken.evaluate(() => window.result);
+    assert.equal(b.name, 'CairnError', JSON.stringify(b));
+    assert.match(b.message, /worker failed/);
+    await broken.close();
   } finally {
     await srv.stop();
     rmSync(app, { recursive: true, force: true });

@@ -150,7 +150,18 @@ async function openBrowser(opts) {
     pending.delete(data.id);
     if (data.ok) p.resolve(data.value); else p.reject(new CairnError(data.error.message, data.error.status));
   };
+  // A Worker that fails to load (or dies) fails every call, now and later, instead of
+  // leaving them waiting forever.
+  let broken = null;
+  const failAll = (message) => {
+    broken = new CairnError(message, 500);
+    for (const p of pending.values()) p.reject(broken);
+    pending.clear();
+  };
+  worker.onerror = (e) => { e.preventDefault?.(); failAll(`the CairnDB worker failed: ${e.message || 'it could not be loaded'}`); };
+  worker.onmessageerror = () => failAll('a message from the CairnDB worker could not be read');
   const call = (method, args, onProgress) => new Promise((resolve, reject) => {
+    if (broken) { reject(broken); return; }
     const id = next++;
     pending.set(id, { resolve, reject, onProgress });
     worker.postMessage({ id, method, args });
