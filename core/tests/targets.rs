@@ -112,10 +112,11 @@ fn a_backup_on_a_target_restores_on_another_database_sharing_only_the_target() {
     assert!(matches!(&missing, Err(DatabaseError::Engine(_))));
 }
 
-#[test]
-fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
+/// A database whose index "docs" (40,000 vectors) is being backed up to target "s3" (a
+/// shared in-memory store), stepped until a mebibyte of the upload is at the store.
+fn backup_a_megabyte_in(seed: u64) -> (SharedMemTarget, Database<MemStorage>, cairn_core::Job) {
     let store: SharedMemTarget = Arc::new(Mutex::new(MemTarget::default()));
-    let mut r = SplitMix64::new(6);
+    let mut r = SplitMix64::new(seed);
     let mut a = Database::open(MemStorage::new(), 1, "a").unwrap();
     a.add_target("s3", Box::new(store.clone()));
     let p = IndexParams::new(16, SpaceType::L2).with_precision(Precision::Float32);
@@ -126,7 +127,6 @@ fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
     let job = a
         .start_backup_to("docs", "b1", Some("s3"), None, 2, 2, [1; 6])
         .unwrap();
-    // A few steps in, the store goes away.
     let mut steps = 0;
     while store
         .lock()
@@ -139,6 +139,13 @@ fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
         steps += 1;
         assert!(steps < 10_000, "the upload never began");
     }
+    (store, a, job)
+}
+
+#[test]
+fn a_store_gone_mid_upload_fails_the_job_lists_nothing_and_a_retry_succeeds() {
+    let (store, mut a, job) = backup_a_megabyte_in(6);
+    // A few steps in, the store goes away.
     store.lock().unwrap().down = true;
     let failed = finish(&mut a, &job.job_id);
     assert_eq!(failed.status, JobStatus::Failed);
@@ -283,30 +290,7 @@ fn incremental_chains_restore_to_each_cut_and_bases_are_kept_while_needed() {
 
 #[test]
 fn an_upload_a_crash_abandons_is_aborted_when_the_target_is_next_opened() {
-    let store: SharedMemTarget = Arc::new(Mutex::new(MemTarget::default()));
-    let mut r = SplitMix64::new(8);
-    let mut a = Database::open(MemStorage::new(), 1, "a").unwrap();
-    a.add_target("s3", Box::new(store.clone()));
-    let p = IndexParams::new(16, SpaceType::L2).with_precision(Precision::Float32);
-    a.create_index("docs", p, 1).unwrap();
-    for k in 0..40 {
-        a.upsert("docs", items(&mut r, k * 1000, 1000)).unwrap();
-    }
-    let job = a
-        .start_backup_to("docs", "b1", Some("s3"), None, 2, 2, [1; 6])
-        .unwrap();
-    let mut steps = 0;
-    while store
-        .lock()
-        .unwrap()
-        .uploads
-        .values()
-        .all(|u| u.len() < (1 << 20))
-    {
-        a.step(3, 1);
-        steps += 1;
-        assert!(steps < 10_000, "the upload never began");
-    }
+    let (store, a, job) = backup_a_megabyte_in(8);
     // The power goes mid-upload: the store keeps the open upload, nobody will finish it.
     let mut st = a.into_storage();
     st.crash();

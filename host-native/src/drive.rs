@@ -10,7 +10,7 @@ use cairn_core::archive::{self, Manifest, NullSink, Source};
 use cairn_core::control::task::{self, Stepped, Task};
 use cairn_core::control::upload::UploadTask;
 use cairn_core::engine::{Engine, EngineError};
-use cairn_core::{Job, JobKind, JobStatus};
+use cairn_core::{Job, JobStatus};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
@@ -237,28 +237,19 @@ fn log_end(db: &Db, id: &str, time: Option<(IoTime, Duration)>) {
     let Ok(j) = job(db, id) else { return };
     crate::observe::job_ended(&j, time.map(|(_, d)| d));
     match (j.status, time) {
-        (JobStatus::Completed, Some((t, total))) if j.kind == JobKind::Backup => tracing::info!(
+        // A restore's time that is not storage time is decoding (and fetching from a target).
+        (JobStatus::Completed, Some((t, total))) => tracing::info!(
             job = id,
+            kind = ?j.kind,
             backup = %j.backup_name,
-            bytes = j.archive_size,
+            index = %j.index_name,
+            bytes = j.archive_size.unwrap_or(j.bytes_total),
             pause_us = j.write_pause_us,
             total_ms = total.as_millis() as u64,
             read_ms = t.read_us / 1000,
             write_ms = t.append_us / 1000,
             sync_ms = t.sync_us / 1000,
-            "backup completed"
-        ),
-        // What is not storage time is decoding (and fetching from a target).
-        (JobStatus::Completed, Some((t, total))) => tracing::info!(
-            job = id,
-            backup = %j.backup_name,
-            index = %j.index_name,
-            bytes = j.bytes_total,
-            total_ms = total.as_millis() as u64,
-            read_ms = t.read_us / 1000,
-            write_ms = t.append_us / 1000,
-            sync_ms = t.sync_us / 1000,
-            "restore completed"
+            "job completed"
         ),
         (JobStatus::Completed, None) => {
             tracing::info!(job = id, kind = ?j.kind, pause_us = j.write_pause_us, "job completed")

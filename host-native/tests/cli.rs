@@ -20,6 +20,17 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The raw answer of a search of index "docs".
+fn search(c: &reqwest::blocking::Client, s: &Server, q: &Value) -> Vec<u8> {
+    c.post(s.url("/index/docs/search"))
+        .json(q)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec()
+}
+
 #[test]
 fn verify_inspect_and_restore_an_archive_without_a_server() {
     let a = tempdir("cli-a");
@@ -30,13 +41,7 @@ fn verify_inspect_and_restore_an_archive_without_a_server() {
     let done = backup_and_wait(&c, &s, "docs", "b1");
     assert_eq!(done["status"], "completed");
     let q = json!({"k": 10, "vector": vec_of(5, 8), "ef": 512});
-    let want = c
-        .post(s.url("/index/docs/search"))
-        .json(&q)
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
+    let want = search(&c, &s, &q);
     let archive = a.join("backups").join("b1.tar");
     let file = archive.to_str().unwrap();
 
@@ -84,14 +89,7 @@ fn verify_inspect_and_restore_an_archive_without_a_server() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("400 vectors"), "{}", text(&o));
     let s = Server::start(&b, None);
-    let got = c
-        .post(s.url("/index/docs/search"))
-        .json(&q)
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
-    assert_eq!(got, want);
+    assert_eq!(search(&c, &s, &q), want);
     // The archive it took in is not left behind.
     let list: Value = c.get(s.url("/backups")).send().unwrap().json().unwrap();
     assert_eq!(list, json!([]));

@@ -55,7 +55,7 @@ class Server:
         for _ in range(100):
             with open(self.log.name, errors="replace") as f:
                 for line in f:
-                    if "backup completed" in line and f"backup={backup_name} " in line:
+                    if "job completed" in line and "kind=Backup" in line and f"backup={backup_name} " in line:
                         return dict(re.findall(r"(\w+_ms)=(\w+)", line))
             time.sleep(0.01)
         return {}

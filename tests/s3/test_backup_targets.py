@@ -127,6 +127,18 @@ def test_a_backup_on_server_a_restores_on_server_b_sharing_only_the_bucket(s3, t
         assert bad.status_code == 400 and "nope" in bad.json()["error"]
 
 
+def backup_12_mib_in(base):
+    """Fills index "big" (150,000 vectors), starts its backup "b1" to target "s3" and returns
+    its job id once 12 MiB are uploaded (the server paces backups at 8 MiB/s)."""
+    fill(base, "big", 150_000, batch=5000)
+    r = requests.post(f"{base}/v1/index/big/backup", json={"name": "b1", "target": "s3"})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    while requests.get(f"{base}/v1/backups/jobs/{job_id}").json()["bytes_done"] < (12 << 20):
+        time.sleep(0.05)
+    return job_id
+
+
 def test_the_store_stopped_mid_upload_fails_the_job_and_a_retry_succeeds(s3, tmp_path):
     target = s3.target("s3", "flaky")
     data = str(tmp_path / "data")
@@ -134,12 +146,7 @@ def test_the_store_stopped_mid_upload_fails_the_job_and_a_retry_succeeds(s3, tmp
     # Paced at 8 MiB/s so the upload is still going when the store stops.
     with serve("--backup-target", target, "--backup-max-mib-per-s", "8", env=s3.env(),
                log=tmp_path / "a.log", data=data) as (a, _):
-        fill(a, "big", 150_000, batch=5000)
-        r = requests.post(f"{a}/v1/index/big/backup", json={"name": "b1", "target": "s3"})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["job_id"]
-        while requests.get(f"{a}/v1/backups/jobs/{job_id}").json()["bytes_done"] < (12 << 20):
-            time.sleep(0.05)
+        job_id = backup_12_mib_in(a)
         s3.stop()
         try:
             failed = wait_job(a, job_id)
@@ -177,12 +184,7 @@ def test_an_upload_a_crash_abandons_is_aborted_at_the_next_start(s3, tmp_path):
     os.makedirs(data)
     with serve("--backup-target", target, "--backup-max-mib-per-s", "8", env=s3.env(),
                log=tmp_path / "a.log", data=data) as (a, _):
-        fill(a, "big", 150_000, batch=5000)
-        r = requests.post(f"{a}/v1/index/big/backup", json={"name": "b1", "target": "s3"})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["job_id"]
-        while requests.get(f"{a}/v1/backups/jobs/{job_id}").json()["bytes_done"] < (12 << 20):
-            time.sleep(0.05)
+        job_id = backup_12_mib_in(a)
         # The power goes: no abort, no cleanup.
         pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--data-dir {data}"]).split()[0])
         os.kill(pid, signal.SIGKILL)
