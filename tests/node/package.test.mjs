@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -229,4 +229,24 @@ console.log(JSON.stringify({ up, tops, fused, got: [got.id, got.vectors.body.len
   assert.deepEqual(out.lateFields, ['multi_vector', 'sparse']);
   assert.equal(out.lateTop, 'r42');
   assert.ok(out.lateKw.length === 12 && out.lateKw.every((x) => x === 3), JSON.stringify(out.lateKw));
+});
+
+test('the package ships its README, types and wasm, and its typings check against a typed example', () => {
+  const listed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: join(root, 'web') }).toString())[0].files.map((f) => f.path);
+  for (const f of ['README.md', 'package.json', 'src/index.js', 'src/index.d.ts', 'src/worker.js', 'wasm/cairn_wasm_bg.wasm']) {
+    assert.ok(listed.includes(f), `${f} not in the package: ${listed.join(', ')}`);
+  }
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent', 'typescript@5'], { cwd: app });
+  const tsc = (file) => execFileSync(join(app, 'node_modules', '.bin', 'tsc'),
+    ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--lib', 'es2022,dom', file],
+    { cwd: app, stdio: 'pipe' });
+  copyFileSync(join(root, 'tests', 'node', 'typed-example.ts'), join(app, 'typed-example.ts'));
+  tsc('typed-example.ts');
+  // The check has teeth: a wrongly typed call fails it.
+  writeFileSync(join(app, 'wrong.ts'), "import { open } from 'cairndb';\nconst db = await open();\nawait db.search('docs', { vector: 'not a vector', k: '3' });\nexport {};\n");
+  assert.throws(() => tsc('wrong.ts'), (e) => {
+    const out = e.stdout.toString();
+    assert.match(out, /wrong\.ts\(3,[0-9]+\): error TS2322/, out);
+    return true;
+  });
 });
