@@ -7,7 +7,7 @@ use crate::archive::{self, Manifest, NullSink, Source};
 use crate::control::backup::BackupTask;
 use crate::control::engine::{EngineError, paths, validate_backup_name};
 use crate::control::generation::{self, CheckpointError, OriginalsFrom, StoredCheckpoint};
-use crate::control::rebuild::RebuildTask;
+use crate::control::rebuild::{FieldRebuild, RebuildTask};
 use crate::control::recovery;
 use crate::control::restore::RestoreTask;
 use crate::control::task::{self, Lend, RangeReader, Stepped, Task};
@@ -530,9 +530,23 @@ impl<S: Storage> Database<S> {
         now: u64,
         entropy: [u8; 6],
     ) -> Result<Job> {
+        let one = FieldRebuild { field, m, ef_con };
+        self.start_rebuild_fields(index, &[one], now, entropy)
+    }
+
+    /// One rebuild job for several dense fields of a collection, rebuilt one after the other
+    /// (each committed by its own checkpoint); refused whole if any field is not one of its
+    /// dense fields or is named twice.
+    pub fn start_rebuild_fields(
+        &mut self,
+        index: &str,
+        fields: &[FieldRebuild],
+        now: u64,
+        entropy: [u8; 6],
+    ) -> Result<Job> {
         let task = self
             .engine
-            .begin_rebuild(now, entropy, index, field, m, ef_con)?;
+            .begin_rebuild_fields(now, entropy, index, fields)?;
         self.launch(Running::Rebuild(Box::new(task)))
     }
 

@@ -12,6 +12,7 @@
 //! Decoders here follow the rules of [`crate::wire`]: typed visitors, no value trees for
 //! vectors, free-form parts size-checked first.
 
+use crate::control::rebuild::FieldRebuild;
 use crate::filter::Filter;
 use crate::index::{MAX_FILTER_BYTES, SearchHit, SearchRequest, VectorRecord};
 use crate::params::{ExtraFieldSpec, FieldNames, IndexParams, Pooling, Precision, SpaceType};
@@ -786,13 +787,11 @@ pub fn decode_ids(body: &[u8]) -> Result<Vec<String>, WireError> {
     Ok(ids)
 }
 
-/// Decodes `POST /collection/{c}/rebuild {fields: [{field, M, ef_con}]}` for collection `p`:
-/// which dense field (0: the first, `i + 1`: further field `i`) and its new `M` / `ef_con`
-/// (a sparse field in the list is skipped, as Endee does; one dense field per rebuild).
-pub fn decode_rebuild(
-    body: &[u8],
-    p: &IndexParams,
-) -> Result<(usize, Option<usize>, Option<usize>), WireError> {
+/// Decodes `POST /collection/{c}/rebuild {fields: [{field, M, ef_con}, …]}` for collection
+/// `p`: the dense fields to rebuild, in order (0: the first, `i + 1`: further field `i`), each
+/// with its new `M` / `ef_con`. A sparse field in the list is skipped, as Endee does; a field
+/// named twice, or not a field of the collection, is refused.
+pub fn decode_rebuild(body: &[u8], p: &IndexParams) -> Result<Vec<FieldRebuild>, WireError> {
     #[derive(Deserialize)]
     struct Spec {
         field: Option<String>,
@@ -807,22 +806,28 @@ pub fn decode_rebuild(
     }
     let b: Body = serde_json::from_slice(body).map_err(|e| werr(format!("Invalid JSON: {e}")))?;
     let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-    let mut out = None;
+    let mut out: Vec<FieldRebuild> = Vec::new();
     for s in b.fields.unwrap_or_default() {
         let f = s.field.unwrap_or_default();
-        let number = p.dense_field_number(&f);
-        if out.is_some() && number.is_some() {
-            return Err(werr(
-                "one dense field per rebuild: send the others after it completes",
-            ));
-        }
-        if let Some(n) = number {
-            out = Some((n, s.m.map(size), s.ef_con.map(size)));
+        if let Some(field) = p.dense_field_number(&f) {
+            if out.iter().any(|r| r.field == field) {
+                return Err(werr(format!("field {f:?} is named twice")));
+            }
+            out.push(FieldRebuild {
+                field,
+                m: s.m.map(size),
+                ef_con: s.ef_con.map(size),
+            });
         } else if Some(f.as_str()) != p.sparse_field() {
             return Err(werr(format!("{f:?} is not a field of this collection")));
         }
     }
-    out.ok_or_else(|| werr("rebuild needs one of the collection's dense fields in 'fields'"))
+    if out.is_empty() {
+        return Err(werr(
+            "rebuild needs at least one of the collection's dense fields in 'fields'",
+        ));
+    }
+    Ok(out)
 }
 
 /// Runs every v2 decoder over one input (the fuzz targets call it): none may panic.
@@ -887,8 +892,18 @@ mod tests {
         );
         let nopool = r#"{"name":"m","type":"multi_vector","params":{"dimension":4}}"#;
         assert!(err(&format!(r#"{{"name":"x","fields":[{v},{nopool}]}}"#)).contains("pooling"));
-        let int8 = r#"{"name":"b","type":"vector","params":{"dimension":4,"precision":"int8"}}"#;
-        assert!(err(&format!(r#"{{"name":"x","fields":[{v},{int8}]}}"#)).contains("precision"));
+        let int8 = r#"{"name":"b","type":"vector","params":{"dimension":4,"precision":"int8e"}}"#;
+        let (_, p) =
+            decode_create_collection(format!(r#"{{"name":"x","fields":[{v},{int8}]}}"#).as_bytes())
+                .unwrap();
+        assert_eq!(p.extra_fields()[0].precision, Precision::Int8);
+        let bin = r#"{"name":"b","type":"vector","params":{"dimension":4,"precision":"binary"}}"#;
+        assert!(err(&format!(r#"{{"name":"x","fields":[{v},{bin}]}}"#)).contains("precision"));
+        let mbin = r#"{"name":"m","type":"multi_vector","params":{"dimension":4,"pooling":"max","precision":"binary"}}"#;
+        assert!(
+            decode_create_collection(format!(r#"{{"name":"x","fields":[{v},{mbin}]}}"#).as_bytes())
+                .is_ok()
+        );
         let sparse = r#"{"name":"s","type":"sparse","sparse_model":"default"}"#;
         assert!(
             err(&format!(r#"{{"name":"x","fields":[{sparse},{sparse}]}}"#)).contains("duplicate")

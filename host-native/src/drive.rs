@@ -7,6 +7,7 @@ use crate::db::{Db, DbError, NativeHost, lock};
 use crate::fs_storage::IoTime;
 use crate::fsutil::{self, now_ms};
 use cairn_core::archive::{self, Manifest, NullSink, Source};
+use cairn_core::control::rebuild::FieldRebuild;
 use cairn_core::control::task::{self, Stepped, Task};
 use cairn_core::control::upload::UploadTask;
 use cairn_core::engine::{Engine, EngineError};
@@ -178,18 +179,12 @@ pub fn submit_restore(
     job(db, &id)
 }
 
-/// Accepts a rebuild of `index`'s graph (rules checked now; `None` keeps the current value)
-/// and runs it on its own thread: batches under the index's read lock, the swap under its
+/// Accepts a rebuild of dense fields of `index` (rules checked now; `None` keeps the current
+/// value) and runs it on its own thread: batches under the index's read lock, the swap under its
 /// write lock, then a checkpoint.
-pub fn submit_rebuild(
-    db: &Arc<Db>,
-    index: &str,
-    field: usize,
-    m: Option<usize>,
-    ef_con: Option<usize>,
-) -> Result<Job, DbError> {
+pub fn submit_rebuild(db: &Arc<Db>, index: &str, fields: &[FieldRebuild]) -> Result<Job, DbError> {
     let mut t =
-        db.control(|e| e.begin_rebuild(now_ms(), fsutil::entropy(), index, field, m, ef_con))??;
+        db.control(|e| e.begin_rebuild_fields(now_ms(), fsutil::entropy(), index, fields))??;
     let job = job(db, t.job())?;
     let db2 = db.clone();
     std::thread::Builder::new()

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cairn_core::Fault;
+use cairn_core::control::rebuild::FieldRebuild;
 use cairn_core::control::tenants::{Caller, TenantError};
 use cairn_core::control::upload::UploadTask;
 use cairn_core::engine::EngineError;
@@ -671,7 +672,18 @@ async fn rebuild(
 ) -> ApiResult<Response> {
     let (m, ef_con) = cairn_core::wire::decode_rebuild(&body)?;
     let db = s.db.clone();
-    let job = blocking(move || drive::submit_rebuild(&db, &index, 0, m, ef_con)).await?;
+    let job = blocking(move || {
+        drive::submit_rebuild(
+            &db,
+            &index,
+            &[FieldRebuild {
+                field: 0,
+                m,
+                ef_con,
+            }],
+        )
+    })
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(rebuild_json(Some(&job)))).into_response())
 }
 

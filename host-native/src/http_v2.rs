@@ -318,13 +318,11 @@ async fn rebuild(
     let db = s.db.clone();
     let job = blocking(move || {
         let p = db.handle(&c)?.params();
-        let (field, m, ef) =
-            wire_v2::decode_rebuild(&body, &p).map_err(|e| DbError::BadRequest(e.0))?;
-        drive::submit_rebuild(&db, &c, field, m, ef)
+        let fields = wire_v2::decode_rebuild(&body, &p).map_err(|e| DbError::BadRequest(e.0))?;
+        drive::submit_rebuild(&db, &c, &fields)
     })
     .await?;
-    let mut v = rebuild_status_json(Some(&job), &s.db, &scope);
-    v["fields_total"] = json!(1);
+    let v = rebuild_status_json(Some(&job), &s.db, &scope);
     Ok((StatusCode::ACCEPTED, Json(v)).into_response())
 }
 
@@ -530,8 +528,12 @@ fn rebuild_status_json(j: Option<&Job>, db: &Db, scope: &Scope) -> Value {
                 .and_then(|h| h.params().dense_field_name(field).map(str::to_string))
                 .unwrap_or_default()
         );
-        v["fields_total"] = json!(1);
-        v["fields_done"] = json!(u8::from(done));
+        v["fields_total"] = json!(j.rebuild_fields_total());
+        v["fields_done"] = json!(if done {
+            j.rebuild_fields_total()
+        } else {
+            j.rebuild_fields_done as usize
+        });
         v["objects_processed"] = json!(j.bytes_done);
         v["total_objects"] = json!(j.bytes_total);
     }

@@ -269,11 +269,10 @@ impl CairnDb {
     ) -> Result<JsValue, JsValue> {
         let body = json_text(&body, "rebuild")?;
         let p = self.db.index(name).map_err(db_err)?.params().clone();
-        let (field, m, ef) =
-            wire_v2::decode_rebuild(body.as_bytes(), &p).map_err(|e| err(400, e))?;
+        let fields = wire_v2::decode_rebuild(body.as_bytes(), &p).map_err(|e| err(400, e))?;
         let job = self
             .db
-            .start_rebuild_field(name, field, m, ef, now(), entropy())
+            .start_rebuild_fields(name, &fields, now(), entropy())
             .map_err(db_err)?;
         to_js(&job)
     }

@@ -205,9 +205,51 @@ def test_several_dense_fields_and_multi_vector(client):
     title = [f for f in client.get_collection("multi").describe()["fields"] if f["name"] == "title"][0]
     assert (title["params"]["M"], title["params"]["ef_con"]) == (8, 40)
     assert col.search(fields={"title": {"query": o["title"], "limit": 1}})["results"]["title"][0]["id"] == "m17"
-    with pytest.raises(APIException, match="one dense field per rebuild"):
-        col.rebuild([{"field": "title", "M": 8}, {"field": "body", "M": 8}])
+    # Several dense fields in one request, as the client documents: one job, field after field.
+    started = col.rebuild([{"field": "body", "M": 20, "ef_con": 200}, {"field": "colbert", "M": 12, "ef_con": 120},
+                           {"field": "kw"}])
+    assert (started["status"], started["fields_total"]) == ("in_progress", 2)
+    done = wait(col.rebuild_status)
+    assert (done["status"], done["fields_done"], done["fields_total"], done["field"]) == ("completed", 2, 2, "colbert")
+    assert done["new_config"] == {"M": 12, "ef_con": 120}
+    params = {f["name"]: f.get("params", {}) for f in client.get_collection("multi").describe()["fields"]}
+    assert (params["body"]["M"], params["body"]["ef_con"], params["colbert"]["M"]) == (20, 200, 12)
+    assert col.search(fields={"colbert": {"query": o["colbert"], "limit": 1}})["results"]["colbert"][0]["id"] == "m17"
+    with pytest.raises(APIException, match="named twice"):
+        col.rebuild([{"field": "title", "M": 8}, {"field": "title", "M": 12}])
     client.delete_collection("multi")
+
+
+def test_the_documented_field_examples_with_int8_fields(client):
+    """The client's own examples: int8 on every dense field (multi_vector with pooling_method)."""
+    from endee.schema import CollectionFieldConfig, CollectionFieldParams
+    colbert = CollectionFieldConfig(name="multivec", type="multi_vector", pooling_method="average_pooling",
+                                    params=CollectionFieldParams(dimension=16, space_type="cosine", precision="int8"))
+    client.create_collection("docs8", fields=[
+        {"name": "dense", "type": "vector", "params": {"dimension": 16, "space_type": "cosine", "precision": "int8"}},
+        {"name": "second", "type": "vector", "params": {"dimension": 8, "space_type": "cosine", "precision": "int8e"}},
+        colbert.to_dict(),
+        {"name": "keywords", "type": "sparse", "sparse_model": "default"},
+    ])
+    col = client.get_collection("docs8")
+    kinds = {f["name"]: (f["type"], f["params"].get("precision")) for f in col.describe()["fields"] if "params" in f}
+    assert kinds == {"dense": ("vector", "int8"), "second": ("vector", "int8"), "multivec": ("multi_vector", "int8")}
+    r = random.Random(8)
+    g = lambda d: [r.gauss(0, 1) for _ in range(d)]
+    objs = [{"id": f"d{i}", "fields": {"dense": g(16), "second": g(8), "multivec": [g(16) for _ in range(1 + i % 4)],
+                                       "keywords": {"indices": [i], "values": [1.0]}}} for i in range(300)]
+    col.upsert(objs)
+    o = objs[123]["fields"]
+    res = col.search(fields={"dense": {"query": o["dense"], "limit": 1}, "second": {"query": o["second"], "limit": 1},
+                             "multivec": {"query": o["multivec"], "limit": 1}})
+    assert all(res["results"][f][0]["id"] == "d123" for f in ("dense", "second", "multivec")), res
+    got = col.get_objects(["d123"])[0]
+    assert got["vectors"]["second"] == pytest.approx(o["second"], rel=0.05, abs=0.05)  # int8 codes, decoded
+    with pytest.raises(APIException, match="precision"):
+        client.create_collection("bin2", fields=[
+            {"name": "a", "type": "vector", "params": {"dimension": 8}},
+            {"name": "b", "type": "vector", "params": {"dimension": 8, "precision": "binary"}}])
+    client.delete_collection("docs8")
 
 
 def test_collections_without_a_vector_field(client):
@@ -247,10 +289,6 @@ def test_what_is_not_built_yet_is_refused_clearly(client):
         client.create_collection("two_sparse", fields=[
             {"name": "a", "type": "sparse", "sparse_model": "default"},
             {"name": "b", "type": "sparse", "sparse_model": "endee_bm25"}])
-    with pytest.raises(APIException, match="precision"):
-        client.create_collection("two", fields=[
-            {"name": "a", "type": "vector", "params": {"dimension": 8}},
-            {"name": "b", "type": "vector", "params": {"dimension": 8, "precision": "int8"}}])
     with pytest.raises(APIException, match="dimension"):
         client.create_collection("nodim", fields=[{"name": "a", "type": "vector", "params": {}}])
     client.create_collection("one", fields=[{"name": "e", "type": "vector",

@@ -183,7 +183,7 @@ import { open, rerank } from 'cairndb';
 const db = await open({ storage: 'memory' });
 await db.createCollection('rich', [
   { name: 'body', type: 'vector', params: { dimension: 6, precision: 'float32' } },
-  { name: 'title', type: 'vector', params: { dimension: 3, precision: 'float16' } },
+  { name: 'title', type: 'vector', params: { dimension: 3, precision: 'int8' } },
   { name: 'tokens', type: 'multi_vector', params: { dimension: 4, pooling: 'max' } },
   { name: 'kw', type: 'sparse', sparse_model: 'default' },
 ]);
@@ -201,8 +201,9 @@ const fused = rerank(res, { limit: 1 }).results[0].id;
 const [got] = await col.getObjects(['r41']);
 let missing;
 try { await col.upsert([{ id: 'x', fields: { body: Array.from(vec(6)), title: [1, 2, 3] } }]); } catch (e) { missing = [e.status, e.message]; }
-const rb = await col.rebuild([{ field: 'tokens', M: 10 }]);
-const tokensM = (await col.describe()).fields.find((f) => f.name === 'tokens').params.M;
+const rb = await col.rebuild([{ field: 'tokens', M: 10 }, { field: 'title', M: 12 }]);
+const described = (await col.describe()).fields;
+const tokensM = [described.find((f) => f.name === 'tokens').params.M, described.find((f) => f.name === 'title').params.M, rb.rebuild_fields_done];
 const afterRebuild = (await col.search({ fields: { tokens: { query: o.tokens, limit: 1 } } })).results.tokens[0].id;
 // No vector field: a multi_vector field and a sparse one.
 await db.createCollection('late', [
@@ -224,7 +225,7 @@ console.log(JSON.stringify({ up, tops, fused, got: [got.id, got.vectors.body.len
   assert.equal(out.missing[0], 400);
   assert.match(out.missing[1], /missing a value for field "tokens"/);
   assert.equal(out.rb, 'completed');
-  assert.equal(out.tokensM, 10);
+  assert.deepEqual(out.tokensM, [10, 12, 2], 'one job rebuilt both fields');
   assert.equal(out.afterRebuild, 'r42');
   assert.deepEqual(out.lateFields, ['multi_vector', 'sparse']);
   assert.equal(out.lateTop, 'r42');

@@ -18,7 +18,11 @@ export interface Job {
   error: string | null; archive_size: number | null; archive_sha256: string | null; write_pause_us: number;
   cut: { generation: number; log_len: number; vector_count: number } | null;
   /** A rebuild's graph parameters (its progress, in vectors, is `bytes_done` / `bytes_total`). */
-  rebuild?: { m: number; ef_con: number; previous_m: number; previous_ef_con: number };
+  rebuild?: { m: number; ef_con: number; previous_m: number; previous_ef_con: number; field: number };
+  /** A rebuild of several dense fields: each field's parameters, in the order rebuilt. */
+  rebuild_plan?: Array<{ m: number; ef_con: number; previous_m: number; previous_ef_con: number; field: number }>;
+  /** Fields of `rebuild_plan` rebuilt and committed so far. */
+  rebuild_fields_done?: number;
 }
 export interface Manifest { format: string; version: number; index_name: string; vector_count: number; created_at: number; source: { host: string; version: string }; entries: Array<{ path: string; size: number; sha256: string }> }
 
@@ -54,7 +58,7 @@ export interface Collection {
   getObjects(ids: string[]): Promise<StoredObject[]>;
   deleteObject(id: string): Promise<{ deleted: string }>;
   deleteByFilter(filter: Filter): Promise<{ deleted: number }>;
-  /** Rebuilds one dense field's graph (one field a request). */
+  /** Rebuilds the named dense fields' graphs, one after the other, in one job. */
   rebuild(fields: Array<{ field: string; M?: number; ef_con?: number }>, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
 }
 /** Fuses `collection.search` results by weighted reciprocal rank (Endee's `rerank`). */

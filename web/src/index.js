@@ -60,7 +60,7 @@ class Collection {
   getObjects(ids) { return this.db.getObjects(this.name, ids.map(String)); }
   async deleteObject(id) { if (!(await this.db.delete(this.name, [String(id)]))) throw new CairnError(`object ${id} not found`, 404); return { deleted: String(id) }; }
   async deleteByFilter(filter) { return { deleted: await this.db.deleteByFilter(this.name, filter) }; }
-  /** Rebuilds one dense field's graph: `[{field, M?, ef_con?}]`; resolves the finished job. */
+  /** Rebuilds dense fields' graphs in one job: `[{field, M?, ef_con?}, …]`; resolves the finished job. */
   async rebuild(specs, { onProgress } = {}) {
     const job = await this.db.startCollectionRebuild(this.name, { fields: specs });
     return completed(await this.db.waitJob(job.job_id, { onProgress }));

@@ -8,7 +8,7 @@
 use crate::archive::{BaseRef, Manifest, Source};
 use crate::control::backup::BackupTask;
 use crate::control::gate::{Admit, WriteGate};
-use crate::control::rebuild::RebuildTask;
+use crate::control::rebuild::{FieldRebuild, RebuildTask};
 use crate::control::restore::RestoreTask;
 use crate::control::upload::UploadTask;
 pub use crate::durability::layout::{IndexManifest, paths};
@@ -800,11 +800,7 @@ impl Engine {
 
     /// Accepts a rebuild of dense field `field`'s graph of `index` (0: the index's own;
     /// `i + 1`: a collection's further field `i`) with `m` and `ef_con` (Endee's bounds; `None`
-    /// keeps the current value), or refuses: the index must be served and have no other
-    /// active rebuild. Backups of the
-    /// index may run beside it (they copy pinned generations; the rebuild changes memory
-    /// until its own checkpoint); deleting the index waits for it to end or be cancelled.
-    /// The job starts at once; the host drives the returned task.
+    /// keeps the current value), or refuses: see [`Engine::begin_rebuild_fields`].
     pub fn begin_rebuild(
         &mut self,
         now: u64,
@@ -814,48 +810,80 @@ impl Engine {
         m: Option<usize>,
         ef_con: Option<usize>,
     ) -> Result<RebuildTask, EngineError> {
+        let one = FieldRebuild { field, m, ef_con };
+        self.begin_rebuild_fields(now, entropy, index, &[one])
+    }
+
+    /// Accepts one rebuild job for several dense fields of `index`, rebuilt one after the
+    /// other, or refuses it whole: every field must be a dense field of the index, named
+    /// once, with `M` / `ef_con` in Endee's bounds; the index must be served and have no
+    /// other active rebuild. Backups of the index may run beside it (they copy pinned
+    /// generations; the rebuild changes memory until its own checkpoint); deleting the index
+    /// waits for it to end or be cancelled. The job starts at once; the host drives the
+    /// returned task.
+    pub fn begin_rebuild_fields(
+        &mut self,
+        now: u64,
+        entropy: [u8; 6],
+        index: &str,
+        fields: &[FieldRebuild],
+    ) -> Result<RebuildTask, EngineError> {
         let e = self.index(index)?;
-        if e.params.dense_field_name(field).is_none() {
-            // Also a collection without a vector field asked for field 0: it has no graph.
-            return Err(ParamError::Invalid {
+        let bad_field = |got: String| -> EngineError {
+            ParamError::Invalid {
                 field: "field",
-                allowed: "one of the index's dense fields".into(),
-                got: field.to_string(),
+                allowed: "the index's dense fields, each at most once".into(),
+                got,
             }
-            .into());
-        }
-        let (cur_m, cur_ef) = match field {
-            0 => (e.params.m, e.params.ef_construction),
-            f => {
-                let x = &e.params.extra_fields()[f - 1];
-                (x.m, x.ef_construction)
-            }
+            .into()
         };
-        let m = m.unwrap_or(cur_m);
-        let ef_con = ef_con.unwrap_or(cur_ef);
-        IndexParams {
-            m,
-            ef_construction: ef_con,
-            ..e.params.clone()
+        if fields.is_empty() {
+            return Err(bad_field("no field".into()));
         }
-        .validate()?;
+        let mut plan = Vec::with_capacity(fields.len());
+        for (i, f) in fields.iter().enumerate() {
+            // Also a collection without a vector field asked for field 0: it has no graph.
+            if e.params.dense_field_name(f.field).is_none()
+                || fields[..i].iter().any(|g| g.field == f.field)
+            {
+                return Err(bad_field(f.field.to_string()));
+            }
+            let (cur_m, cur_ef) = match f.field {
+                0 => (e.params.m, e.params.ef_construction),
+                n => {
+                    let x = &e.params.extra_fields()[n - 1];
+                    (x.m, x.ef_construction)
+                }
+            };
+            let m = f.m.unwrap_or(cur_m);
+            let ef_con = f.ef_con.unwrap_or(cur_ef);
+            IndexParams {
+                m,
+                ef_construction: ef_con,
+                ..e.params.clone()
+            }
+            .validate()?;
+            plan.push(RebuildSpec {
+                m,
+                ef_con,
+                previous_m: cur_m,
+                previous_ef_con: cur_ef,
+                field: f.field,
+            });
+        }
         if let Some(job) = &e.active_rebuild {
             return Err(EngineError::RebuildInProgress {
                 index: index.into(),
                 job: job.clone(),
             });
         }
-        let spec = RebuildSpec {
-            m,
-            ef_con,
-            previous_m: cur_m,
-            previous_ef_con: cur_ef,
-            field,
-        };
         let total = e.log.live;
         let id = self.registry.new_id(now, entropy);
         let mut job = Job::queued(id.clone(), JobKind::Rebuild, index, "", now);
-        job.rebuild = Some(spec);
+        job.rebuild = Some(plan[0]);
+        if plan.len() > 1 {
+            job.rebuild_plan = plan.clone();
+        }
         job.bytes_total = total;
         self.registry.insert(job);
         if let Some(e) = self.indexes.get_mut(index) {
@@ -863,7 +891,18 @@ impl Engine {
             e.active_rebuild = Some(id.clone());
         }
         self.start(&id, now)?;
-        Ok(RebuildTask::new(id, index.into(), field, m, ef_con))
+        Ok(RebuildTask::new(id, index.into(), plan))
+    }
+
+    /// Records that a rebuild job committed its current field; a job of several fields
+    /// moves on to the next one (what its status reports). O(1).
+    pub fn rebuild_field_done(&mut self, job: &str) {
+        if let Ok(j) = self.registry.get_mut(job) {
+            j.rebuild_fields_done = j.rebuild_fields_done.saturating_add(1);
+            if let Some(next) = j.rebuild_plan.get(j.rebuild_fields_done as usize) {
+                j.rebuild = Some(*next);
+            }
+        }
     }
 
     /// The newest rebuild job of `index` (what its rebuild status reports), if any.

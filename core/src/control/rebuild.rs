@@ -13,7 +13,10 @@
 //!    graph and parameters, committed by its manifest. That checkpoint is the rebuild's
 //!    commit point: a crash before it leaves the old generation, the old graph and the old
 //!    parameters (the log replays into them); after it, the new ones.
-//! 5. *Conclude* (engine turn): completed, or failed with the reason.
+//! 5. *Next* (engine turn): a job of several fields records the field done and opens the
+//!    next one (back to 1); each field is committed by its own checkpoint, so a crash or a
+//!    cancel later leaves the fields before it rebuilt.
+//! 6. *Conclude* (engine turn): completed, or failed with the reason.
 //!
 //! A cancel seen at an engine turn before the swap drops the new graph (the old one never
 //! stopped serving). If the checkpoint fails, the job fails; the new graph keeps serving in
@@ -24,7 +27,20 @@ use crate::control::engine::{Engine, Outcome};
 use crate::control::task::{Done, Poll, Task};
 use crate::index::Index;
 use crate::index::rebuild::GraphBuilder;
+use crate::registry::RebuildSpec;
 use std::io::{self, Read};
+
+/// One dense field a rebuild request names: which (0: the index's own vectors; `i + 1`: a
+/// collection's further field `i`) and its new `M` / `ef_con` (`None` keeps the current).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRebuild {
+    /// Which dense field.
+    pub field: usize,
+    /// New `M`, if it changes.
+    pub m: Option<usize>,
+    /// New `ef_con`, if it changes.
+    pub ef_con: Option<usize>,
+}
 
 /// Work one build batch may do, in multiply-adds of distance computations: about 1 ms of
 /// one core (measured: 384-d, M 24, ef_con 200 places a slot in 1.2 ms ≈ 3.7 M multiply-adds).
@@ -52,6 +68,8 @@ enum Phase {
     Report,
     Swap,
     Save,
+    /// Engine turn after a field's checkpoint: the next field, or the end.
+    Next,
     /// Cancelled or failed before the swap: the index stops noting writes.
     Abandon,
     Conclude,
@@ -63,36 +81,47 @@ enum Phase {
 pub struct RebuildTask {
     job: String,
     index: String,
-    /// Which dense field (0: the index's own vectors; `i + 1`: further field `i`).
-    field: usize,
-    m: usize,
-    ef_con: usize,
+    /// The fields to rebuild, in order, with the parameters they get.
+    plan: Vec<RebuildSpec>,
+    /// Which of `plan` is being rebuilt.
+    current: usize,
     phase: Phase,
     builder: Option<GraphBuilder>,
     /// Slots per build batch (see [`batch_size`]), set when the index is opened.
     batch: usize,
     done: u64,
     total: u64,
+    /// Slots placed for the fields already rebuilt (progress runs over all fields).
+    done_before: u64,
     outcome: Option<Outcome>,
 }
 
 impl RebuildTask {
-    /// A task for job `job` (already running), rebuilding dense field `field` of `index`
-    /// with `m` / `ef_con`.
-    pub fn new(job: String, index: String, field: usize, m: usize, ef_con: usize) -> Self {
+    /// A task for job `job` (already running), rebuilding the dense fields of `index` that
+    /// `plan` names, in order, each with its `m` / `ef_con`.
+    pub fn new(job: String, index: String, plan: Vec<RebuildSpec>) -> Self {
         Self {
             job,
             index,
-            field,
-            m,
-            ef_con,
+            plan,
+            current: 0,
             phase: Phase::Open,
             builder: None,
             batch: 1,
             done: 0,
             total: 0,
+            done_before: 0,
             outcome: None,
         }
+    }
+
+    /// Progress over every field of the plan: (slots placed, slots to place).
+    fn overall(&self) -> (u64, u64) {
+        let left = (self.plan.len() - self.current).max(1) as u64;
+        (
+            self.done_before + self.done,
+            self.done_before + self.total * left,
+        )
     }
 
     /// The job id.
@@ -121,19 +150,15 @@ impl Task for RebuildTask {
         match self.phase {
             Phase::Open | Phase::Swap | Phase::Abandon => Poll::WriteIndex { name },
             Phase::Build => Poll::ReadIndex { name },
-            Phase::Report => Poll::Engine,
+            Phase::Report | Phase::Next | Phase::Conclude => Poll::Engine,
             Phase::Save => Poll::Checkpoint { name },
-            Phase::Conclude => Poll::Engine,
             Phase::Done => Poll::Done,
         }
     }
 
     fn handle(&mut self, result: io::Result<Done>) {
         match (&self.phase, result) {
-            (Phase::Save, Ok(_)) => {
-                self.outcome = Some(Outcome::Rebuilt);
-                self.phase = Phase::Conclude;
-            }
+            (Phase::Save, Ok(_)) => self.phase = Phase::Next,
             (Phase::Save, Err(e)) => {
                 self.outcome = Some(Outcome::Failed(format!(
                     "the rebuilt graph serves but its checkpoint failed: {e} \
@@ -177,19 +202,24 @@ impl Task for RebuildTask {
                     self.fail("another rebuild is running on this index".into());
                     return;
                 }
-                if self.field > ix.extra_field_names().len() {
+                let Some(spec) = self.plan.get(self.current).copied() else {
+                    self.fail("a rebuild with no field".into());
+                    return;
+                };
+                if spec.field > ix.extra_field_names().len() {
                     self.fail(format!(
                         "the index has no dense field number {}",
-                        self.field
+                        spec.field
                     ));
                     return;
                 }
-                self.builder = Some(GraphBuilder::begin(ix, self.field, self.m, self.ef_con));
-                let dim = match self.field {
+                self.builder = Some(GraphBuilder::begin(ix, spec.field, spec.m, spec.ef_con));
+                let dim = match spec.field {
                     0 => ix.params().dim,
                     f => ix.params().extra_fields()[f - 1].dim,
                 };
-                self.batch = batch_size(dim, self.m, self.ef_con);
+                self.batch = batch_size(dim, spec.m, spec.ef_con);
+                self.done = 0;
                 self.total = u64::from(ix.slot_count());
                 self.phase = Phase::Build;
             }
@@ -213,7 +243,8 @@ impl Task for RebuildTask {
     fn engine(&mut self, engine: &mut Engine, now_ms: u64) {
         match self.phase {
             Phase::Report => {
-                engine.progress(&self.job, self.done, self.total);
+                let (done, total) = self.overall();
+                engine.progress(&self.job, done, total);
                 if engine.cancel_requested(&self.job) {
                     self.outcome = Some(Outcome::Cancelled);
                     self.phase = Phase::Abandon;
@@ -221,8 +252,26 @@ impl Task for RebuildTask {
                     self.phase = Phase::Build;
                 }
             }
+            Phase::Next => {
+                engine.rebuild_field_done(&self.job);
+                self.done_before += self.done;
+                (self.done, self.total) = (0, 0);
+                self.current += 1;
+                if self.current < self.plan.len() {
+                    self.phase = if engine.cancel_requested(&self.job) {
+                        self.outcome = Some(Outcome::Cancelled);
+                        Phase::Conclude
+                    } else {
+                        Phase::Open
+                    };
+                } else {
+                    self.outcome = Some(Outcome::Rebuilt);
+                    self.phase = Phase::Conclude;
+                }
+            }
             Phase::Conclude => {
-                engine.progress(&self.job, self.done, self.total);
+                let (done, total) = self.overall();
+                engine.progress(&self.job, done, total.max(done));
                 let outcome = self
                     .outcome
                     .take()

@@ -114,9 +114,16 @@ pub struct Job {
     pub write_pause_us: u64,
     /// The cut, once taken.
     pub cut: Option<CutPoint>,
-    /// A rebuild's parameters.
+    /// A rebuild's parameters: of the field it is rebuilding now (or rebuilt last).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<RebuildSpec>,
+    /// Every field a rebuild of several dense fields rebuilds, in order (empty: the one
+    /// in `rebuild`). Each field is committed by its own checkpoint before the next starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebuild_plan: Vec<RebuildSpec>,
+    /// Fields of `rebuild_plan` rebuilt and committed so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rebuild_fields_done: u32,
     /// The backup target a backup writes to or a restore reads from (`None`: the data
     /// directory's `backups/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +139,19 @@ pub struct Job {
     pub upload: Option<String>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl Job {
+    /// A rebuild's fields in all (1 for a rebuild of one field; 0 for other jobs).
+    pub fn rebuild_fields_total(&self) -> usize {
+        match (&self.rebuild, self.rebuild_plan.len()) {
+            (None, _) => 0,
+            (Some(_), n) => n.max(1),
+        }
+    }
+
     /// A new record, queued: no progress, no cut, no result yet.
     pub fn queued(job_id: String, kind: JobKind, index: &str, backup: &str, now: u64) -> Self {
         Self {
@@ -152,6 +171,8 @@ impl Job {
             write_pause_us: 0,
             cut: None,
             rebuild: None,
+            rebuild_plan: Vec::new(),
+            rebuild_fields_done: 0,
             target: None,
             vectors: None,
             upload: None,

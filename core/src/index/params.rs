@@ -82,11 +82,12 @@ impl Precision {
             "float32" => Ok(Self::Float32),
             "float16" => Ok(Self::Float16),
             "int16" | "int16d" => Ok(Self::Int16),
-            "int8" | "int8d" => Ok(Self::Int8),
+            // `int8e` (Endee 2.x) is int8 whose search re-ranks exactly: what int8 is here.
+            "int8" | "int8d" | "int8e" => Ok(Self::Int8),
             "binary" | "binary2" => Ok(Self::Binary),
             _ => Err(ParamError::Invalid {
                 field: "precision",
-                allowed: "one of: binary, float16, float32, int16, int8".into(),
+                allowed: "one of: binary, float16, float32, int16, int8, int8e".into(),
                 got: s.to_string(),
             }),
         }
@@ -213,8 +214,10 @@ pub struct ExtraFieldSpec {
     pub dim: usize,
     /// Metric.
     pub space: SpaceType,
-    /// Storage precision (float32, float16 or int16: these fields keep no originals to
-    /// re-rank int8 or binary codes with).
+    /// Storage precision of the vectors its graph links. A `vector` field scores its
+    /// candidates from its stored codes (int8 decodes to within about 1 % of the float32
+    /// similarity); binary is refused there, since sign bits alone rank too coarsely. A
+    /// `multi_vector` field may use any: it scores by late interaction over float32 members.
     pub precision: Precision,
     /// HNSW `M`.
     pub m: usize,
@@ -230,12 +233,12 @@ impl ExtraFieldSpec {
         check_range("dim", self.dim, (MIN_DIM, MAX_DIM))?;
         check_range("M", self.m, M_RANGE)?;
         check_range("ef_con", self.ef_construction, EF_CON_RANGE)?;
-        if matches!(self.precision, Precision::Int8 | Precision::Binary) {
+        if self.precision == Precision::Binary && self.pooling.is_none() {
             return Err(ParamError::Invalid {
                 field: "precision",
-                allowed:
-                    "float32, float16 or int16 for a collection's second and further dense fields"
-                        .into(),
+                allowed: "float32, float16, int16 or int8 for a collection's second and further \
+                          vector fields (binary: the first vector field or a multi_vector field)"
+                    .into(),
                 got: self.precision.as_str().into(),
             });
         }
