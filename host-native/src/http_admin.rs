@@ -122,15 +122,28 @@ async fn db_info(
 }
 
 /// Deletes database `db`'s collections and archives, then the database.
+/// Deletes database `name`: its collections, its archives, then its record. Every
+/// collection and archive is checked first (409 naming the job that uses one, nothing
+/// deleted); then the database is deactivated, so its tokens start nothing more while the
+/// deletes run (a delete that still fails leaves it deactivated, to be deleted again).
 fn drop_db(db: &Db, name: &str) -> Result<(), DbError> {
     crate::db::lock(&db.tenants).get(name)?;
     let scope = Scope::of(name);
-    for c in collections_in(db, &scope) {
+    let collections = collections_in(db, &scope);
+    let archives: Vec<String> = db
+        .backup_names()
+        .into_iter()
+        .filter(|b| scope.show(b).is_some())
+        .collect();
+    let prefix = cairn_core::control::tenants::scoped(Some(name), "");
+    crate::db::lock(&db.engine).check_deletable(&collections, &archives, &prefix)?;
+    db.tenants_change(|t| t.set_active(name, false))?;
+    for c in collections {
         db.delete_index(&c)?;
     }
-    for b in db.backup_names() {
+    for b in archives {
         // An earlier chain deletion may have taken it already.
-        if scope.show(&b).is_some() && db.backup_names().contains(&b) {
+        if db.backup_names().contains(&b) {
             db.delete_backup(&b, true)?;
         }
     }

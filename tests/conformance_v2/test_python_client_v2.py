@@ -391,6 +391,31 @@ def test_databases_and_tokens_isolate(client, server, tmp_path):
     client.delete_database("bob")
 
 
+def test_deleting_a_database_whose_collection_is_busy_deletes_nothing():
+    """A backup paced to 1 MiB/s keeps one collection busy: deleting its database is 409 and
+    every collection is still there; once the backup is done the delete goes through."""
+    with serve("--auth-token", TOKEN, "--backup-max-mib-per-s", "1") as (base, _):
+        root = as_token(base, TOKEN)
+        carol = as_token(base, root.create_database("carol"))
+        fields = [{"name": "e", "type": "vector", "params": {"dimension": 4, "precision": "float32"}}]
+        for name in ("a", "m", "z"):
+            carol.create_collection(name, fields=fields)
+            carol.get_collection(name).upsert([{"id": "x", "fields": {"e": [1, 0, 0, 0]}}])
+        big = carol.get_collection("z")
+        for b in range(3):  # 3 MiB of meta that does not compress: seconds of a paced backup
+            big.upsert([{"id": f"m{b}-{i}", "meta": {"pad": os.urandom(24 << 10).hex()}, "fields": {"e": [0, 1, 0, 0]}}
+                        for i in range(32)])
+        big.create_backup("slow")
+        with pytest.raises(ConflictException, match="slow|busy|in use|job"):
+            root.delete_database("carol")
+        assert carol.backup_status()["status"] == "running", "the 409 was the running backup's"
+        assert sorted(root.list_db_collections("carol")) == ["a", "m", "z"]
+        assert carol.list_collections(), "the database is still there and its token works"
+        assert wait(carol.backup_status)["status"] == "completed"
+        root.delete_database("carol")
+        assert "carol" not in [d["db_name"] for d in root.list_databases()]
+
+
 def test_hostile_v2_bodies_are_refused_and_change_nothing(client, server):
     import msgpack
     client.create_collection("guard", fields=[{"name": "e", "type": "vector",

@@ -474,11 +474,20 @@ impl Engine {
     /// Removes an index unless a job uses it; returns its generations to delete. A broken
     /// index is forgotten (the host removes its directory: the operator asked for it).
     pub fn delete_index(&mut self, name: &str) -> Result<(), EngineError> {
+        self.index_deletable(name)?;
+        if self.broken.remove(name).is_none() {
+            self.indexes.remove(name);
+        }
+        self.effect(Effect::RemoveIndex(name.into()));
+        Ok(())
+    }
+
+    /// Why [`Engine::delete_index`] would refuse `name` now, if it would. Changes nothing.
+    fn index_deletable(&self, name: &str) -> Result<(), EngineError> {
         if self.loading.contains(name) {
             return Err(EngineError::IndexLoading(name.into()));
         }
-        if self.broken.remove(name).is_some() {
-            self.effect(Effect::RemoveIndex(name.into()));
+        if self.broken.contains_key(name) {
             return Ok(());
         }
         let e = self.index(name)?;
@@ -488,8 +497,40 @@ impl Engine {
                 job: job.clone(),
             });
         }
-        self.indexes.remove(name);
-        self.effect(Effect::RemoveIndex(name.into()));
+        Ok(())
+    }
+
+    /// Checks that every index and archive named could be deleted now, before any is, and
+    /// that no active job names an index or archive starting with `prefix` (a restore still
+    /// creating one, a backup still writing one): what deleting a whole database asks first,
+    /// so a job on its last collection cannot leave it half deleted, nor a job leave behind
+    /// what belonged to it. Changes nothing.
+    pub fn check_deletable(
+        &self,
+        indexes: &[String],
+        backups: &[String],
+        prefix: &str,
+    ) -> Result<(), EngineError> {
+        for i in indexes {
+            self.index_deletable(i)?;
+        }
+        if let Some(j) = self.registry.active().find(|j| {
+            j.index_name.starts_with(prefix)
+                || (!j.backup_name.is_empty() && j.backup_name.starts_with(prefix))
+        }) {
+            return Err(EngineError::IndexBusy {
+                index: j.index_name.clone(),
+                job: j.job_id.clone(),
+            });
+        }
+        for b in backups {
+            if let Some(job) = self.name_user(b) {
+                return Err(EngineError::NameBusy {
+                    name: b.clone(),
+                    job,
+                });
+            }
+        }
         Ok(())
     }
 
