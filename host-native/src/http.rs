@@ -4,13 +4,14 @@ use crate::db::{Db, DbError, lock};
 use crate::drive;
 use crate::fsutil::now_ms;
 use crate::http_v2::Scope;
+use crate::openapi as doc;
 use crate::wire;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use cairn_core::Fault;
 use cairn_core::control::rebuild::FieldRebuild;
@@ -26,6 +27,8 @@ use sha2::Digest;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// Endee's fixed `lib_token` in index info.
 const LIB_TOKEN: &str = "3a5f08c7d9e1b2a43a5f08c7d9e1b2a4";
@@ -169,52 +172,59 @@ pub fn router(
         started: Instant::now(),
         requests: AtomicU64::new(0),
     });
-    let api = Router::new()
-        .route("/index/create", post(create_index))
-        .route("/index/list", get(list_indexes))
-        .route("/index/{name}/info", get(index_info))
-        .route("/index/{name}/delete", delete(delete_index))
-        .route("/index/{name}/search", post(search))
-        .route("/index/{name}/vector/insert", post(insert))
-        .route("/index/{name}/vector/get", post(get_vector))
-        .route("/index/{name}/vector/{id}/delete", delete(delete_vector))
-        .route("/index/{name}/vectors/delete", delete(delete_by_filter))
-        .route("/index/{name}/filters/update", post(update_filters))
-        .route("/index/{name}/backup", post(create_backup))
-        .route("/index/{name}/rebuild", post(rebuild))
-        .route("/index/{name}/rebuild/status", get(rebuild_status))
-        .route("/backups", get(list_backups))
-        .route("/backups/jobs", get(list_jobs))
-        .route("/backups/targets", get(list_targets))
-        .route("/backups/schedules", get(list_schedules))
-        .route("/backups/jobs/{id}", get(get_job).delete(cancel_job))
-        .route(
-            "/backups/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/backups/{name}", delete(delete_backup))
-        .route("/backups/{name}/info", get(backup_info))
-        .route("/backups/{name}/download", get(download))
-        .route("/backups/{name}/restore", post(restore))
+    let api = OpenApiRouter::new()
+        .routes(routes!(create_index))
+        .routes(routes!(list_indexes))
+        .routes(routes!(index_info))
+        .routes(routes!(delete_index))
+        .routes(routes!(search))
+        .routes(routes!(insert))
+        .routes(routes!(get_vector))
+        .routes(routes!(delete_vector))
+        .routes(routes!(delete_by_filter))
+        .routes(routes!(update_filters))
+        .routes(routes!(create_backup))
+        .routes(routes!(rebuild))
+        .routes(routes!(rebuild_status))
+        .routes(routes!(list_backups))
+        .routes(routes!(list_jobs))
+        .routes(routes!(list_targets))
+        .routes(routes!(list_schedules))
+        .routes(routes!(get_job, cancel_job))
+        .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(delete_backup))
+        .routes(routes!(backup_info))
+        .routes(routes!(download))
+        .routes(routes!(restore))
         .route_layer(middleware::from_fn(root_only))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
-        .route("/health", get(health))
-        .route("/stats", get(stats));
+        .routes(routes!(health))
+        .routes(routes!(stats));
     let v2 = crate::http_v2::routes()
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
-        .route("/health", get(health))
-        .route("/stats", get(stats));
+        .routes(routes!(crate::http_v2::health_v2))
+        .routes(routes!(crate::http_v2::stats_v2));
     // Operations: metrics behind the root token (they name every index), the probes open.
-    let ops = Router::new()
-        .route("/metrics", get(crate::observe::metrics))
+    let ops = OpenApiRouter::new()
+        .routes(routes!(crate::observe::metrics))
         .route_layer(middleware::from_fn(root_only))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
-        .route("/livez", get(crate::observe::livez))
-        .route("/readyz", get(crate::observe::readyz));
-    let mut app = Router::new()
+        .routes(routes!(crate::observe::livez))
+        .routes(routes!(crate::observe::readyz));
+    let (app, paths) = OpenApiRouter::new()
         .nest("/api/v1", api)
         .nest("/api/v2", v2)
-        .merge(ops);
+        .merge(ops)
+        .split_for_parts();
+    // The document is open (no token), like the probes: it describes, it reveals nothing.
+    let doc = Arc::new(crate::openapi::document(paths));
+    let mut app = app.route(
+        crate::openapi::DOCUMENT_PATH,
+        get(move || {
+            let doc = doc.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    );
     if let Some(dir) = playground {
         app = app.fallback_service(tower_http_serve(dir).with_state(state.clone()));
     }
@@ -414,11 +424,13 @@ async fn root_only(req: Request, next: Next) -> Response {
 
 /// Liveness: answers as soon as the server listens, while indexes may still load (`ready`
 /// says whether they all have).
-async fn health(State(s): St) -> Json<Value> {
+#[utoipa::path(get, path = "/health", tag = "v1", summary = "Liveness (no token)", responses((status = 200, description = "Up", body = Value)), security(()))]
+pub(crate) async fn health(State(s): St) -> Json<Value> {
     Json(json!({"status": "ok", "timestamp": now_ms(), "ready": s.db.ready()}))
 }
 
-async fn stats(State(s): St) -> Json<Value> {
+#[utoipa::path(get, path = "/stats", tag = "v1", summary = "Server counters (no token)", responses((status = 200, description = "Counters", body = Value)), security(()))]
+pub(crate) async fn stats(State(s): St) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": s.started.elapsed().as_secs(),
@@ -426,6 +438,7 @@ async fn stats(State(s): St) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(post, path = "/index/create", tag = "v1", summary = "Create an index", request_body(content = doc::CreateIndexBody, content_type = "application/json"), responses((status = 200, description = "Created", body = String, content_type = "text/plain")))]
 async fn create_index(State(s): St, body: axum::body::Bytes) -> ApiResult<Response> {
     let (name, p) = cairn_core::wire::decode_create_index(&body)?;
     let db = s.db.clone();
@@ -460,6 +473,7 @@ fn index_json(db: &Db, name: &str) -> Result<Value, DbError> {
     }))
 }
 
+#[utoipa::path(get, path = "/index/list", tag = "v1", summary = "List indexes", responses((status = 200, description = "The indexes", body = Value)))]
 async fn list_indexes(State(s): St) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let list = blocking(move || {
@@ -488,17 +502,20 @@ async fn list_indexes(State(s): St) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "indexes": list })))
 }
 
+#[utoipa::path(get, path = "/index/{name}/info", tag = "v1", summary = "Describe an index", params(("name" = String, Path, description = "Index name")), responses((status = 200, description = "Its parameters and counts", body = Value)))]
 async fn index_info(State(s): St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     Ok(Json(blocking(move || index_json(&db, &name)).await?))
 }
 
+#[utoipa::path(delete, path = "/index/{name}/delete", tag = "v1", summary = "Delete an index", params(("name" = String, Path, description = "Index name")), responses((status = 200, description = "Deleted", body = String, content_type = "text/plain")))]
 async fn delete_index(State(s): St, Path(name): Path<String>) -> ApiResult<Response> {
     let db = s.db.clone();
     blocking(move || db.delete_index(&name)).await?;
     Ok(text(StatusCode::OK, "Index deleted successfully"))
 }
 
+#[utoipa::path(post, path = "/index/{name}/search", tag = "v1", summary = "Search (dense, sparse or hybrid)", params(("name" = String, Path, description = "Index name")), request_body(content = doc::SearchBody, content_type = "application/json"), responses((status = 200, description = "Hits as msgpack [[similarity, id, meta, filter, norm, vector], …]", body = doc::Binary, content_type = "application/msgpack")))]
 async fn search(
     State(s): St,
     Path(name): Path<String>,
@@ -510,6 +527,7 @@ async fn search(
     Ok(msgpack(wire::encode_hits(&hits)))
 }
 
+#[utoipa::path(post, path = "/index/{name}/vector/insert", tag = "v1", summary = "Insert or replace vectors (JSON or msgpack array)", params(("name" = String, Path, description = "Index name")), request_body(content((Vec<doc::InsertItem> = "application/json"), (doc::Binary = "application/msgpack"))), responses((status = 200, description = "Written and synced")))]
 async fn insert(
     State(s): St,
     Path(name): Path<String>,
@@ -538,6 +556,7 @@ async fn insert(
     Ok(StatusCode::OK.into_response())
 }
 
+#[utoipa::path(post, path = "/index/{name}/vector/get", tag = "v1", summary = "Read one vector", params(("name" = String, Path, description = "Index name")), request_body(content = doc::VectorGetBody, content_type = "application/json"), responses((status = 200, description = "The vector as msgpack", body = doc::Binary, content_type = "application/msgpack")))]
 async fn get_vector(
     State(s): St,
     Path(name): Path<String>,
@@ -554,6 +573,7 @@ async fn get_vector(
     Ok(msgpack(wire::encode_vector(&rec, hybrid)))
 }
 
+#[utoipa::path(delete, path = "/index/{name}/vector/{id}/delete", tag = "v1", summary = "Delete one vector", params(("name" = String, Path, description = "Index name"), ("id" = String, Path, description = "Vector id")), responses((status = 200, description = "Deleted", body = String, content_type = "text/plain")))]
 async fn delete_vector(
     State(s): St,
     Path((name, id)): Path<(String, String)>,
@@ -563,6 +583,7 @@ async fn delete_vector(
     Ok(text(StatusCode::OK, "Vector deleted successfully"))
 }
 
+#[utoipa::path(delete, path = "/index/{name}/vectors/delete", tag = "v1", summary = "Delete the vectors a filter selects", params(("name" = String, Path, description = "Index name")), request_body(content = doc::DeleteByFilterBody, content_type = "application/json"), responses((status = 200, description = "How many were deleted", body = String, content_type = "text/plain")))]
 async fn delete_by_filter(
     State(s): St,
     Path(name): Path<String>,
@@ -574,6 +595,7 @@ async fn delete_by_filter(
     Ok(text(StatusCode::OK, format!("{n} vectors deleted")))
 }
 
+#[utoipa::path(post, path = "/index/{name}/filters/update", tag = "v1", summary = "Replace vectors' filter fields", params(("name" = String, Path, description = "Index name")), request_body(content = doc::UpdateFiltersBody, content_type = "application/json"), responses((status = 200, description = "How many were updated", body = String, content_type = "text/plain")))]
 async fn update_filters(
     State(s): St,
     Path(name): Path<String>,
@@ -665,6 +687,7 @@ fn rebuild_json(j: Option<&Job>) -> Value {
     v
 }
 
+#[utoipa::path(post, path = "/index/{name}/rebuild", tag = "v1", summary = "Start a graph rebuild job", params(("name" = String, Path, description = "Index name")), request_body(content = doc::RebuildBody, content_type = "application/json"), responses((status = 202, description = "The job, running", body = Value)))]
 async fn rebuild(
     State(s): St,
     Path(index): Path<String>,
@@ -687,6 +710,7 @@ async fn rebuild(
     Ok((StatusCode::ACCEPTED, Json(rebuild_json(Some(&job)))).into_response())
 }
 
+#[utoipa::path(get, path = "/index/{name}/rebuild/status", tag = "v1", summary = "The newest rebuild of an index", params(("name" = String, Path, description = "Index name")), responses((status = 200, description = "Its status", body = Value)))]
 async fn rebuild_status(State(s): St, Path(index): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(rebuild_json(s.db.rebuild_status(&index)?.as_ref())))
 }
@@ -714,6 +738,7 @@ pub(crate) struct TargetQuery {
     pub(crate) chain: bool,
 }
 
+#[utoipa::path(post, path = "/index/{name}/backup", tag = "v1", summary = "Start a backup job", params(("name" = String, Path, description = "Index name")), request_body(content = doc::BackupBody, content_type = "application/json"), responses((status = 202, description = "The job, running", body = Value)))]
 async fn create_backup(
     State(s): St,
     Path(index): Path<String>,
@@ -741,6 +766,7 @@ async fn create_backup(
 }
 
 /// Archive names (Endee's shape), of the data directory or of `?target=`.
+#[utoipa::path(get, path = "/backups", tag = "v1", summary = "List archives", params(("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)")), responses((status = 200, description = "Archive names", body = Value)))]
 async fn list_backups(State(s): St, Query(q): Query<TargetQuery>) -> ApiResult<Json<Value>> {
     let Some(t) = target_of(q.target) else {
         return Ok(Json(json!(s.db.backup_names())));
@@ -755,6 +781,7 @@ async fn list_backups(State(s): St, Query(q): Query<TargetQuery>) -> ApiResult<J
 }
 
 /// The `--backup-schedule`s: each one's spec, last and next run, last job and last error.
+#[utoipa::path(get, path = "/backups/schedules", tag = "v1", summary = "List backup schedules", responses((status = 200, description = "The schedules and their last runs", body = Value)))]
 async fn list_schedules(State(s): St) -> Json<Value> {
     Json(json!({ "schedules": *lock(&s.db.schedules) }))
 }
@@ -762,6 +789,7 @@ async fn list_schedules(State(s): St) -> Json<Value> {
 /// Every backup target with where it is and what it holds: `local` (the data directory)
 /// and each `--backup-target`, its archives with size, digest, index and cut. A target that
 /// cannot be listed says why instead.
+#[utoipa::path(get, path = "/backups/targets", tag = "v1", summary = "List backup targets", responses((status = 200, description = "The targets", body = Value)))]
 async fn list_targets(State(s): St) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let v = blocking(move || {
@@ -784,21 +812,25 @@ async fn list_targets(State(s): St) -> ApiResult<Json<Value>> {
     Ok(Json(v))
 }
 
+#[utoipa::path(get, path = "/backups/jobs", tag = "v1", summary = "List jobs (backup, restore, rebuild)", responses((status = 200, description = "The jobs", body = Value)))]
 async fn list_jobs(State(s): St) -> Json<Value> {
     let jobs: Vec<Value> = s.db.jobs().iter().map(job_json).collect();
     Json(json!({ "jobs": jobs }))
 }
 
+#[utoipa::path(get, path = "/backups/jobs/{id}", tag = "v1", summary = "One job", params(("id" = String, Path, description = "Job id")), responses((status = 200, description = "The job", body = Value)))]
 async fn get_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(job_json(&s.db.job(&id)?)))
 }
 
+#[utoipa::path(delete, path = "/backups/jobs/{id}", tag = "v1", summary = "Cancel a job", params(("id" = String, Path, description = "Job id")), responses((status = 200, description = "The job, cancelling", body = Value)))]
 async fn cancel_job(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let j = blocking(move || drive::cancel(&db, &id)).await?;
     Ok(Json(job_json(&j)))
 }
 
+#[utoipa::path(delete, path = "/backups/{name}", tag = "v1", summary = "Delete an archive", params(("name" = String, Path, description = "Archive name"), ("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)"), ("chain" = Option<bool>, Query, description = "Also delete the incremental backups that continue it")), responses((status = 204, description = "Deleted")))]
 async fn delete_backup(
     State(s): St,
     scope: Scope,
@@ -816,6 +848,7 @@ async fn delete_backup(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/backups/{name}/info", tag = "v1", summary = "Describe and verify an archive", params(("name" = String, Path, description = "Archive name"), ("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)")), responses((status = 200, description = "Its manifest, sizes and digest check", body = Value)))]
 pub(crate) async fn backup_info(
     State(s): St,
     scope: Scope,
@@ -873,6 +906,7 @@ fn target_info(db: &Db, t: &str, name: &str) -> Result<Value, DbError> {
     Ok(v)
 }
 
+#[utoipa::path(get, path = "/backups/{name}/download", tag = "v1", summary = "Download an archive", params(("name" = String, Path, description = "Archive name"), ("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)")), responses((status = 200, description = "The tar archive", body = doc::Binary, content_type = "application/x-tar")))]
 pub(crate) async fn download(
     State(s): St,
     scope: Scope,
@@ -941,6 +975,7 @@ struct RestoreBody {
     run_async: bool,
 }
 
+#[utoipa::path(post, path = "/backups/{name}/restore", tag = "v1", summary = "Restore an archive into a new index", params(("name" = String, Path, description = "Archive name")), request_body(content = doc::RestoreBody, content_type = "application/json"), responses((status = 201, description = "Restored", body = String, content_type = "text/plain"), (status = 202, description = "The job, running (async)", body = Value)))]
 async fn restore(
     State(s): St,
     Path(name): Path<String>,
@@ -974,6 +1009,7 @@ pub(crate) struct UploadQuery {
 }
 
 /// Streams a body into the upload temp file, then validates and publishes it.
+#[utoipa::path(post, path = "/backups/upload", tag = "v1", summary = "Upload an archive (multipart field backup, or a raw tar with ?name=)", params(("name" = Option<String>, Query, description = "Archive name (raw tar bodies)")), request_body(content((doc::Binary = "application/x-tar"), (doc::Binary = "multipart/form-data"))), responses((status = 201, description = "Uploaded and verified", body = String, content_type = "text/plain")))]
 pub(crate) async fn upload(
     State(s): St,
     scope: Scope,

@@ -7,38 +7,33 @@ use crate::db::{Db, DbError};
 use crate::fsutil::now_ms;
 use crate::http::{ApiResult, AppState, St, bad, blocking};
 use crate::http_v2::{Scope, collections_in};
+use crate::openapi as doc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use cairn_core::control::tenants::{Caller, TenantDb, TokenKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The admin and token routes (inside `/api/v2`, behind auth).
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/dbs", post(create_db).get(list_dbs))
-        .route("/admin/dbs/{db}", delete(delete_db))
-        .route("/admin/dbs/{db}/activate", post(activate))
-        .route("/admin/dbs/{db}/deactivate", post(deactivate))
-        .route("/admin/dbs/{db}/type", put(set_type))
-        .route("/admin/dbs/{db}/collection", get(db_collections))
-        .route(
-            "/admin/dbs/{db}/collection/{c}",
-            delete(delete_db_collection),
-        )
-        .route("/admin/collection", get(all_collections))
-        .route(
-            "/admin/dbs/{db}/tokens",
-            post(create_token).get(list_tokens),
-        )
-        .route("/admin/dbs/{db}/tokens/{name}", delete(delete_token))
-        .route("/dbs/{db}/info", get(db_info))
-        .route("/tokens", post(create_my_token).get(list_my_tokens))
-        .route("/tokens/{name}", delete(delete_my_token))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_db, list_dbs))
+        .routes(routes!(delete_db))
+        .routes(routes!(activate))
+        .routes(routes!(deactivate))
+        .routes(routes!(set_type))
+        .routes(routes!(db_collections))
+        .routes(routes!(delete_db_collection))
+        .routes(routes!(all_collections))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(delete_token))
+        .routes(routes!(db_info))
+        .routes(routes!(create_my_token, list_my_tokens))
+        .routes(routes!(delete_my_token))
 }
 
 fn root(c: &Caller) -> Result<(), DbError> {
@@ -76,6 +71,7 @@ struct CreateDb {
     db_type: Option<String>,
 }
 
+#[utoipa::path(post, path = "/admin/dbs", tag = "admin", summary = "Create a database (answers its first token, once)", request_body(content = doc::CreateDatabaseBody, content_type = "application/json"), responses((status = 201, description = "The database and its token", body = Value)))]
 async fn create_db(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -98,12 +94,14 @@ async fn create_db(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/admin/dbs", tag = "admin", summary = "List databases", responses((status = 200, description = "The databases", body = Value)))]
 async fn list_dbs(State(s): St, Extension(c): Extension<Caller>) -> ApiResult<Json<Value>> {
     root(&c)?;
     let dbs: Vec<Value> = crate::db::lock(&s.db.tenants).list().map(db_json).collect();
     Ok(Json(json!({ "dbs": dbs })))
 }
 
+#[utoipa::path(get, path = "/dbs/{db}/info", tag = "admin", summary = "Describe a database (its own token, or root)", params(("db" = String, Path, description = "Database name")), responses((status = 200, description = "The database", body = Value)))]
 async fn db_info(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -150,6 +148,7 @@ fn drop_db(db: &Db, name: &str) -> Result<(), DbError> {
     db.tenants_change(|t| t.delete_db(name).map(|_| ()))
 }
 
+#[utoipa::path(delete, path = "/admin/dbs/{db}", tag = "admin", summary = "Delete a database, its collections and archives", params(("db" = String, Path, description = "Database name")), responses((status = 200, description = "Deleted", body = Value)))]
 async fn delete_db(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -168,6 +167,7 @@ async fn set_active(s: &Arc<AppState>, c: &Caller, db: &str, on: bool) -> ApiRes
     Ok(Json(json!({"db_name": db, "is_active": on})))
 }
 
+#[utoipa::path(post, path = "/admin/dbs/{db}/activate", tag = "admin", summary = "Activate a database", params(("db" = String, Path, description = "Database name")), responses((status = 200, description = "Active", body = Value)))]
 async fn activate(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -176,6 +176,7 @@ async fn activate(
     set_active(&s, &c, &db, true).await
 }
 
+#[utoipa::path(post, path = "/admin/dbs/{db}/deactivate", tag = "admin", summary = "Deactivate a database (its tokens are refused)", params(("db" = String, Path, description = "Database name")), responses((status = 200, description = "Inactive", body = Value)))]
 async fn deactivate(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -189,6 +190,7 @@ struct TypeBody {
     db_type: Option<String>,
 }
 
+#[utoipa::path(put, path = "/admin/dbs/{db}/type", tag = "admin", summary = "Set a database's type label", params(("db" = String, Path, description = "Database name")), request_body(content = doc::DatabaseTypeBody, content_type = "application/json"), responses((status = 200, description = "Set", body = Value)))]
 async fn set_type(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -212,6 +214,7 @@ fn names_in(db: &Db, scope: &Scope) -> Vec<String> {
         .collect()
 }
 
+#[utoipa::path(get, path = "/admin/dbs/{db}/collection", tag = "admin", summary = "A database's collections", params(("db" = String, Path, description = "Database name")), responses((status = 200, description = "Their names", body = Value)))]
 async fn db_collections(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -226,6 +229,7 @@ async fn db_collections(
     ))
 }
 
+#[utoipa::path(get, path = "/admin/collection", tag = "admin", summary = "Every database's collections", responses((status = 200, description = "Grouped by database", body = Value)))]
 async fn all_collections(State(s): St, Extension(c): Extension<Caller>) -> ApiResult<Json<Value>> {
     root(&c)?;
     let dbs: Vec<String> = crate::db::lock(&s.db.tenants)
@@ -240,6 +244,7 @@ async fn all_collections(State(s): St, Extension(c): Extension<Caller>) -> ApiRe
     Ok(Json(json!({ "collections": out })))
 }
 
+#[utoipa::path(delete, path = "/admin/dbs/{db}/collection/{c}", tag = "admin", summary = "Delete a collection of a database", params(("db" = String, Path, description = "Database name"), ("c" = String, Path, description = "Collection name")), responses((status = 200, description = "Deleted", body = Value)))]
 async fn delete_db_collection(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -287,6 +292,7 @@ fn tokens_of(s: &AppState, db: &str) -> Result<Value, DbError> {
     Ok(json!({ "tokens": list }))
 }
 
+#[utoipa::path(post, path = "/admin/dbs/{db}/tokens", tag = "admin", summary = "Create a token for a database (shown once)", params(("db" = String, Path, description = "Database name")), request_body(content = doc::TokenBody, content_type = "application/json"), responses((status = 201, description = "The token", body = Value)))]
 async fn create_token(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -297,6 +303,7 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(new_token(&s, &db, &body)?)).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/dbs/{db}/tokens", tag = "admin", summary = "A database's tokens (names and kinds)", params(("db" = String, Path, description = "Database name")), responses((status = 200, description = "The tokens", body = Value)))]
 async fn list_tokens(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -306,6 +313,7 @@ async fn list_tokens(
     Ok(Json(tokens_of(&s, &db)?))
 }
 
+#[utoipa::path(delete, path = "/admin/dbs/{db}/tokens/{name}", tag = "admin", summary = "Delete a database's token", params(("db" = String, Path, description = "Database name"), ("name" = String, Path, description = "Token name")), responses((status = 200, description = "Deleted", body = Value)))]
 async fn delete_token(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -316,6 +324,7 @@ async fn delete_token(
     Ok(Json(json!({"message": "Token deleted", "name": name})))
 }
 
+#[utoipa::path(post, path = "/tokens", tag = "admin", summary = "Create a token for the caller's database", request_body(content = doc::TokenBody, content_type = "application/json"), responses((status = 201, description = "The token", body = Value)))]
 async fn create_my_token(
     State(s): St,
     Extension(c): Extension<Caller>,
@@ -325,11 +334,13 @@ async fn create_my_token(
     Ok((StatusCode::CREATED, Json(new_token(&s, &db, &body)?)).into_response())
 }
 
+#[utoipa::path(get, path = "/tokens", tag = "admin", summary = "The caller's database's tokens", responses((status = 200, description = "The tokens", body = Value)))]
 async fn list_my_tokens(State(s): St, Extension(c): Extension<Caller>) -> ApiResult<Json<Value>> {
     let db = own(&c, false)?;
     Ok(Json(tokens_of(&s, &db)?))
 }
 
+#[utoipa::path(delete, path = "/tokens/{name}", tag = "admin", summary = "Delete a token of the caller's database", params(("name" = String, Path, description = "Token name")), responses((status = 200, description = "Deleted", body = Value)))]
 async fn delete_my_token(
     State(s): St,
     Extension(c): Extension<Caller>,

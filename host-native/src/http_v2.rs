@@ -10,48 +10,44 @@ use crate::http::{
     ApiResult, AppState, St, TargetQuery, backup_info, bad, blocking, download, job_json, msgpack,
     target_of, upload,
 };
+use crate::openapi as doc;
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use cairn_core::control::tenants::{Caller, scoped, unscoped};
 use cairn_core::wire_v2;
 use cairn_core::{IndexError, Job, JobKind, JobStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// The `/api/v2` routes (auth is layered on by the caller).
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/collection", post(create).get(list))
-        .route("/collection/{c}", get(describe).delete(drop_collection))
-        .route(
-            "/collection/{c}/objects",
-            post(upsert).delete(delete_by_filter),
-        )
-        .route("/collection/{c}/objects/query", post(get_objects))
-        .route("/collection/{c}/objects/{id}", delete(delete_object))
-        .route("/collection/{c}/objects/{id}/field/{f}/links", get(links))
-        .route("/collection/{c}/filters", post(update_filters))
-        .route("/collection/{c}/search", post(search))
-        .route("/collection/{c}/rebuild", post(rebuild))
-        .route("/collection/{c}/shrink", post(shrink))
-        .route("/collection/{c}/backup", post(backup))
-        .route("/status/rebuild", get(status_rebuild))
-        .route("/status/backup", get(status_backup))
-        .route("/status/restore", get(status_restore))
-        .route("/backup", get(list_backups))
-        .route(
-            "/backup/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/backup/{b}", delete(delete_backup))
-        .route("/backup/{b}/info", get(backup_info))
-        .route("/backup/{b}/restore", post(restore))
-        .route("/backup/{b}/download", get(fetch))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(describe, drop_collection))
+        .routes(routes!(upsert, delete_by_filter))
+        .routes(routes!(get_objects))
+        .routes(routes!(delete_object))
+        .routes(routes!(links))
+        .routes(routes!(update_filters))
+        .routes(routes!(search))
+        .routes(routes!(rebuild))
+        .routes(routes!(shrink))
+        .routes(routes!(backup))
+        .routes(routes!(status_rebuild))
+        .routes(routes!(status_backup))
+        .routes(routes!(status_restore))
+        .routes(routes!(list_backups))
+        .routes(routes!(upload_v2).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(delete_backup))
+        .routes(routes!(backup_info_v2))
+        .routes(routes!(restore))
+        .routes(routes!(fetch))
         .merge(crate::http_admin::routes())
 }
 
@@ -135,6 +131,7 @@ pub(crate) fn collections_in(db: &Db, scope: &Scope) -> Vec<String> {
         .collect()
 }
 
+#[utoipa::path(post, path = "/collection", tag = "v2", summary = "Create a collection", request_body(content = doc::CreateCollectionBody, content_type = "application/json"), responses((status = 200, description = "The collection", body = Value)))]
 async fn create(State(s): St, scope: Scope, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     scope.write()?;
     let (name, p) = wire_v2::decode_create_collection(&body)?;
@@ -149,6 +146,7 @@ async fn create(State(s): St, scope: Scope, body: axum::body::Bytes) -> ApiResul
     ))
 }
 
+#[utoipa::path(get, path = "/collection", tag = "v2", summary = "List collections", responses((status = 200, description = "The collections", body = Value)))]
 async fn list(State(s): St, scope: Scope) -> ApiResult<Json<Value>> {
     let db = s.db.clone();
     let all = blocking(move || {
@@ -161,12 +159,14 @@ async fn list(State(s): St, scope: Scope) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "collections": all })))
 }
 
+#[utoipa::path(get, path = "/collection/{c}", tag = "v2", summary = "Describe a collection", params(("c" = String, Path, description = "Collection name")), responses((status = 200, description = "Its fields and counts", body = Value)))]
 async fn describe(State(s): St, scope: Scope, Path(c): Path<String>) -> ApiResult<Json<Value>> {
     let c = scope.name(&c)?;
     let db = s.db.clone();
     Ok(Json(blocking(move || collection(&db, &scope, &c)).await?))
 }
 
+#[utoipa::path(delete, path = "/collection/{c}", tag = "v2", summary = "Delete a collection", params(("c" = String, Path, description = "Collection name")), responses((status = 200, description = "Deleted", body = Value)))]
 async fn drop_collection(
     State(s): St,
     scope: Scope,
@@ -179,6 +179,7 @@ async fn drop_collection(
     Ok(Json(json!({"message": "Collection deleted"})))
 }
 
+#[utoipa::path(post, path = "/collection/{c}/objects", tag = "v2", summary = "Upsert objects (msgpack ObjectBatch or JSON)", params(("c" = String, Path, description = "Collection name")), request_body(content((doc::Binary = "application/msgpack"), (Value = "application/json"))), responses((status = 200, description = "How many were written", body = Value)))]
 async fn upsert(
     State(s): St,
     scope: Scope,
@@ -198,6 +199,7 @@ async fn upsert(
     Ok(Json(json!({ "upserted": n })))
 }
 
+#[utoipa::path(post, path = "/collection/{c}/objects/query", tag = "v2", summary = "Read objects by id", params(("c" = String, Path, description = "Collection name")), request_body(content = doc::ObjectIdsBody, content_type = "application/json"), responses((status = 200, description = "The objects as msgpack", body = doc::Binary, content_type = "application/msgpack")))]
 async fn get_objects(
     State(s): St,
     scope: Scope,
@@ -216,6 +218,7 @@ async fn get_objects(
     Ok(msgpack(bytes))
 }
 
+#[utoipa::path(delete, path = "/collection/{c}/objects/{id}", tag = "v2", summary = "Delete one object", params(("c" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Object id")), responses((status = 200, description = "Deleted", body = Value)))]
 async fn delete_object(
     State(s): St,
     scope: Scope,
@@ -232,6 +235,7 @@ async fn delete_object(
     Ok(Json(json!({ "deleted": id })))
 }
 
+#[utoipa::path(delete, path = "/collection/{c}/objects", tag = "v2", summary = "Delete the objects a filter selects", params(("c" = String, Path, description = "Collection name")), request_body(content = doc::DeleteByFilterBody, content_type = "application/json"), responses((status = 200, description = "How many were deleted", body = Value)))]
 async fn delete_by_filter(
     State(s): St,
     scope: Scope,
@@ -246,6 +250,7 @@ async fn delete_by_filter(
     Ok(Json(json!({ "deleted": n })))
 }
 
+#[utoipa::path(post, path = "/collection/{c}/filters", tag = "v2", summary = "Replace objects' filter fields", params(("c" = String, Path, description = "Collection name")), request_body(content = doc::UpdateFiltersBody, content_type = "application/json"), responses((status = 200, description = "How many were updated", body = Value)))]
 async fn update_filters(
     State(s): St,
     scope: Scope,
@@ -260,6 +265,7 @@ async fn update_filters(
     Ok(Json(json!({ "updated": n })))
 }
 
+#[utoipa::path(post, path = "/collection/{c}/search", tag = "v2", summary = "Search one or more fields (one ranked list each)", params(("c" = String, Path, description = "Collection name")), request_body(content = doc::CollectionSearchBody, content_type = "application/json"), responses((status = 200, description = "Results per field as msgpack", body = doc::Binary, content_type = "application/msgpack")))]
 async fn search(
     State(s): St,
     scope: Scope,
@@ -282,6 +288,7 @@ async fn search(
     Ok(msgpack(bytes))
 }
 
+#[utoipa::path(get, path = "/collection/{c}/objects/{id}/field/{f}/links", tag = "v2", summary = "An object's neighbours in a dense field's graph", params(("c" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Object id"), ("f" = String, Path, description = "Dense field")), responses((status = 200, description = "The linked ids", body = Value)))]
 async fn links(
     State(s): St,
     scope: Scope,
@@ -307,6 +314,7 @@ async fn links(
     Ok(Json(json!({ "id": id, "field": f, "links": links })))
 }
 
+#[utoipa::path(post, path = "/collection/{c}/rebuild", tag = "v2", summary = "Rebuild dense fields' graphs (one job)", params(("c" = String, Path, description = "Collection name")), request_body(content = doc::CollectionRebuildBody, content_type = "application/json"), responses((status = 202, description = "The job, running", body = Value)))]
 async fn rebuild(
     State(s): St,
     scope: Scope,
@@ -326,6 +334,7 @@ async fn rebuild(
     Ok((StatusCode::ACCEPTED, Json(v)).into_response())
 }
 
+#[utoipa::path(post, path = "/collection/{c}/shrink", tag = "v2", summary = "Checkpoint and reclaim space", params(("c" = String, Path, description = "Collection name")), responses((status = 200, description = "Bytes reclaimed", body = Value)))]
 async fn shrink(State(s): St, scope: Scope, Path(c): Path<String>) -> ApiResult<Json<Value>> {
     scope.write()?;
     let c = scope.name(&c)?;
@@ -343,6 +352,7 @@ struct NameBody {
     incremental_from: Option<String>,
 }
 
+#[utoipa::path(post, path = "/collection/{c}/backup", tag = "v2", summary = "Start a backup job", params(("c" = String, Path, description = "Collection name")), request_body(content = doc::BackupBody, content_type = "application/json"), responses((status = 202, description = "The job, running", body = Value)))]
 async fn backup(
     State(s): St,
     scope: Scope,
@@ -371,6 +381,7 @@ async fn backup(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/backup", tag = "v2", summary = "List archives", params(("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)")), responses((status = 200, description = "Archive names", body = Value)))]
 async fn list_backups(
     State(s): St,
     scope: Scope,
@@ -394,6 +405,7 @@ async fn list_backups(
     Ok(Json(json!(names)))
 }
 
+#[utoipa::path(delete, path = "/backup/{b}", tag = "v2", summary = "Delete an archive", params(("b" = String, Path, description = "Archive name"), ("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)"), ("chain" = Option<bool>, Query, description = "Also delete the incremental backups that continue it")), responses((status = 200, description = "Deleted", body = Value)))]
 async fn delete_backup(
     State(s): St,
     scope: Scope,
@@ -418,6 +430,7 @@ struct DownloadQuery {
 }
 
 /// `?db=` lets the root token fetch a database's archive (Endee's client sends it).
+#[utoipa::path(get, path = "/backup/{b}/download", tag = "v2", summary = "Download an archive (the token may come as ?token=)", params(("b" = String, Path, description = "Archive name"), ("db" = Option<String>, Query, description = "Root token: the database the archive is in"), ("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)")), responses((status = 200, description = "The tar archive", body = doc::Binary, content_type = "application/x-tar")))]
 async fn fetch(
     State(s): St,
     scope: Scope,
@@ -443,6 +456,7 @@ struct RestoreBody {
     target: Option<String>,
 }
 
+#[utoipa::path(post, path = "/backup/{b}/restore", tag = "v2", summary = "Restore an archive into a new collection (a job)", params(("b" = String, Path, description = "Archive name")), request_body(content = doc::CollectionRestoreBody, content_type = "application/json"), responses((status = 202, description = "The job, running", body = Value)))]
 async fn restore(
     State(s): St,
     scope: Scope,
@@ -540,16 +554,54 @@ fn rebuild_status_json(j: Option<&Job>, db: &Db, scope: &Scope) -> Value {
     v
 }
 
+/// `/api/v2/health`: the v1 answer.
+#[utoipa::path(get, path = "/health", tag = "v2", summary = "Liveness (no token)", responses((status = 200, description = "Up", body = Value)), security(()))]
+pub(crate) async fn health_v2(s: St) -> Json<Value> {
+    crate::http::health(s).await
+}
+
+/// `/api/v2/stats`: the v1 answer.
+#[utoipa::path(get, path = "/stats", tag = "v2", summary = "Server counters (no token)", responses((status = 200, description = "Counters", body = Value)), security(()))]
+pub(crate) async fn stats_v2(s: St) -> Json<Value> {
+    crate::http::stats(s).await
+}
+
+/// `/api/v2/backup/upload`: the v1 upload in the caller's namespace.
+#[utoipa::path(post, path = "/backup/upload", tag = "v2", summary = "Upload an archive (raw tar with ?name=, or multipart)", params(("name" = Option<String>, Query, description = "Archive name (raw tar bodies)")), request_body(content((doc::Binary = "application/x-tar"), (doc::Binary = "multipart/form-data"))), responses((status = 201, description = "Uploaded and verified", body = String, content_type = "text/plain")))]
+async fn upload_v2(
+    s: St,
+    scope: Scope,
+    q: Query<crate::http::UploadQuery>,
+    headers: axum::http::HeaderMap,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    upload(s, scope, q, headers, req).await
+}
+
+/// `/api/v2/backup/{b}/info`: the v1 answer in the caller's namespace.
+#[utoipa::path(get, path = "/backup/{b}/info", tag = "v2", summary = "Describe and verify an archive", params(("b" = String, Path, description = "Archive name"), ("target" = Option<String>, Query, description = "A --backup-target (default: the data directory)")), responses((status = 200, description = "Its manifest, sizes and digest check", body = Value)))]
+async fn backup_info_v2(
+    s: St,
+    scope: Scope,
+    b: Path<String>,
+    q: Query<TargetQuery>,
+) -> ApiResult<Json<Value>> {
+    backup_info(s, scope, b, q).await
+}
+
+#[utoipa::path(get, path = "/status/rebuild", tag = "v2", summary = "The database's newest rebuild", responses((status = 200, description = "Its status", body = Value)))]
 async fn status_rebuild(State(s): St, scope: Scope) -> Json<Value> {
     let j = last_job(&s.db, &scope, JobKind::Rebuild);
     Json(rebuild_status_json(j.as_ref(), &s.db, &scope))
 }
 
+#[utoipa::path(get, path = "/status/backup", tag = "v2", summary = "The database's newest backup", responses((status = 200, description = "Its status", body = Value)))]
 async fn status_backup(State(s): St, scope: Scope) -> Json<Value> {
     let j = last_job(&s.db, &scope, JobKind::Backup);
     Json(status_json(j.as_ref(), &scope, "running"))
 }
 
+#[utoipa::path(get, path = "/status/restore", tag = "v2", summary = "The database's newest restore", responses((status = 200, description = "Its status", body = Value)))]
 async fn status_restore(State(s): St, scope: Scope) -> Json<Value> {
     let j = last_job(&s.db, &scope, JobKind::Restore);
     Json(status_json(j.as_ref(), &scope, "running"))

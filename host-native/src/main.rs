@@ -9,6 +9,7 @@ mod http;
 mod http_admin;
 mod http_v2;
 mod observe;
+mod openapi;
 mod s3_target;
 mod scheduler;
 mod wire;

@@ -201,6 +201,7 @@ fn status_name(s: JobStatus) -> &'static str {
 }
 
 /// `GET /metrics`: the Prometheus text format, state gauges read from the engine now.
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics (root token)", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): St) -> Response {
     let db = s.db.clone();
     let Some(h) = prometheus() else {
@@ -250,6 +251,7 @@ fn scrape_state(db: &Db) {
 }
 
 /// `GET /livez`: the process answers.
+#[utoipa::path(get, path = "/livez", tag = "operations", summary = "Liveness probe (no token)", responses((status = 200, description = "The process answers", body = Value)), security(()))]
 pub async fn livez() -> Response {
     (
         StatusCode::OK,
@@ -260,6 +262,7 @@ pub async fn livez() -> Response {
 
 /// `GET /readyz`: 200 once every index found at start has loaded (or failed to, reported
 /// under its name), 503 until then.
+#[utoipa::path(get, path = "/readyz", tag = "operations", summary = "Readiness probe: every index loaded (no token)", responses((status = 200, description = "Ready", body = Value), (status = 503, description = "Still loading", body = Value)), security(()))]
 pub async fn readyz(State(s): St) -> Response {
     let loading: Vec<String> = lock(&s.db.engine).loading().map(String::from).collect();
     if loading.is_empty() {
