@@ -234,7 +234,7 @@ console.log(JSON.stringify({ up, tops, fused, got: [got.id, got.vectors.body.len
 
 test('the package ships its README, types and wasm, and its typings check against a typed example', () => {
   const listed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: join(root, 'web') }).toString())[0].files.map((f) => f.path);
-  for (const f of ['README.md', 'package.json', 'src/index.js', 'src/index.d.ts', 'src/worker.js', 'wasm/cairn_wasm_bg.wasm']) {
+  for (const f of ['README.md', 'LICENSE', 'package.json', 'src/index.js', 'src/index.d.ts', 'src/worker.js', 'wasm/cairn_wasm_bg.wasm']) {
     assert.ok(listed.includes(f), `${f} not in the package: ${listed.join(', ')}`);
   }
   execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent', 'typescript@5'], { cwd: app });
