@@ -85,7 +85,7 @@ step "the packed npm package in Node (memory and directory storage)"
 
 step "playground end to end in headless Chromium (playwright-core)"
 ( cd tests/browser && CAIRN_BIN="$ROOT/target/release/cairn" node --test )
-echo "screenshots: target/artifacts/playground.png, target/artifacts/playground-restored.png"
+echo "screenshots: target/artifacts/playground.png, playground-restored.png, server-*.png (the server tab, a panel each)"
 
 echo
 echo "all tests passed"

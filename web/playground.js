@@ -1,57 +1,16 @@
 // The playground page: drives the cairndb package (its Worker owns OPFS) and draws the space.
 import { open } from './src/index.js';
+import { $, el, exampleVectors, drawScatter, colourBy } from './playground-common.js';
 
-const $ = (id) => document.getElementById(id);
 const status = (msg, err = false) => { const s = $('status'); s.textContent = msg; s.className = err ? 'err' : ''; };
 let db;
-let points = []; // {id, vector, cluster}
+let points = []; // {id, vector, filter}
 let lastQuery = null;
 let lastHits = [];
 
-function rng(seed) { let s = seed >>> 0; return () => { s = (s * 1664525 + 1013904223) >>> 0; return s / 4294967296; }; }
-function gauss(r) { return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()); }
-
-function exampleVectors(n, dim, seed = 7) {
-  const r = rng(seed);
-  const centers = Array.from({ length: 6 }, () => Array.from({ length: dim }, () => gauss(r)));
-  return Array.from({ length: n }, (_, i) => {
-    const c = i % centers.length;
-    return { id: `v${i}`, vector: centers[c].map((x) => x + 0.45 * gauss(r)), meta: { note: `example ${i}` }, filter: { cluster: `c${c}`, n: i } };
-  });
-}
-
-function projector(dim) {
-  const r = rng(12345);
-  const a = Array.from({ length: dim }, () => gauss(r));
-  const b = Array.from({ length: dim }, () => gauss(r));
-  return (v) => [v.reduce((s, x, i) => s + x * a[i], 0), v.reduce((s, x, i) => s + x * b[i], 0)];
-}
-
-const COLORS = ['#277da1', '#f8961e', '#43aa8b', '#f94144', '#577590', '#90be6d', '#9b5de5', '#f9c74f'];
-
 function draw() {
-  const c = $('plot');
-  const g = c.getContext('2d');
-  g.clearRect(0, 0, c.width, c.height);
-  if (!points.length) return;
-  const proj = projector(points[0].vector.length);
-  const all = points.map((p) => ({ ...p, xy: proj(p.vector) }));
-  const q = lastQuery ? proj(lastQuery) : null;
-  const xs = all.map((p) => p.xy[0]).concat(q ? [q[0]] : []);
-  const ys = all.map((p) => p.xy[1]).concat(q ? [q[1]] : []);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const sx = (x) => 20 + ((x - x0) / (x1 - x0 || 1)) * (c.width - 40);
-  const sy = (y) => 20 + ((y - y0) / (y1 - y0 || 1)) * (c.height - 40);
-  const hit = new Set(lastHits.map((h) => h.id));
-  for (const p of all) {
-    const k = Number(String(p.cluster ?? '').replace(/\D/g, '')) || 0;
-    g.fillStyle = COLORS[k % COLORS.length];
-    g.globalAlpha = hit.size && !hit.has(p.id) ? 0.25 : 0.85;
-    g.beginPath(); g.arc(sx(p.xy[0]), sy(p.xy[1]), hit.has(p.id) ? 6 : 3, 0, 7); g.fill();
-    if (hit.has(p.id)) { g.strokeStyle = '#000'; g.lineWidth = 1.5; g.stroke(); }
-  }
-  g.globalAlpha = 1;
-  if (q) { g.fillStyle = '#d00000'; g.font = '22px sans-serif'; g.fillText('★', sx(q[0]) - 8, sy(q[1]) + 8); }
+  const colours = colourBy(points.map((p) => p.filter), 'cluster');
+  drawScatter($('plot'), points.map((p, i) => ({ ...p, colour: colours[i] })), { query: lastQuery, hits: lastHits.map((h) => h.id) });
 }
 
 async function refresh() {
@@ -66,18 +25,6 @@ async function refresh() {
   bkList.append(el('div', { style: 'font-size:12px;color:#666' }, [jobs.slice(-5).map((j) => `${j.kind} ${j.backup_name}: ${j.status}`).join(' · ')]));
 }
 
-/** An element with properties and children (strings become text nodes). */
-function el(tag, props, children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === 'style') e.style.cssText = v;
-    else if (k.startsWith('data-')) e.setAttribute(k, v);
-    else e[k] = v;
-  }
-  e.append(...children);
-  return e;
-}
-
 async function loadPoints(name) {
   try {
     const info = await db.describe(name);
@@ -85,7 +32,7 @@ async function loadPoints(name) {
     const probe = Array.from({ length: info.dimension }, () => 0);
     probe[0] = 1;
     const hits = await db.search(name, { vector: probe, k: Math.min(info.total_elements, 2000), ef: 2000, include_vectors: true });
-    points = hits.map((h) => ({ id: h.id, vector: h.vector, cluster: h.filter?.cluster }));
+    points = hits.map((h) => ({ id: h.id, vector: h.vector, filter: h.filter }));
   } catch { points = []; }
   draw();
 }

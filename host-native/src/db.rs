@@ -179,6 +179,21 @@ impl IndexHandle {
         read_lock(&self.index).links_of(field, id)
     }
 
+    /// A page of stored vectors in slot order: (live vectors in all, up to `limit` records
+    /// after skipping `offset`), read under one lock so the count and the page agree.
+    pub fn page(&self, offset: usize, limit: usize) -> Result<(usize, Vec<VectorRecord>), DbError> {
+        self.with_checkpoint(|ix, src| {
+            let ids = ix.ids_page(offset, limit);
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                if let Some(r) = ix.get_with(id, src)? {
+                    out.push(r);
+                }
+            }
+            Ok((ix.len(), out))
+        })
+    }
+
     /// The stored objects among `ids` (those not stored are skipped), in the order asked.
     pub fn get_many(&self, ids: &[String]) -> Result<Vec<VectorRecord>, DbError> {
         self.with_checkpoint(|ix, src| {

@@ -178,6 +178,7 @@ pub fn router(
         .routes(routes!(index_info))
         .routes(routes!(delete_index))
         .routes(routes!(search))
+        .routes(routes!(list_vectors))
         .routes(routes!(insert))
         .routes(routes!(get_vector))
         .routes(routes!(delete_vector))
@@ -515,16 +516,87 @@ async fn delete_index(State(s): St, Path(name): Path<String>) -> ApiResult<Respo
     Ok(text(StatusCode::OK, "Index deleted successfully"))
 }
 
-#[utoipa::path(post, path = "/index/{name}/search", tag = "v1", summary = "Search (dense, sparse or hybrid)", params(("name" = String, Path, description = "Index name")), request_body(content = doc::SearchBody, content_type = "application/json"), responses((status = 200, description = "Hits as msgpack [[similarity, id, meta, filter, norm, vector], …]", body = doc::Binary, content_type = "application/msgpack")))]
+/// `?format=json` on a search: answer JSON instead of Endee's msgpack (for browsers and
+/// `curl`; Endee's clients send no such parameter, and content negotiation through `Accept`
+/// would catch axios' default `Accept: application/json, …`, which the npm client sends).
+#[derive(Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+/// A stored vector's meta as JSON: its text when it is UTF-8 (what JSON clients store),
+/// else `null` (Endee's Python client may store compressed bytes).
+fn meta_json(meta: &[u8]) -> Value {
+    std::str::from_utf8(meta).map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+/// A stored filter as JSON (it is kept as JSON text).
+fn filter_json(filter: &str) -> Value {
+    serde_json::from_str(filter).unwrap_or_else(|_| Value::String(filter.to_string()))
+}
+
+#[utoipa::path(post, path = "/index/{name}/search", tag = "v1", summary = "Search (dense, sparse or hybrid)", params(("name" = String, Path, description = "Index name"), ("format" = Option<String>, Query, description = "json: answer JSON instead of msgpack")), request_body(content = doc::SearchBody, content_type = "application/json"), responses((status = 200, description = "Hits as msgpack [[similarity, id, meta, filter, norm, vector], …], or with ?format=json a JSON list of {id, similarity, meta, filter, norm, vector}", content((doc::Binary = "application/msgpack"), (Vec<doc::Hit> = "application/json")))))]
 async fn search(
     State(s): St,
     Path(name): Path<String>,
+    Query(f): Query<FormatQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let req = cairn_core::wire::decode_search(&body)?;
     let db = s.db.clone();
     let hits = blocking(move || db.handle(&name)?.search(&req)).await?;
+    if f.format.as_deref() == Some("json") {
+        let out: Vec<Value> = hits
+            .iter()
+            .map(|h| {
+                json!({"id": h.id, "similarity": h.similarity, "meta": meta_json(&h.meta),
+                       "filter": filter_json(&h.filter), "norm": h.norm, "vector": h.vector})
+            })
+            .collect();
+        return Ok(Json(out).into_response());
+    }
     Ok(msgpack(wire::encode_hits(&hits)))
+}
+
+/// `GET /index/{name}/vectors`: a page of stored vectors.
+#[derive(Deserialize)]
+struct PageQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+    #[serde(default)]
+    include_vectors: bool,
+}
+
+/// Largest page of [`list_vectors`].
+const MAX_PAGE: usize = 1000;
+
+#[utoipa::path(get, path = "/index/{name}/vectors", tag = "v1", summary = "Browse stored vectors, a page at a time, in the order they were first written (CairnDB)", params(("name" = String, Path, description = "Index name"), ("offset" = Option<usize>, Query, description = "Vectors to skip (default 0)"), ("limit" = Option<usize>, Query, description = "Page size, 1 to 1,000 (default 50)"), ("include_vectors" = Option<bool>, Query, description = "Include each vector's values")), responses((status = 200, description = "{total, offset, vectors: [{id, meta, filter, norm, vector?}]}", body = doc::VectorPage)))]
+async fn list_vectors(
+    State(s): St,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(bad(format!("limit must be 1 to {MAX_PAGE}")));
+    }
+    let db = s.db.clone();
+    let (total, recs) = blocking(move || db.handle(&name)?.page(offset, limit)).await?;
+    let vectors: Vec<Value> = recs
+        .iter()
+        .map(|r| {
+            let mut v = json!({"id": r.id, "meta": meta_json(&r.meta),
+                               "filter": filter_json(&r.filter), "norm": r.norm});
+            if q.include_vectors {
+                v["vector"] = json!(r.vector);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({"total": total, "offset": offset, "vectors": vectors}),
+    ))
 }
 
 #[utoipa::path(post, path = "/index/{name}/vector/insert", tag = "v1", summary = "Insert or replace vectors (JSON or msgpack array)", params(("name" = String, Path, description = "Index name")), request_body(content((Vec<doc::InsertItem> = "application/json"), (doc::Binary = "application/msgpack"))), responses((status = 200, description = "Written and synced")))]
@@ -556,10 +628,11 @@ async fn insert(
     Ok(StatusCode::OK.into_response())
 }
 
-#[utoipa::path(post, path = "/index/{name}/vector/get", tag = "v1", summary = "Read one vector", params(("name" = String, Path, description = "Index name")), request_body(content = doc::VectorGetBody, content_type = "application/json"), responses((status = 200, description = "The vector as msgpack", body = doc::Binary, content_type = "application/msgpack")))]
+#[utoipa::path(post, path = "/index/{name}/vector/get", tag = "v1", summary = "Read one vector", params(("name" = String, Path, description = "Index name"), ("format" = Option<String>, Query, description = "json: answer JSON instead of msgpack")), request_body(content = doc::VectorGetBody, content_type = "application/json"), responses((status = 200, description = "The vector as msgpack, or with ?format=json as {id, meta, filter, norm, vector}", content((doc::Binary = "application/msgpack"), (Value = "application/json")))))]
 async fn get_vector(
     State(s): St,
     Path(name): Path<String>,
+    Query(f): Query<FormatQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let id = cairn_core::wire::decode_id(&body)?;
@@ -570,6 +643,11 @@ async fn get_vector(
             .ok_or_else(|| IndexError::NotFound(id).into())
     })
     .await?;
+    if f.format.as_deref() == Some("json") {
+        return Ok(Json(json!({"id": rec.id, "meta": meta_json(&rec.meta),
+            "filter": filter_json(&rec.filter), "norm": rec.norm, "vector": rec.vector}))
+        .into_response());
+    }
     Ok(msgpack(wire::encode_vector(&rec, hybrid)))
 }
 

@@ -86,6 +86,34 @@ pub struct SearchBody {
     pub sparse_values: Option<Vec<f32>>,
 }
 
+/// A search hit as `?format=json` answers it.
+#[derive(ToSchema)]
+pub struct Hit {
+    /// The vector's id.
+    pub id: String,
+    /// Endee's similarity (higher is better).
+    pub similarity: f32,
+    /// Its meta as text (`null` when not UTF-8).
+    pub meta: Option<String>,
+    /// Its filter fields.
+    pub filter: Value,
+    /// Stored norm.
+    pub norm: f32,
+    /// Its values, when asked for (else empty).
+    pub vector: Vec<f32>,
+}
+
+/// A page of `GET /api/v1/index/{name}/vectors`.
+#[derive(ToSchema)]
+pub struct VectorPage {
+    /// Live vectors in the index.
+    pub total: u64,
+    /// Vectors skipped before this page.
+    pub offset: u64,
+    /// The page: `{id, meta, filter, norm, vector?}` each.
+    pub vectors: Vec<Value>,
+}
+
 /// `POST /api/v1/index/{name}/vector/get`.
 #[derive(ToSchema)]
 pub struct VectorGetBody {
@@ -311,7 +339,7 @@ impl Modify for ErrorResponses {
     ),
     security(("token" = [])),
     components(schemas(
-        ErrorBody, Binary, CreateIndexBody, InsertItem, SearchBody, VectorGetBody,
+        ErrorBody, Binary, CreateIndexBody, InsertItem, SearchBody, Hit, VectorPage, VectorGetBody,
         DeleteByFilterBody, FilterUpdate, UpdateFiltersBody, BackupBody, RestoreBody,
         RebuildBody, FieldSpec, CreateCollectionBody, ObjectIdsBody, CollectionSearchBody,
         FieldRebuildSpec, CollectionRebuildBody, CollectionRestoreBody, CreateDatabaseBody,

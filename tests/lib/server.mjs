@@ -22,12 +22,12 @@ export function freePort() {
 /**
  * Starts a server on a fresh data directory and waits for /health.
  * Returns `{ origin, api, stop }`; `stop()` sends SIGTERM and resolves once the server has
- * exited and its data directory is removed.
+ * exited and its data directory is removed. `extra`: more `serve` flags.
  */
-export async function startServer({ playground } = {}) {
+export async function startServer({ playground, extra = [] } = {}) {
   const port = await freePort();
   const data = mkdtempSync(join(tmpdir(), 'cairn-js-'));
-  const args = ['serve', '--data-dir', data, '--port', String(port)];
+  const args = ['serve', '--data-dir', data, '--port', String(port), ...extra];
   if (playground) args.push('--playground', playground);
   const proc = spawn(bin, args, { stdio: 'ignore' });
   const exited = new Promise((res) => proc.once('exit', res));

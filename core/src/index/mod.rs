@@ -1238,6 +1238,17 @@ impl Index {
         }
     }
 
+    /// A page of live ids in slot order (the order they were first written): `limit` of
+    /// them after skipping `offset`. For browsing; O(offset + limit).
+    pub fn ids_page(&self, offset: usize, limit: usize) -> Vec<String> {
+        self.live
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|s| self.slots.id(s).map(String::from))
+            .collect()
+    }
+
     /// Every live id (unordered).
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.slots.ids().map(|(id, _)| id)
