@@ -302,6 +302,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
 /// plus a weak `ETag` from each file's size and time so `If-None-Match` answers 304 too.
 fn tower_http_serve(dir: std::path::PathBuf) -> Router<Arc<AppState>> {
     let files = tower_http::services::ServeDir::new(dir)
+        .precompressed_br()
         .precompressed_gzip()
         .append_index_html_on_directories(true);
     Router::new()

@@ -1069,6 +1069,10 @@ fn operators_see_request_logs_metrics_and_probes_and_never_a_token() {
     );
 }
 
+/// Writes `FILE.br` beside each FILE argument, as scripts/build-web.sh does.
+const BROTLI_TWIN: &str = "const z = require('zlib'), fs = require('fs'); \
+    for (const f of process.argv.slice(1)) fs.writeFileSync(f + '.br', z.brotliCompressSync(fs.readFileSync(f)));";
+
 #[test]
 fn the_playground_is_served_compressed_and_cached_and_cors_lets_only_named_origins_in() {
     let dir = tempdir("static");
@@ -1083,6 +1087,12 @@ fn the_playground_is_served_compressed_and_cached_and_cors_lets_only_named_origi
         .status()
         .unwrap();
     assert!(gz.success());
+    let br = std::process::Command::new("node")
+        .args(["-e", BROTLI_TWIN])
+        .arg(web.join("app.wasm"))
+        .status()
+        .unwrap();
+    assert!(br.success());
     let data = dir.join("data");
     let s = Server::start_full(
         &data,
@@ -1120,6 +1130,17 @@ fn the_playground_is_served_compressed_and_cached_and_cors_lets_only_named_origi
     let zb = z.bytes().unwrap();
     assert!(zb.len() < wasm.len() / 10);
     assert_eq!(zb.to_vec(), std::fs::read(web.join("app.wasm.gz")).unwrap());
+    // One that takes brotli gets the .br twin (what scripts/build-web.sh writes with Node's zlib).
+    let b = c
+        .get(format!("{root}/app.wasm"))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .unwrap();
+    assert_eq!(b.headers()["content-encoding"], "br");
+    assert_eq!(
+        b.bytes().unwrap().to_vec(),
+        std::fs::read(web.join("app.wasm.br")).unwrap()
+    );
     let plain = c.get(format!("{root}/app.wasm")).send().unwrap();
     assert_eq!(plain.bytes().unwrap().to_vec(), wasm);
     assert_eq!(
