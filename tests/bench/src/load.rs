@@ -47,7 +47,7 @@ impl Server {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .args(["serve", "--data-dir"])
             .arg(&dir)
             .args(["--port", &port.to_string()])
@@ -66,6 +66,8 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("server did not start");
     }
 }
