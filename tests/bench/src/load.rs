@@ -14,11 +14,12 @@
 //!
 //! Needs the release server binary (`CAIRN_BIN`, default `target/release/cairn`).
 
-use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
+use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use vecs::read_vecs;
 
+mod insert;
 mod vecs;
 
 /// The server's allocator, so the in-process figures are the server's.
@@ -103,25 +104,8 @@ fn build_in_process(base: &[Vec<f32>]) -> (Index, f64) {
     let params = IndexParams::new(base[0].len(), SpaceType::Cosine)
         .with_precision(Precision::Float32)
         .with_hnsw(M, EF_CON);
-    let mut ix = Index::new(params).expect("params");
     let t = Instant::now();
-    for (c, chunk) in base.chunks(BATCH).enumerate() {
-        let items = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, v)| UpsertItem {
-                id: (c * BATCH + i).to_string(),
-                vector: v.clone(),
-                meta: vec![],
-                filter: String::new(),
-                norm: 1.0,
-                sparse_indices: vec![],
-                sparse_values: vec![],
-            })
-            .collect();
-        let rec = ix.prepare_upsert(items).expect("valid");
-        ix.apply(&rec);
-    }
+    let ix = insert::build(base, params, BATCH);
     let rate = base.len() as f64 / t.elapsed().as_secs_f64();
     (ix, rate)
 }

@@ -16,11 +16,12 @@
 
 use cairn_core::checkpoint::{CheckpointEncoder, read_checkpoint};
 use cairn_core::originals::{CheckpointBytes, NoCheckpoint};
-use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType, UpsertItem};
+use cairn_core::{Index, IndexParams, Precision, SearchRequest, SpaceType};
 use cairn_native::pread::PreadFile;
 use std::time::Instant;
 use vecs::read_vecs;
 
+mod insert;
 mod vecs;
 
 /// The server's allocator and sealed-block hook (huge pages for full vector blocks), so these
@@ -154,29 +155,6 @@ fn run_queries(
 /// keeps resident after it is freed) adds ~0.15 MiB, not ~1.5 MiB, to the measured RSS.
 const BATCH: usize = 100;
 
-/// Inserts `base` (ids "0", "1", ...) in batches of [`BATCH`], as a client would.
-fn build(base: &[Vec<f32>], params: IndexParams) -> Index {
-    let mut ix = Index::new(params).expect("params");
-    for (c, chunk) in base.chunks(BATCH).enumerate() {
-        let items = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, v)| UpsertItem {
-                id: (c * BATCH + i).to_string(),
-                vector: v.clone(),
-                meta: vec![],
-                filter: String::new(),
-                norm: 1.0,
-                sparse_indices: vec![],
-                sparse_values: vec![],
-            })
-            .collect();
-        let rec = ix.prepare_upsert(items).expect("valid");
-        ix.apply(&rec);
-    }
-    ix
-}
-
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -233,7 +211,7 @@ fn main() {
                 t.elapsed().as_secs_f64(),
             ),
             None => {
-                let ix = build(&base, params);
+                let ix = insert::build(&base, params, BATCH);
                 let build = t.elapsed().as_secs_f64();
                 if let Some(f) = &saved {
                     let bytes = CheckpointEncoder::new(&ix).to_vec().expect("encode");
