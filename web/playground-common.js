@@ -103,8 +103,18 @@ export function drawScatter(canvas, points, { query = null, hits = [] } = {}) {
   return shares;
 }
 
-/** A colour per distinct value of `key` in the points' filters (in order of appearance). */
+/**
+ * A colour per point by the value of `key` in its filter: a blue-to-red scale when every value
+ * present is a number (grey where it is absent), else one colour per distinct value (in order
+ * of appearance).
+ */
 export function colourBy(filters, key) {
+  const values = filters.map((f) => f?.[key]);
+  const present = values.filter((v) => v !== undefined && v !== null);
+  if (present.length && present.every((v) => typeof v === 'number')) {
+    const [lo, hi] = [Math.min(...present), Math.max(...present)];
+    return values.map((v) => (typeof v === 'number' ? `hsl(${240 - 240 * ((v - lo) / (hi - lo || 1))}, 70%, 45%)` : '#999'));
+  }
   const seen = new Map();
   return filters.map((f) => {
     const v = JSON.stringify(f?.[key] ?? null);
