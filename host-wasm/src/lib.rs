@@ -101,6 +101,53 @@ fn entropy() -> [u8; 6] {
 }
 
 /// A JS `Error` carrying `status` (400/404/409/500), like the server's HTTP codes.
+/// A search request from the typed fast path's arguments (`ef` 0: the default; the index
+/// checks `k`, `ef` and the vector as for any search).
+fn typed_request(
+    vector: Vec<f32>,
+    k: usize,
+    ef: usize,
+    filter: &str,
+) -> Result<cairn_core::SearchRequest, JsValue> {
+    let mut req = cairn_core::SearchRequest::new(vector, k);
+    if ef > 0 {
+        req.ef = ef;
+    }
+    if !filter.is_empty() {
+        req.filter = Some(cairn_core::Filter::parse_str(filter).map_err(|e| err(400, e))?);
+    }
+    Ok(req)
+}
+
+/// Hits gathered for the typed fast path: ids as strings, similarities as one `Float32Array`.
+#[derive(Default)]
+struct TypedHits {
+    ids: Vec<String>,
+    similarities: Vec<f32>,
+}
+
+impl TypedHits {
+    fn push(&mut self, hits: Vec<cairn_core::SearchHit>) {
+        for h in hits {
+            self.similarities.push(h.similarity);
+            self.ids.push(h.id);
+        }
+    }
+
+    /// `{ids, similarities[, counts]}` as JS values (one copy of the floats out of wasm memory).
+    fn into_js(self, counts: Option<&[u32]>) -> JsValue {
+        let o = js_sys::Object::new();
+        let ids: js_sys::Array = self.ids.iter().map(|s| JsValue::from_str(s)).collect();
+        let _ = js_sys::Reflect::set(&o, &"ids".into(), &ids);
+        let sims = js_sys::Float32Array::from(&self.similarities[..]);
+        let _ = js_sys::Reflect::set(&o, &"similarities".into(), &sims);
+        if let Some(c) = counts {
+            let _ = js_sys::Reflect::set(&o, &"counts".into(), &js_sys::Uint32Array::from(c));
+        }
+        o.into()
+    }
+}
+
 fn err(status: u16, msg: impl std::fmt::Display) -> JsValue {
     let e = js_sys::Error::new(&msg.to_string());
     let _ = js_sys::Reflect::set(&e, &"status".into(), &JsValue::from(status));
@@ -368,6 +415,58 @@ impl CairnDb {
             })
             .collect();
         to_js(&v)
+    }
+
+    /// Searches with a typed-array query and no JSON on the way in or out: the fast path for
+    /// apps that send many queries. `filter` is Endee's filter JSON text (empty: none).
+    /// Returns `{ids: string[], similarities: Float32Array}`, best first.
+    #[wasm_bindgen(js_name = searchVector)]
+    pub fn search_vector(
+        &mut self,
+        name: &str,
+        vector: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &str,
+    ) -> Result<JsValue, JsValue> {
+        let mut out = TypedHits::default();
+        let req = typed_request(vector.to_vec(), k, ef, filter)?;
+        out.push(self.db.search(name, &req).map_err(db_err)?);
+        Ok(out.into_js(None))
+    }
+
+    /// [`CairnDb::search_vector`] for `n` queries at once, packed one after another in
+    /// `queries` (`n × dim` values): one call across the JS↔wasm boundary for the batch.
+    /// Returns `{ids: string[], similarities: Float32Array, counts: Uint32Array}`: query `i`'s
+    /// hits are the next `counts[i]` entries (fewer than `k` when fewer match).
+    #[wasm_bindgen(js_name = searchMany)]
+    pub fn search_many(
+        &mut self,
+        name: &str,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &str,
+    ) -> Result<JsValue, JsValue> {
+        let dim = self.db.index(name).map_err(db_err)?.params().dim;
+        if dim == 0 || !queries.len().is_multiple_of(dim) {
+            return Err(err(
+                400,
+                format!(
+                    "queries hold {} values: not a whole number of {dim}-d vectors",
+                    queries.len()
+                ),
+            ));
+        }
+        let mut out = TypedHits::default();
+        let mut counts = Vec::with_capacity(queries.len() / dim);
+        for q in queries.chunks_exact(dim) {
+            let req = typed_request(q.to_vec(), k, ef, filter)?;
+            let hits = self.db.search(name, &req).map_err(db_err)?;
+            counts.push(hits.len() as u32);
+            out.push(hits);
+        }
+        Ok(out.into_js(Some(&counts)))
     }
 
     /// Starts a backup of `index` into archive `name` and returns the running job at once.

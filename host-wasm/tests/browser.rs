@@ -114,3 +114,63 @@ fn hybrid_search_in_the_browser_matches_the_server_shapes() {
         .unwrap();
     assert!(msg.contains("Invalid sparse_model"), "{msg}");
 }
+
+/// The typed fast path answers what the JSON path answers: one query (`searchVector`) and a
+/// batch in one call (`searchMany`), with a filter, and a batch of the wrong length refused.
+#[wasm_bindgen_test]
+fn typed_searches_match_the_json_path() {
+    let mut db = CairnDb::open_memory().unwrap();
+    db.create_index("t", js(json!({"dim": 8, "precision": "float32"})))
+        .unwrap();
+    let mut r = SplitMix64::new(5);
+    let vecs: Vec<Vec<f32>> = (0..300)
+        .map(|_| (0..8).map(|_| r.gaussian()).collect())
+        .collect();
+    let items: Vec<serde_json::Value> = vecs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"id": i.to_string(), "vector": v, "filter": {"g": i % 3}}))
+        .collect();
+    db.upsert("t", js(json!(items))).unwrap();
+    let field = |o: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).unwrap();
+    let ids_of = |o: &wasm_bindgen::JsValue| -> Vec<String> {
+        js_sys::Array::from(&field(o, "ids"))
+            .iter()
+            .map(|v| v.as_string().unwrap())
+            .collect()
+    };
+    let filter = r#"[{"g":{"$eq":1}}]"#;
+    let mut flat = Vec::new();
+    let mut want = Vec::new();
+    for q in vecs.iter().take(5) {
+        let json_hits: serde_json::Value = serde_wasm_bindgen::from_value(
+            db.search(
+                "t",
+                js(json!({"vector": q, "k": 7, "ef": 64, "filter": filter})),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let ids: Vec<String> = json_hits
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect();
+        let one = db.search_vector("t", q, 7, 64, filter).unwrap();
+        assert_eq!(ids_of(&one), ids);
+        let sims = js_sys::Float32Array::from(field(&one, "similarities")).to_vec();
+        assert_eq!(sims.len(), 7);
+        assert!(sims.windows(2).all(|w| w[0] >= w[1]), "best first");
+        flat.extend_from_slice(q);
+        want.extend(ids);
+    }
+    let many = db.search_many("t", &flat, 7, 64, filter).unwrap();
+    assert_eq!(ids_of(&many), want);
+    assert_eq!(
+        js_sys::Uint32Array::from(field(&many, "counts")).to_vec(),
+        vec![7; 5]
+    );
+    assert!(db.search_many("t", &flat[..13], 7, 64, "").is_err());
+    assert!(db.search_vector("t", &[1.0; 8], 7, 64, "not json").is_err());
+}

@@ -173,3 +173,30 @@ test('collections through the Worker on OPFS: every field type, a rebuild of a f
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('searchMany through the Worker: one message each way, typed results, same answers as search', async () => {
+  const page = await ctx.newPage();
+  await page.goto(`${server.origin}/index.html`);
+  const r = await page.evaluate(async () => {
+    const { open } = await import('/src/index.js');
+    const db = await open({ name: 'many-test', storage: 'memory' });
+    await db.createIndex('m', { dim: 16, space_type: 'cosine', precision: 'float32' });
+    const vecs = Array.from({ length: 500 }, (_, i) => Array.from({ length: 16 }, (_, d) => Math.sin(i * 7.13 + d * 1.7)));
+    await db.upsert('m', vecs.map((v, i) => ({ id: String(i), vector: v })));
+    const queries = new Float32Array(20 * 16);
+    for (let q = 0; q < 20; q++) queries.set(vecs[q * 11], q * 16);
+    const many = await db.searchMany('m', queries, { k: 5, ef: 64 });
+    const one = [];
+    for (let q = 0; q < 20; q++) one.push((await db.search('m', { vector: vecs[q * 11], k: 5, ef: 64 })).map((h) => h.id));
+    const out = {
+      same: JSON.stringify(many.map((x) => x.ids)) === JSON.stringify(one),
+      typed: many.every((x) => x.similarities instanceof Float32Array && x.similarities.length === 5),
+      self: many.every((x, q) => x.ids[0] === String(q * 11)),
+      callerKept: queries.length === 320, // the caller's buffer was copied, not transferred away
+    };
+    await db.close();
+    return out;
+  });
+  assert.deepEqual(r, { same: true, typed: true, self: true, callerKept: true });
+  await page.close();
+});

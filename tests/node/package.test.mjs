@@ -37,6 +37,12 @@ const items = Array.from({ length: 300 }, (_, i) => ({ id: 'v' + i, vector: Arra
 out.upserted = await db.upsert('docs', items);
 out.top = (await db.search('docs', { vector: items[42].vector, k: 3 })).map((h) => h.id);
 out.filtered = (await db.search('docs', { vector: items[42].vector, k: 5, filter: [{ even: { $eq: false } }, { n: { $range: [0, 100] } }] })).map((h) => h.filter);
+// The batch call answers what one search per query answers, filter included.
+const fq = [{ even: { $eq: true } }];
+const many = await db.searchMany('docs', [items[3].vector, items[42].vector, items[99].vector], { k: 4, ef: 64, filter: fq });
+const one = [];
+for (const i of [3, 42, 99]) one.push((await db.search('docs', { vector: items[i].vector, k: 4, ef: 64, filter: fq })).map((h) => h.id));
+out.many = { same: JSON.stringify(many.map((r) => r.ids)) === JSON.stringify(one), typed: many[0].similarities instanceof Float32Array, n: many.length, first: many[1].ids[0] };
 out.get = (await db.get('docs', 'v7')).meta;
 out.deleted = await db.deleteByFilter('docs', [{ n: { $range: [200, 299] } }]);
 const ticks = [];
@@ -69,6 +75,7 @@ test('memory storage: the whole flow', () => {
   assert.equal(out.top[0], 'v42');
   assert.equal(out.filtered.length, 5);
   assert.ok(out.filtered.every((f) => f.even === false && f.n <= 100));
+  assert.deepEqual(out.many, { same: true, typed: true, n: 3, first: 'v42' });
   assert.deepEqual(out.get, { n: 7 });
   assert.equal(out.deleted, 100);
   assert.deepEqual(out.job, { status: 'completed', count: 200, sha: 64 });

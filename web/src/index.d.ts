@@ -92,6 +92,8 @@ export interface Database {
   startRebuild(index: string, M?: number, ef_con?: number): Promise<Job>;
   /** The newest rebuild job of an index, or `null` if it was never rebuilt. */
   rebuildStatus(index: string): Promise<Job | null>;
+  /** Dense queries in one call, no JSON: one `{ids, similarities}` per query, best first. */
+  searchMany(index: string, queries: Float32Array | ArrayLike<number>[], opts?: { k?: number; ef?: number; filter?: unknown }): Promise<Array<{ ids: string[]; similarities: Float32Array }>>;
   /** Resolves with the job once it has ended: completed, failed or cancelled. */
   waitJob(id: string, opts?: { onProgress?: (p: { done: number; total: number }) => void }): Promise<Job>;
   /** Paces backups to this many MiB a second of reads (0: as fast as storage goes). */

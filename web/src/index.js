@@ -77,6 +77,23 @@ class Database {
   }
   /** Resolves with job `id` once it has ended (completed, failed or cancelled). `onProgress({done, total})`. */
   waitJob(id, { onProgress } = {}) { return this._call('waitJob', [id], onProgress); }
+
+  /**
+   * Dense queries in one call (one Worker message each way, no JSON): `queries` is an array of
+   * vectors or one `Float32Array` of n × dim values. Resolves one `{ids, similarities}` per
+   * query (ids best first, similarities a `Float32Array`).
+   */
+  async searchMany(index, queries, { k = 10, ef = 0, filter } = {}) {
+    // A fresh buffer of our own, so it can be transferred without detaching the caller's.
+    const flat = queries instanceof Float32Array ? queries.slice() : Float32Array.from(queries.flatMap((q) => Array.from(q)));
+    const f = filter === undefined ? '' : (typeof filter === 'string' ? filter : JSON.stringify(filter));
+    const r = await this._call('searchMany', [index, flat, k, ef, f], undefined, [flat.buffer]);
+    const out = [];
+    for (let q = 0, at = 0; q < r.counts.length; at += r.counts[q], q++) {
+      out.push({ ids: r.ids.slice(at, at + r.counts[q]), similarities: r.similarities.subarray(at, at + r.counts[q]) });
+    }
+    return out;
+  }
   /** Runs a backup job; resolves with the finished job. `onProgress({done, total})`. */
   async backup(index, name, { onProgress } = {}) {
     const job = await this.startBackup(index, name);
@@ -160,11 +177,12 @@ async function openBrowser(opts) {
   };
   worker.onerror = (e) => { e.preventDefault?.(); failAll(`the CairnDB worker failed: ${e.message || 'it could not be loaded'}`); };
   worker.onmessageerror = () => failAll('a message from the CairnDB worker could not be read');
-  const call = (method, args, onProgress) => new Promise((resolve, reject) => {
+  // Typed arrays the caller built for this call only (`transfer`) move to the Worker, not copied.
+  const call = (method, args, onProgress, transfer = []) => new Promise((resolve, reject) => {
     if (broken) { reject(broken); return; }
     const id = next++;
     pending.set(id, { resolve, reject, onProgress });
-    worker.postMessage({ id, method, args });
+    worker.postMessage({ id, method, args }, transfer);
   });
   try {
     await call('open', [{ name: opts.name ?? 'default', storage: opts.storage ?? 'opfs' }]);

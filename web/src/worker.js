@@ -68,7 +68,9 @@ async function handle({ id, method, args }) {
     } else value = db[method](...args);
     if (storage) await storage.refill();
     runner?.kick();
-    const transfer = value instanceof Uint8Array ? [value.buffer] : [];
+    // Bytes and typed search results move back to the page instead of being copied.
+    const transfer = value instanceof Uint8Array ? [value.buffer]
+      : value?.similarities instanceof Float32Array ? [value.similarities.buffer, ...(value.counts ? [value.counts.buffer] : [])] : [];
     self.postMessage({ id, ok: true, value }, transfer);
   } catch (e) {
     self.postMessage({ id, ok: false, error: errorOf(e) });
