@@ -77,6 +77,53 @@ async function measure(CairnDb, files, limit, efs) {
   return results;
 }
 
+// The npm package's path in the browser: `open()` → its Worker (memory storage), float32 only;
+// one `search` message per query against `searchMany` messages of 100 queries.
+async function measureWorker(open, files, limit, efs) {
+  const rows = (buf, float) => {
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const out = [];
+    for (let o = 0; o < buf.byteLength;) {
+      const d = dv.getInt32(o, true); o += 4;
+      const r = new Array(d);
+      for (let i = 0; i < d; i++, o += 4) r[i] = float ? dv.getFloat32(o, true) : dv.getInt32(o, true);
+      out.push(r);
+    }
+    return out;
+  };
+  const base = rows(files.base, true).slice(0, limit);
+  const queries = rows(files.queries, true);
+  const gt = rows(files.gt, false);
+  const db = await open({ name: 'bench', storage: 'memory' });
+  await db.createIndex('m', { dim: base[0].length, space_type: 'cosine', precision: 'float32', M: 16, ef_con: 200 });
+  let t = performance.now();
+  for (let i = 0; i < base.length; i += 1000) await db.upsert('m', base.slice(i, i + 1000).map((v, j) => ({ id: String(i + j), vector: v, norm: 1 })));
+  const build = (performance.now() - t) / 1000;
+  const results = [];
+  const dim = base[0].length;
+  for (const ef of efs) {
+    let hit = 0;
+    t = performance.now();
+    for (let q = 0; q < queries.length; q++) {
+      const res = await db.search('m', { vector: queries[q], k: 10, ef });
+      const want = new Set(gt[q].slice(0, 10));
+      for (const h of res) if (want.has(Number(h.id))) hit++;
+    }
+    results.push({ precision: 'float32', build, ef, api: 'Worker: search per query', qps: queries.length / ((performance.now() - t) / 1000), recall: hit / (queries.length * 10) });
+    hit = 0;
+    t = performance.now();
+    for (let q0 = 0; q0 < queries.length; q0 += 100) {
+      const batch = new Float32Array(Math.min(100, queries.length - q0) * dim);
+      for (let j = 0; j * dim < batch.length; j++) batch.set(queries[q0 + j], j * dim);
+      const res = await db.searchMany('m', batch, { k: 10, ef });
+      res.forEach((r, j) => { const want = new Set(gt[q0 + j].slice(0, 10)); for (const id of r.ids) if (want.has(Number(id))) hit++; });
+    }
+    results.push({ precision: 'float32', build, ef, api: 'Worker: searchMany of 100', qps: queries.length / ((performance.now() - t) / 1000), recall: hit / (queries.length * 10) });
+  }
+  await db.close();
+  return results;
+}
+
 function files() {
   return {
     base: readFileSync(join(data, 'base.fvecs')),
@@ -100,6 +147,7 @@ print('Node ' + process.version, await measure(wasm.CairnDb, files(), limit, EFS
 // Browser: serve a page with the wasm and the data from 127.0.0.1 through `cairn serve`.
 const site = mkdtempSync(join(tmpdir(), 'cairn-wasm-bench-'));
 cpSync(join(root, 'web', 'wasm'), join(site, 'wasm'), { recursive: true });
+cpSync(join(root, 'web', 'src'), join(site, 'src'), { recursive: true });
 for (const f of ['base.fvecs', 'queries.fvecs', 'groundtruth.ivecs']) symlinkSync(join(data, f), join(site, f));
 writeFileSync(join(site, 'index.html'), `<!doctype html><script type="module">
 import init, { CairnDb } from './wasm/cairn_wasm.js';
@@ -107,6 +155,8 @@ await init();
 const get = async (f) => new Uint8Array(await (await fetch(f)).arrayBuffer());
 const files = { base: await get('base.fvecs'), queries: await get('queries.fvecs'), gt: await get('groundtruth.ivecs') };
 window.result = await (${measure.toString()})(CairnDb, files, ${limit}, ${JSON.stringify(EFS)});
+const { open } = await import('./src/index.js');
+window.worker = await (${measureWorker.toString()})(open, files, ${limit}, ${JSON.stringify(EFS)});
 </script>`);
 const port = await new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
 const server = spawn(join(root, 'target', 'release', 'cairn'), ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-wb-')), '--port', String(port), '--playground', site], { stdio: 'ignore' });
@@ -119,8 +169,8 @@ try {
   await new Promise((r) => setTimeout(r, 500));
   const page = await ctx.newPage();
   await page.goto(`http://127.0.0.1:${port}/`);
-  await page.waitForFunction(() => window.result, null, { timeout: 900000, polling: 1000 });
-  print(`Chromium ${ctx.browser()?.version() ?? ''}`, await page.evaluate(() => window.result));
+  await page.waitForFunction(() => window.worker, null, { timeout: 900000, polling: 1000 });
+  print(`Chromium ${ctx.browser()?.version() ?? ''}`, await page.evaluate(() => window.result.concat(window.worker)));
 } finally {
   await ctx.close();
   server.kill('SIGTERM');
