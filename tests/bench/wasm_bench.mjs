@@ -3,7 +3,7 @@
 //
 //   node tests/bench/wasm_bench.mjs [DATA_DIR] [--limit N]
 // Needs web/wasm (scripts/build-web.sh) and tests/browser/node_modules (playwright-core).
-import { readFileSync, mkdtempSync, symlinkSync, writeFileSync, cpSync } from 'node:fs';
+import { readFileSync, mkdtempSync, symlinkSync, writeFileSync, cpSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,8 +16,9 @@ const data = resolve(args.find((a) => !a.startsWith('--')) ?? join(root, '..', '
 const limit = Number(args[args.indexOf('--limit') + 1] ?? 0) || 50000;
 const EFS = [32, 48, 64, 96];
 
-// The measurement itself, run in Node and (as source text) in the browser.
-async function measure(CairnDb, files, limit, efs) {
+// The .fvecs / .ivecs files as rows: `{base, queries, gt}` (run in Node and, as source text,
+// in the browser).
+function parse(files, limit) {
   const rows = (buf, float) => {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const out = [];
@@ -29,9 +30,11 @@ async function measure(CairnDb, files, limit, efs) {
     }
     return out;
   };
-  const base = rows(files.base, true).slice(0, limit);
-  const queries = rows(files.queries, true);
-  const gt = rows(files.gt, false);
+  return { base: rows(files.base, true).slice(0, limit), queries: rows(files.queries, true), gt: rows(files.gt, false) };
+}
+
+// The measurement itself, run in Node and (as source text) in the browser.
+async function measure(CairnDb, { base, queries, gt }, efs) {
   const results = [];
   for (const precision of ['float32', 'int8']) {
     const db = CairnDb.openMemory();
@@ -79,21 +82,7 @@ async function measure(CairnDb, files, limit, efs) {
 
 // The npm package's path in the browser: `open()` → its Worker (memory storage), float32 only;
 // one `search` message per query against `searchMany` messages of 100 queries.
-async function measureWorker(open, files, limit, efs) {
-  const rows = (buf, float) => {
-    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const out = [];
-    for (let o = 0; o < buf.byteLength;) {
-      const d = dv.getInt32(o, true); o += 4;
-      const r = new Array(d);
-      for (let i = 0; i < d; i++, o += 4) r[i] = float ? dv.getFloat32(o, true) : dv.getInt32(o, true);
-      out.push(r);
-    }
-    return out;
-  };
-  const base = rows(files.base, true).slice(0, limit);
-  const queries = rows(files.queries, true);
-  const gt = rows(files.gt, false);
+async function measureWorker(open, { base, queries, gt }, efs) {
   const db = await open({ name: 'bench', storage: 'memory' });
   await db.createIndex('m', { dim: base[0].length, space_type: 'cosine', precision: 'float32', M: 16, ef_con: 200 });
   let t = performance.now();
@@ -142,7 +131,7 @@ function print(where, rows) {
 const wasm = await import(join(root, 'web', 'wasm', 'cairn_wasm.js'));
 await wasm.default({ module_or_path: readFileSync(join(root, 'web', 'wasm', 'cairn_wasm_bg.wasm')) });
 console.log(`kernels: ${wasm.kernelBackend()}`);
-print('Node ' + process.version, await measure(wasm.CairnDb, files(), limit, EFS));
+print('Node ' + process.version, await measure(wasm.CairnDb, parse(files(), limit), EFS));
 
 // Browser: serve a page with the wasm and the data from 127.0.0.1 through `cairn serve`.
 const site = mkdtempSync(join(tmpdir(), 'cairn-wasm-bench-'));
@@ -154,14 +143,18 @@ import init, { CairnDb } from './wasm/cairn_wasm.js';
 await init();
 const get = async (f) => new Uint8Array(await (await fetch(f)).arrayBuffer());
 const files = { base: await get('base.fvecs'), queries: await get('queries.fvecs'), gt: await get('groundtruth.ivecs') };
-window.result = await (${measure.toString()})(CairnDb, files, ${limit}, ${JSON.stringify(EFS)});
+const data = (${parse.toString()})(files, ${limit});
+window.result = await (${measure.toString()})(CairnDb, data, ${JSON.stringify(EFS)});
 const { open } = await import('./src/index.js');
-window.worker = await (${measureWorker.toString()})(open, files, ${limit}, ${JSON.stringify(EFS)});
+window.worker = await (${measureWorker.toString()})(open, data, ${JSON.stringify(EFS)});
 </script>`);
 const port = await new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-const server = spawn(join(root, 'target', 'release', 'cairn'), ['serve', '--data-dir', mkdtempSync(join(tmpdir(), 'cairn-wb-')), '--port', String(port), '--playground', site], { stdio: 'ignore' });
+const dataDir = mkdtempSync(join(tmpdir(), 'cairn-wb-'));
+const server = spawn(join(root, 'target', 'release', 'cairn'), ['serve', '--data-dir', dataDir, '--port', String(port), '--playground', site], { stdio: 'ignore' });
+const serverExited = new Promise((r) => server.once('exit', r));
 const { chromium } = await import(join(root, 'tests', 'browser', 'node_modules', 'playwright-core', 'index.mjs'));
-const ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'cairn-wb-profile-')), {
+const profile = mkdtempSync(join(tmpdir(), 'cairn-wb-profile-'));
+const ctx = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium', headless: true,
   args: ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-sandbox'],
 });
@@ -174,4 +167,7 @@ try {
 } finally {
   await ctx.close();
   server.kill('SIGTERM');
+  await serverExited;
+  // Leave nothing behind in the temp dir: the page's files, the server's data, the profile.
+  for (const d of [site, dataDir, profile]) rmSync(d, { recursive: true, force: true });
 }
