@@ -4,6 +4,7 @@
 // Either way backups, restores and rebuilds run in the background, a slice at a time between
 // requests (see jobs.js): `startBackup` answers at once, `waitJob` follows it to its end.
 
+import { memoryStorage } from './memory-storage.js';
 import { JobRunner } from './jobs.js';
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined' && typeof self === 'undefined';
@@ -133,7 +134,7 @@ async function openNode(opts) {
   const wasm = await import('../wasm/cairn_wasm.js');
   await wasm.default({ module_or_path: readFileSync(new URL('../wasm/cairn_wasm_bg.wasm', import.meta.url)) });
   let db;
-  if (!opts.storage || opts.storage === 'memory') db = wasm.CairnDb.openMemory();
+  if (!opts.storage || opts.storage === 'memory') db = wasm.CairnDb.openWith(memoryStorage());
   else if (opts.storage.dir) {
     const { nodeFsStorage } = await import('./node-storage.js');
     db = wasm.CairnDb.openWith(nodeFsStorage(opts.storage.dir));

@@ -3,6 +3,7 @@
 // restores) step between them, so writes, searches and `cancel` interleave with a running job.
 import init, { CairnDb } from '../wasm/cairn_wasm.js';
 import { OpfsStorage } from './opfs-storage.js';
+import { memoryStorage } from './memory-storage.js';
 import { JobRunner } from './jobs.js';
 
 let db = null;
@@ -23,7 +24,8 @@ function errorOf(e) {
 async function openDb({ name = 'default', storage: kind = 'opfs' }) {
   await init();
   if (kind === 'memory') {
-    db = CairnDb.openMemory();
+    // File contents in JS buffers, outside the wasm heap (see memory-storage.js).
+    db = CairnDb.openWith(memoryStorage());
   } else {
     // One tab at a time: a second one gets a clear error instead of fighting over handles.
     const got = await new Promise((resolve) => {
