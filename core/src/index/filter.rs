@@ -163,6 +163,10 @@ impl Filter {
 
 /// Maps an f64 to a u64 with the same order, so numbers can key a BTreeMap.
 fn ord_key(x: f64) -> u64 {
+    // -0 and +0 are one number (`-0 == 0`): one key, so a range [0, -0] (start ≤ end as
+    // numbers) is not a reversed key range, which `BTreeMap::range` would panic on (found
+    // by the `filter` fuzz target).
+    let x = if x == 0.0 { 0.0 } else { x };
     let b = x.to_bits();
     if b >> 63 == 1 { !b } else { b | (1 << 63) }
 }
@@ -379,6 +383,11 @@ mod tests {
         assert_eq!(
             run(&fi, json!([{"age": {"$range": [18.5, 18.5]}}])),
             vec![1]
+        );
+        // -0 is 0: [0, -0] and [-0, 0] are the range [0, 0], not a reversed one (a panic once).
+        assert_eq!(
+            run(&fi, json!([{"age": {"$range": [0, -0.0]}}])),
+            run(&fi, json!([{"age": {"$range": [-0.0, 0]}}]))
         );
         assert_eq!(
             run(
