@@ -561,6 +561,21 @@ pub fn decode_rebuild(body: &[u8]) -> Result<(Option<usize>, Option<usize>), Wir
     Ok((b.m.map(size), b.ef_con.map(size)))
 }
 
+/// Stored meta bytes as JSON answers show them (the browser's API, the server's
+/// `?format=json`): the JSON value they hold, else their text; `null` when empty.
+pub fn meta_json(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// A stored filter (kept as JSON text) as a JSON value (`null` if it is not JSON).
+pub fn filter_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// Runs every body decoder over one input (the fuzz targets call it): none may panic.
 #[doc(hidden)]
 pub fn decode_all(body: &[u8]) {

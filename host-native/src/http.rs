@@ -525,17 +525,6 @@ struct FormatQuery {
     format: Option<String>,
 }
 
-/// A stored vector's meta as JSON: its text when it is UTF-8 (what JSON clients store),
-/// else `null` (Endee's Python client may store compressed bytes).
-fn meta_json(meta: &[u8]) -> Value {
-    std::str::from_utf8(meta).map_or(Value::Null, |t| Value::String(t.to_string()))
-}
-
-/// A stored filter as JSON (it is kept as JSON text).
-fn filter_json(filter: &str) -> Value {
-    serde_json::from_str(filter).unwrap_or_else(|_| Value::String(filter.to_string()))
-}
-
 #[utoipa::path(post, path = "/index/{name}/search", tag = "v1", summary = "Search (dense, sparse or hybrid)", params(("name" = String, Path, description = "Index name"), ("format" = Option<String>, Query, description = "json: answer JSON instead of msgpack")), request_body(content = doc::SearchBody, content_type = "application/json"), responses((status = 200, description = "Hits as msgpack [[similarity, id, meta, filter, norm, vector], …], or with ?format=json a JSON list of {id, similarity, meta, filter, norm, vector}", content((doc::Binary = "application/msgpack"), (Vec<doc::Hit> = "application/json")))))]
 async fn search(
     State(s): St,
@@ -550,8 +539,8 @@ async fn search(
         let out: Vec<Value> = hits
             .iter()
             .map(|h| {
-                json!({"id": h.id, "similarity": h.similarity, "meta": meta_json(&h.meta),
-                       "filter": filter_json(&h.filter), "norm": h.norm, "vector": h.vector})
+                json!({"id": h.id, "similarity": h.similarity, "meta": cairn_core::wire::meta_json(&h.meta),
+                       "filter": cairn_core::wire::filter_json(&h.filter), "norm": h.norm, "vector": h.vector})
             })
             .collect();
         return Ok(Json(out).into_response());
@@ -587,8 +576,8 @@ async fn list_vectors(
     let vectors: Vec<Value> = recs
         .iter()
         .map(|r| {
-            let mut v = json!({"id": r.id, "meta": meta_json(&r.meta),
-                               "filter": filter_json(&r.filter), "norm": r.norm});
+            let mut v = json!({"id": r.id, "meta": cairn_core::wire::meta_json(&r.meta),
+                               "filter": cairn_core::wire::filter_json(&r.filter), "norm": r.norm});
             if q.include_vectors {
                 v["vector"] = json!(r.vector);
             }
@@ -645,8 +634,8 @@ async fn get_vector(
     })
     .await?;
     if f.format.as_deref() == Some("json") {
-        return Ok(Json(json!({"id": rec.id, "meta": meta_json(&rec.meta),
-            "filter": filter_json(&rec.filter), "norm": rec.norm, "vector": rec.vector}))
+        return Ok(Json(json!({"id": rec.id, "meta": cairn_core::wire::meta_json(&rec.meta),
+            "filter": cairn_core::wire::filter_json(&rec.filter), "norm": rec.norm, "vector": rec.vector}))
         .into_response());
     }
     Ok(msgpack(wire::encode_vector(&rec, hybrid)))

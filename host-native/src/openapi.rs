@@ -93,8 +93,8 @@ pub struct Hit {
     pub id: String,
     /// Endee's similarity (higher is better).
     pub similarity: f32,
-    /// Its meta as text (`null` when not UTF-8).
-    pub meta: Option<String>,
+    /// Its meta: the JSON value stored, else its text (`null` when empty).
+    pub meta: Value,
     /// Its filter fields.
     pub filter: Value,
     /// Stored norm.

@@ -175,14 +175,6 @@ fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> Result<T, Js
     serde_wasm_bindgen::from_value(v).map_err(|e| err(400, format!("invalid {what}: {e}")))
 }
 
-fn meta_value(bytes: &[u8]) -> Value {
-    if bytes.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
 /// The database handle JS holds. Every method is synchronous; run it in a Worker in browsers.
 #[wasm_bindgen]
 pub struct CairnDb {
@@ -263,7 +255,7 @@ impl CairnDb {
             let hits = self.db.search(name, &req).map_err(db_err)?;
             let list: Vec<Value> = hits
                 .into_iter()
-                .map(|h| json!({"id": h.id, "similarity": h.similarity, "meta": meta_value(&h.meta), "filter": serde_json::from_str::<Value>(&h.filter).unwrap_or(Value::Null)}))
+                .map(|h| json!({"id": h.id, "similarity": h.similarity, "meta": wire::meta_json(&h.meta), "filter": wire::filter_json(&h.filter)}))
                 .collect();
             results.insert(field, Value::Array(list));
         }
@@ -300,7 +292,7 @@ impl CairnDb {
                     json!({"indices": r.sparse_indices, "values": r.sparse_values}),
                 );
             }
-            out.push(json!({"id": r.id, "meta": meta_value(&r.meta), "filter": serde_json::from_str::<Value>(&r.filter).unwrap_or(Value::Null),
+            out.push(json!({"id": r.id, "meta": wire::meta_json(&r.meta), "filter": wire::filter_json(&r.filter),
                 "vectors": vectors, "sparses": sparses, "multi_vectors": multi}));
         }
         to_js(&out)
@@ -375,7 +367,7 @@ impl CairnDb {
     pub fn get(&mut self, name: &str, id: &str) -> Result<JsValue, JsValue> {
         let r = self.db.get(name, id).map_err(db_err)?;
         to_js(
-            &json!({"id": r.id, "vector": r.vector, "meta": meta_value(&r.meta), "filter": serde_json::from_str::<Value>(&r.filter).unwrap_or(Value::Null), "norm": r.norm,
+            &json!({"id": r.id, "vector": r.vector, "meta": wire::meta_json(&r.meta), "filter": wire::filter_json(&r.filter), "norm": r.norm,
                     "sparse_indices": r.sparse_indices, "sparse_values": r.sparse_values}),
         )
     }
@@ -407,7 +399,7 @@ impl CairnDb {
         let v: Vec<Value> = hits
             .into_iter()
             .map(|h| {
-                let mut o = json!({"id": h.id, "similarity": h.similarity, "meta": meta_value(&h.meta), "filter": serde_json::from_str::<Value>(&h.filter).unwrap_or(Value::Null), "norm": h.norm});
+                let mut o = json!({"id": h.id, "similarity": h.similarity, "meta": wire::meta_json(&h.meta), "filter": wire::filter_json(&h.filter), "norm": h.norm});
                 if req.include_vectors {
                     o["vector"] = json!(h.vector);
                 }
